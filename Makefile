@@ -1,0 +1,40 @@
+# `make demo` and `make test` do all the set-up on a fresh machine: they create .venv when it
+# is missing and install what they need. Re-running is fast: the install is redone only when
+# pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU wheel pinned (an unpinned torch pulls a multi-GB CUDA build). GPU users install their
+# own torch into .venv first; it is then left alone.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -n 2 --dist loadgroup
+
+.PHONY: test demo lint bench clean install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/lossreweight demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks examples
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,72 @@
+"""The `lossreweight` command line.
+
+Each subcommand lives in `lossreweight.commands.<name>` and exposes `add_parser(subparsers)`
+and `run(args) -> int`. Modules are imported lazily so `lossreweight --help` stays fast and a
+missing optional dependency of one command never breaks the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from lossreweight import __version__
+from lossreweight.errors import UserError
+
+# (subcommand, module under lossreweight.commands, one-line help)
+COMMANDS: list[tuple[str, str, str]] = [
+    ("prepare", "prepare", "tokenize a corpus into token shards"),
+    ("train", "train", "pretrain a model with loss-based sample reweighting"),
+    ("eval", "evaluate", "evaluate a run's newest checkpoint per domain"),
+    ("compare", "compare", "train several strategies on the same batches and report"),
+    ("export-hf", "export_hf", "export a run as a Hugging Face LlamaForCausalLM"),
+    ("demo", "demo", "uniform vs linupper on the embedded corpus, with a report"),
+    ("experiment", "experiment", "run one of the paper's studies"),
+    ("report", "report", "combine study directories into one HTML page"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad flags already; keep its one-line message."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lossreweight",
+        description="Dynamic loss-based sample reweighting for LM pretraining (ICLR 2025).",
+    )
+    parser.add_argument("--version", action="version", version=f"lossreweight {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"lossreweight.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("lossreweight.commands"):
+                continue  # command not built yet
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_parser(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"lossreweight {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"lossreweight {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

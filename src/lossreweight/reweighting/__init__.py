@@ -1,0 +1,43 @@
+"""The method: strategies, temperature schedules, weights, and the `Reweighter`.
+
+Pure PyTorch, no I/O, and nothing else of this package is imported here.
+"""
+
+from lossreweight.reweighting.accumulation import StepResult, accumulate_step
+from lossreweight.reweighting.reweighter import Reweighter
+from lossreweight.reweighting.schedules import (
+    SCHEDULES,
+    Constant,
+    Cosine,
+    Exponential,
+    Linear,
+    StepSchedule,
+    TemperatureSchedule,
+    make_schedule,
+)
+from lossreweight.reweighting.strategies import (
+    available_strategies,
+    get_strategy,
+    register_strategy,
+)
+from lossreweight.reweighting.weights import cap_weights, compute_weights, weight_stats
+
+__all__ = [
+    "SCHEDULES",
+    "Constant",
+    "Cosine",
+    "Exponential",
+    "Linear",
+    "Reweighter",
+    "StepResult",
+    "StepSchedule",
+    "TemperatureSchedule",
+    "accumulate_step",
+    "available_strategies",
+    "cap_weights",
+    "compute_weights",
+    "get_strategy",
+    "make_schedule",
+    "register_strategy",
+    "weight_stats",
+]

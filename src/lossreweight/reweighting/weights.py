@@ -1,0 +1,161 @@
+"""From losses to weights over one scope (SPEC 2), and the statistics of SPEC 5.
+
+Pure tensor functions: float32, on the losses' device, no host synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lossreweight.reweighting.strategies import StrategyFn
+
+EPS = 1e-6
+
+
+def valid_mask(losses: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """Finite losses are valid; `present` masks out padding rows."""
+    valid = torch.isfinite(losses)
+    return valid if present is None else valid & present
+
+
+def normalise(losses: torch.Tensor, valid: torch.Tensor, delta: float) -> torch.Tensor:
+    """x_i = delta * (2 l_i - l_max - l_min) / max(l_max - l_min, eps); 0 for invalid rows."""
+    lo = torch.where(valid, losses, torch.inf).amin()
+    hi = torch.where(valid, losses, -torch.inf).amax()
+    # No valid sample: lo=inf, hi=-inf; pin both to 0 so nothing turns NaN.
+    any_valid = valid.any()
+    lo = torch.where(any_valid, lo, 0.0)
+    hi = torch.where(any_valid, hi, 0.0)
+    safe = torch.where(valid, losses, 0.0)
+    x = delta * (2.0 * safe - hi - lo) / torch.clamp(hi - lo, min=EPS)
+    return torch.where(valid, x.clamp(-delta, delta), 0.0)
+
+
+def softmax_weights(scores: torch.Tensor, valid: torch.Tensor, temperature: float) -> torch.Tensor:
+    """w = softmax(s / r) over the valid entries; invalid entries get exactly 0."""
+    s = torch.where(valid, scores, -torch.inf)
+    s_max = s.amax()
+    s_max = torch.where(torch.isfinite(s_max), s_max, 0.0)
+    e = torch.exp((s - s_max) / temperature)  # exp(-inf) = 0 for invalid rows
+    return e / torch.clamp(e.sum(), min=torch.finfo(e.dtype).tiny)
+
+
+def cap_weights(weights: torch.Tensor, valid: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """Project onto {sum w = 1, 0 <= w <= c/M} keeping the order (water-filling, SPEC 2.4).
+
+    w_i = min(c/M, k u_i) with k such that the sum is 1. With the entries sorted in
+    decreasing order, if the top j are capped then k_j = (1 - j c/M) / sum_{i >= j} u_i;
+    the answer is the smallest j whose k_j u_(j) <= c/M. Vectorised, no host sync.
+    """
+    m = valid.sum().to(weights.dtype)
+    cap = max_weight / torch.clamp(m, min=1.0)
+    u = torch.where(valid, weights, 0.0)
+    u_sorted, _ = torch.sort(u, descending=True)
+    tail = torch.flip(torch.cumsum(torch.flip(u_sorted, [0]), 0), [0])  # sum_{i >= j}
+    j = torch.arange(u.numel(), device=u.device, dtype=u.dtype)
+    k = (1.0 - j * cap) / torch.clamp(tail, min=torch.finfo(u.dtype).tiny)
+    ok = (k * u_sorted <= cap * (1.0 + 1e-6)) & (j * cap < 1.0)
+    first = torch.argmax(ok.to(torch.int8))  # first True; all False cannot happen for c >= 1
+    capped = torch.minimum(cap.expand_as(u), k[first] * u)
+    return torch.where(valid, capped, 0.0)
+
+
+def compute_weights(
+    losses: torch.Tensor,
+    *,
+    strategy: StrategyFn,
+    temperature: float,
+    delta: float = 1.0,
+    max_weight: float | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weights over one scope (SPEC 2): sum to 1 over valid samples, 0 elsewhere."""
+    losses = losses.detach().to(torch.float32)
+    if valid is None:
+        valid = valid_mask(losses)
+    x = normalise(losses, valid, delta)
+    scores = strategy(x, delta).to(torch.float32)
+    w = softmax_weights(scores, valid, temperature)
+    if max_weight is not None:
+        w = cap_weights(w, valid, max_weight)
+    return w
+
+
+def uniform_weights(valid: torch.Tensor) -> torch.Tensor:
+    m = valid.sum().to(torch.float32)
+    return valid.to(torch.float32) / torch.clamp(m, min=1.0)
+
+
+def weight_stats(
+    weights: torch.Tensor,
+    losses: torch.Tensor,
+    valid: torch.Tensor,
+    temperature: float,
+    *,
+    present: torch.Tensor | None = None,
+    domain_ids: torch.Tensor | None = None,
+    num_domains: int = 0,
+) -> dict[str, torch.Tensor]:
+    """SPEC 5 statistics as 0-d (or [num_domains]) device tensors; fetched only when logged."""
+    dev = weights.device
+    w = torch.where(valid, weights, 0.0)
+    vf = valid.to(torch.float32)
+    m = vf.sum()
+    m1 = torch.clamp(m, min=1.0)
+    n_present = vf.numel() if present is None else present.sum()
+    big = torch.tensor(torch.finfo(torch.float32).max, device=dev)
+    max_w = w.amax()
+    min_w = torch.where(valid, w, big).amin()
+    min_w = torch.where(m > 0, min_w, 0.0)
+    ess = 1.0 / torch.clamp((w * w).sum(), min=1e-30)
+    plogp = torch.where(w > 0, w * torch.log(torch.clamp(w, min=1e-30)), 0.0)
+    entropy = -plogp.sum()
+    log_m = torch.log(torch.clamp(m, min=2.0))
+    safe_l = torch.where(valid, losses.to(torch.float32), 0.0)
+    mean_l = safe_l.sum() / m1
+    mean_w = w.sum() / m1
+    dl = torch.where(valid, safe_l - mean_l, 0.0)
+    dw = torch.where(valid, w - mean_w, 0.0)
+    denom = torch.sqrt((dl * dl).sum() * (dw * dw).sum())
+    corr = torch.where(denom > 1e-20, (dl * dw).sum() / torch.clamp(denom, min=1e-20), 0.0)
+    stats = {
+        "num_samples": m,
+        "temperature": torch.tensor(float(temperature), device=dev),
+        "max_weight_x_m": max_w * m,
+        "min_weight_x_m": min_w * m,
+        "ess_fraction": torch.where(m > 0, ess / m1, 0.0),
+        "entropy_fraction": torch.where(m > 1, entropy / log_m, 1.0),
+        "frac_above_2_over_m": (valid & (w > 2.0 / m1)).to(torch.float32).sum() / m1,
+        "num_invalid": torch.as_tensor(n_present, device=dev, dtype=torch.float32) - m,
+        "all_invalid": (m == 0).to(torch.float32),
+        "weight_loss_corr": corr,
+        "mean_loss": mean_l,
+        "weighted_loss": (w * safe_l).sum(),
+    }
+    if domain_ids is not None and num_domains > 0:
+        d = torch.where(valid, domain_ids.to(torch.long), num_domains)  # invalid -> overflow bin
+        w_share = torch.zeros(num_domains + 1, device=dev).scatter_add_(0, d, w)[:num_domains]
+        n_share = torch.zeros(num_domains + 1, device=dev).scatter_add_(0, d, vf)[:num_domains]
+        stats["domain_weight_share"] = w_share
+        stats["domain_sample_share"] = n_share / m1
+    return stats
+
+
+def stats_to_python(stats: dict[str, torch.Tensor]) -> dict[str, float | list[float]]:
+    """Fetch statistics to the host in one transfer (this is the only sync, do it when logging)."""
+    if not stats:
+        return {}
+    flat = torch.cat([v.detach().reshape(-1).to(torch.float32) for v in stats.values()]).cpu()
+    out: dict[str, float | list[float]] = {}
+    i = 0
+    for key, v in stats.items():
+        n = v.numel()
+        vals = flat[i : i + n].tolist()
+        out[key] = vals if v.dim() > 0 else vals[0]
+        i += n
+    for key in ("num_samples", "num_invalid"):
+        if key in out and not math.isnan(out[key]):
+            out[key] = int(round(out[key]))
+    return out
