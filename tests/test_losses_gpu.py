@@ -1,0 +1,39 @@
+"""GPU-only: the step path has no host synchronisation (SPEC 2.3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lossreweight import Reweighter, per_sample_loss
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "linupper", "quadratic", "extremes"])
+@pytest.mark.parametrize("max_weight", [None, 2.0])
+def test_step_path_has_no_host_sync(strategy, max_weight):
+    dev = torch.device("cuda")
+    logits = torch.randn(8, 64, 512, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, 512, (8, 64), device=dev)
+    labels[3] = -100
+    rw = Reweighter(strategy, 0.4, max_weight=max_weight, num_domains=3)
+    doms = torch.randint(0, 3, (8,), device=dev)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses, _ = per_sample_loss(logits, labels)
+        w = rw.weights(losses.detach(), step=5, domain_ids=doms)
+        loss = rw.weighted_loss(losses, weights=w)
+        loss.backward()
+        h = torch.randn(8, 64, 128, device=dev, requires_grad=True)
+        wt = torch.randn(512, 128, device=dev, requires_grad=True)
+        l2, _ = per_sample_loss(hidden_states=h, lm_head_weight=wt, labels=labels)
+        rw.weighted_loss(l2, step=5).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    stats = rw.stats_dict()
+    assert stats["num_invalid"] == 1
