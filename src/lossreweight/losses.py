@@ -69,8 +69,11 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         safe_t = torch.where(active, targets, 0)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
         target_logit = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        # Matmuls run in the hidden states' dtype (bf16 under autocast), also in backward,
+        # where autocast is off; softmax arithmetic is float32.
+        w = weight.to(hidden.dtype)
         for s in range(0, n, chunk):
-            z = (hidden[s : s + chunk] @ weight.t()).float()
+            z = (hidden[s : s + chunk] @ w.t()).float()
             lse[s : s + chunk] = torch.logsumexp(z, dim=-1)
             target_logit[s : s + chunk] = z.gather(1, safe_t[s : s + chunk, None]).squeeze(1)
         ctx.save_for_backward(hidden, weight, safe_t, active, lse)
@@ -84,16 +87,20 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         g = torch.where(active, grad_loss.float(), 0.0)
         grad_h = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        w = weight.to(hidden.dtype)
         for s in range(0, hidden.shape[0], chunk):
             e = s + chunk
             h = hidden[s:e]
-            p = torch.exp((h @ weight.t()).float() - lse[s:e, None])
+            p = torch.exp((h @ w.t()).float() - lse[s:e, None])
             p.scatter_add_(1, safe_t[s:e, None], -torch.ones_like(lse[s:e, None]))
             p.mul_(g[s:e, None])
             if grad_h is not None:
-                grad_h[s:e] = (p.to(weight.dtype) @ weight).to(hidden.dtype)
+                grad_h[s:e] = p.to(hidden.dtype) @ w
             if grad_w is not None:
-                grad_w.addmm_(p.t(), h.float())
+                if h.dtype == torch.float32:
+                    grad_w.addmm_(p.t(), h)
+                else:  # tensor-core matmul in bf16/fp16, accumulated across chunks in fp32
+                    grad_w.add_(p.to(h.dtype).t() @ h)
         if grad_w is not None:
             grad_w = grad_w.to(weight.dtype)
         return grad_h, grad_w, None, None

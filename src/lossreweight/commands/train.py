@@ -1,0 +1,48 @@
+"""`lossreweight train CONFIG --out DIR [--max-steps N] [--checkpoint-every K] [key=value ...]`"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lossreweight.errors import ConfigError
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML config file or a preset name (tiny, small, llama-1.4b, llama-7b)")
+    p.add_argument("--out", required=True, help="run directory; re-running on it resumes")
+    p.add_argument("--max-steps", type=int, help="shorthand for train.max_steps=N")
+    p.add_argument("--checkpoint-every", type=int, help="shorthand for checkpoint.every=K")
+    p.add_argument("--data-dir", help="where the token shards go (default: a cache keyed by the data config)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override any config field by dotted path")
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    if getattr(args, "max_steps", None) is not None:
+        if args.max_steps < 1:
+            raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if getattr(args, "checkpoint_every", None) is not None:
+        if args.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+        overrides.append(f"checkpoint.every={args.checkpoint_every}")
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossreweight.train import load_config, train
+    from lossreweight.train.runtime import teardown_runtime
+
+    cfg = load_config(args.config, overrides_from_args(args))
+    try:
+        result = train(cfg, args.out, data_dir=args.data_dir)
+    finally:
+        teardown_runtime()
+    if result.interrupted:
+        print(f"stopped at step {result.steps}; checkpoint saved in {args.out}. Re-run the same command to resume.", file=sys.stderr)
+        return 0
+    ev = result.final_eval
+    if ev:
+        print(f"done: {result.steps} steps, {result.tokens:,} tokens, val_loss {ev['val_loss']:.4f} (ppl {ev['val_ppl']:.2f}); run in {args.out}")
+    return 0

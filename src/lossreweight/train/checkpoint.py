@@ -1,0 +1,216 @@
+"""Atomic, safe checkpoints.
+
+A checkpoint is a directory `checkpoints/step_XXXXXXXX/` with
+  model.safetensors     the full (unsharded) model state
+  optimizer.pt          the optimizer state, read back with torch.load(weights_only=True)
+  rng_rankK.safetensors each rank's torch RNG states
+  state.json            step, tokens, loader position, reweighter config, config hash
+  COMPLETE              written last
+It is written to a temporary directory that is renamed into place only when whole, so a
+crash (or a full disk) while saving never leaves a broken newest checkpoint; older ones are
+deleted only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from lossreweight.errors import CheckpointError
+from lossreweight.model.run_dir import (
+    CHECKPOINTS_DIR,
+    COMPLETE_MARKER,
+    MODEL_WEIGHTS,
+    checkpoint_dir_name,
+    find_latest_checkpoint,
+)
+from lossreweight.train.runtime import Runtime
+
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+FORMAT_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    rt: Runtime,
+    keep: int = 2,
+) -> Path:
+    """Collective under torch.distributed: every rank calls it; rank 0 writes the files."""
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_sd = get_model_state_dict(model, options=full)
+    optim_sd = get_optimizer_state_dict(model, optimizer, options=full)
+    root = run_dir / CHECKPOINTS_DIR
+    final = root / checkpoint_dir_name(step)
+    tmp = root / f".tmp-{checkpoint_dir_name(step)}"
+    rng = {"cpu": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(rt.device)
+    if rt.is_main:
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            # Tied weights share storage; safetensors wants each tensor once.
+            save_file(_dedupe(model_sd), str(tmp / MODEL_WEIGHTS))
+            torch.save(optim_sd, tmp / OPTIMIZER_FILE)
+            (tmp / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1))
+            for f in tmp.iterdir():
+                _fsync_file(f)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            latest = find_latest_checkpoint(run_dir)
+            kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint exists"
+            raise CheckpointError(
+                f"could not write checkpoint at step {step} in {root}: {exc.strerror or exc}; {kept}; "
+                "free disk space or fix permissions and re-run the same command to resume"
+            ) from None
+    rt.barrier()
+    # Every rank writes its own RNG state into the temporary directory.
+    save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / f"rng_rank{rt.rank}.safetensors"))
+    rt.barrier()
+    if rt.is_main:
+        (tmp / COMPLETE_MARKER).write_text(f"{step}\n")
+        _fsync_file(tmp / COMPLETE_MARKER)
+        if final.exists():  # a re-save of the same step (e.g. after SIGTERM at a save point)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        _prune(root, keep)
+    rt.barrier()
+    return final
+
+
+def _dedupe(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in sd.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+        if ptr in seen and ptr != -1:
+            continue
+        seen[ptr] = k
+        out[k] = v.contiguous()
+    return out
+
+
+def _prune(root: Path, keep: int) -> None:
+    complete = sorted(d for d in root.glob("step_*") if (d / COMPLETE_MARKER).is_file())
+    for d in complete[:-keep]:
+        shutil.rmtree(d, ignore_errors=True)
+    for d in root.glob(".tmp-step_*"):  # leftovers of a crash mid-save
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def read_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((ckpt / STATE_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {ckpt / STATE_FILE}: {exc}; the checkpoint is damaged, delete it") from None
+    if state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{ckpt} was written by another version of lossreweight (format {state.get('format')}); "
+            "train into a new output directory"
+        )
+    return state
+
+
+def load_checkpoint(
+    ckpt: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime
+) -> dict[str, Any]:
+    """Restore model, optimizer and this rank's RNG; return the saved trainer state."""
+    state = read_state(ckpt)
+    try:
+        model_sd = load_file(str(ckpt / MODEL_WEIGHTS))
+    except (OSError, ValueError, RuntimeError) as exc:  # safetensors rejects tampered headers
+        raise CheckpointError(f"cannot read {ckpt / MODEL_WEIGHTS}: {exc}; the checkpoint is damaged") from None
+    # Validate names and shapes against the model first, for a one-line error.
+    probe = _unwrapped(model)
+    check_compatible(probe, model_sd, ckpt)
+    full = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, _complete_tied(probe, model_sd), options=full)
+    try:
+        optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise CheckpointError(
+            f"cannot read {ckpt / OPTIMIZER_FILE}: {' '.join(str(exc).split())[:200]}; the checkpoint is damaged or tampered with"
+        ) from None
+    try:
+        set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {exc}") from None
+    rng_file = ckpt / f"rng_rank{rt.rank}.safetensors"
+    if rng_file.is_file():
+        rng = load_file(str(rng_file))
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and rt.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], rt.device)
+    return state
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def _complete_tied(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    sd = dict(sd)
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    for names in groups.values():
+        present = [n for n in names if n in sd]
+        for n in names:
+            if present and n not in sd:
+                sd[n] = sd[present[0]]
+    return sd
+
+
+def check_compatible(model: torch.nn.Module, sd: dict[str, torch.Tensor], ckpt: Path) -> None:
+    sd = _complete_tied(model, sd)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k])]
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}" if unexpected
+            else f"{wrong[0]} is {tuple(sd[wrong[0]].shape)} in the checkpoint but {tuple(expected[wrong[0]])} in the model"
+        )
+        raise CheckpointError(
+            f"checkpoint {ckpt} is from another model shape ({detail}); use the config it was "
+            "trained with, or a new output directory"
+        )

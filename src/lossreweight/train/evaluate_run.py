@@ -1,0 +1,35 @@
+"""Evaluate a finished (or interrupted) run from its directory alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lossreweight.data import prepare_data
+from lossreweight.errors import CheckpointError
+from lossreweight.model import load_run_model
+from lossreweight.train.checkpoint import read_state
+from lossreweight.train.config import validate_config
+from lossreweight.train.evaluate import evaluate
+from lossreweight.train.loss_module import PerSampleLoss
+from lossreweight.train.runtime import setup_runtime
+
+
+def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "resolved_config.json"
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{run_dir} is not a run directory (no resolved_config.json); give the --out of `lossreweight train`")
+    cfg = validate_config(json.loads(cfg_file.read_text()), where=str(cfg_file))
+    rt = setup_runtime(cfg.train)
+    model, ckpt = load_run_model(run_dir)
+    state = read_state(ckpt)
+    data = prepare_data(cfg.data, None, progress=False)
+    module = PerSampleLoss(model.to(rt.device), fused=False, autocast_dtype=rt.autocast_dtype)
+    batches = data.val_batches(cfg.eval.batch_size, max_sequences_per_domain=cfg.eval.max_sequences_per_domain)
+    with torch.no_grad():
+        result = evaluate(module, batches, data.domains, rt)
+    return {"checkpoint": str(ckpt), "step": state["step"], **result}
