@@ -18,7 +18,12 @@ from lossreweight.model import ModelConfig, build_model, export_hf
 PRESETS = {
     "tiny": ({"dim": 128, "n_layers": 4, "n_heads": 4, "max_seq_len": 128}, 4096, 128, 16),
     "small": ({"dim": 768, "n_layers": 12, "n_heads": 12, "max_seq_len": 1024}, 50304, 1024, 8),
-    "gqa": ({"dim": 2048, "n_layers": 4, "n_heads": 16, "n_kv_heads": 4, "max_seq_len": 2048}, 32000, 2048, 4),
+    "gqa": (
+        {"dim": 2048, "n_layers": 4, "n_heads": 16, "n_kv_heads": 4, "max_seq_len": 2048},
+        32000,
+        2048,
+        4,
+    ),
 }
 
 
@@ -52,7 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", choices=PRESETS, default="tiny")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile(fullgraph=True)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile(fullgraph=True)"
+    )
     args = parser.parse_args()
     import transformers
 
@@ -76,10 +83,16 @@ def main() -> None:
     }
     if args.compile:
         compiled = torch.compile(ours, fullgraph=True)  # fullgraph: fails on any graph break
-        results["ours, compiled"] = throughput(compiled, ours.parameters(), batch, device, args.steps)
-    print(f"{args.preset} on {device}: {ours.num_parameters() / 1e6:.1f}M parameters, batch {batch_size}x{seq_len}")
+        results["ours, compiled"] = throughput(
+            compiled, ours.parameters(), batch, device, args.steps
+        )
+    print(
+        f"{args.preset} on {device}: {ours.num_parameters() / 1e6:.1f}M parameters, batch {batch_size}x{seq_len}"
+    )
     for name, tps in results.items():
-        print(f"  {name:16s} {tps:12,.0f} tokens/s   x{tps / results['transformers']:.2f} vs transformers")
+        print(
+            f"  {name:16s} {tps:12,.0f} tokens/s   x{tps / results['transformers']:.2f} vs transformers"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@ COMMANDS: list[tuple[str, str, str]] = [
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on bad flags already; keep its one-line message."""
+    """Bad flags: one line on stderr naming the problem and where to look, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,13 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_parser(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _overrides=getattr(module, "ACCEPTS_OVERRIDES", False))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may follow options (`train tiny --out d a=1`), which argparse's
+    # positional matching cannot express; collect them from the leftovers instead.
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            if getattr(args, "_overrides", False) and not any(e.startswith("-") for e in extra):
+                args.overrides = [*getattr(args, "overrides", []), *extra]
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help, --version, bad flags
+        return int(exc.code or 0)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0

@@ -7,6 +7,8 @@ import sys
 
 from lossreweight.errors import ConfigError
 
+ACCEPTS_OVERRIDES = True
+
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a YAML config file or a preset name (tiny, small, llama-1.4b, llama-7b)")

@@ -39,6 +39,9 @@ from lossreweight.model.run_dir import (
 )
 from lossreweight.train.runtime import Runtime
 
+# The trainer checkpoints its PerSampleLoss module; files hold the bare model's names so that
+# export and `load_run_model` read them directly.
+MODEL_PREFIX = "model."
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 FORMAT_VERSION = 1
@@ -71,7 +74,7 @@ def save_checkpoint(
 ) -> Path:
     """Collective under torch.distributed: every rank calls it; rank 0 writes the files."""
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_sd = get_model_state_dict(model, options=full)
+    model_sd = {k.removeprefix(MODEL_PREFIX): v for k, v in get_model_state_dict(model, options=full).items()}
     optim_sd = get_optimizer_state_dict(model, optimizer, options=full)
     root = run_dir / CHECKPOINTS_DIR
     final = root / checkpoint_dir_name(step)
@@ -157,10 +160,11 @@ def load_checkpoint(
     except (OSError, ValueError, RuntimeError) as exc:  # safetensors rejects tampered headers
         raise CheckpointError(f"cannot read {ckpt / MODEL_WEIGHTS}: {exc}; the checkpoint is damaged") from None
     # Validate names and shapes against the model first, for a one-line error.
-    probe = _unwrapped(model)
-    check_compatible(probe, model_sd, ckpt)
+    inner = _unwrapped(model).model
+    check_compatible(inner, model_sd, ckpt)
     full = StateDictOptions(full_state_dict=True, strict=False)
-    set_model_state_dict(model, _complete_tied(probe, model_sd), options=full)
+    model_sd = {MODEL_PREFIX + k: v for k, v in _complete_tied(inner, model_sd).items()}
+    set_model_state_dict(model, model_sd, options=full)
     try:
         optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file

@@ -1,0 +1,22 @@
+"""Models: the built-in Llama decoder, any local `transformers` causal LM, and HF export."""
+
+from lossreweight.model.base import CausalLM
+from lossreweight.model.build import build_model
+from lossreweight.model.config import ModelConfig
+from lossreweight.model.hf_export import export_hf, load_hf_into_llama
+from lossreweight.model.hf_model import HFCausalLM
+from lossreweight.model.llama import LlamaModel
+from lossreweight.model.run_dir import find_latest_checkpoint, load_model_weights, load_run_model
+
+__all__ = [
+    "CausalLM",
+    "HFCausalLM",
+    "LlamaModel",
+    "ModelConfig",
+    "build_model",
+    "export_hf",
+    "find_latest_checkpoint",
+    "load_hf_into_llama",
+    "load_model_weights",
+    "load_run_model",
+]

@@ -1,0 +1,180 @@
+"""Reading a model back from a run directory written by the trainer.
+
+Layout (names shared with the trainer):
+
+    RUN_DIR/resolved_config.json      the full run config (or RUN_DIR/config.yaml); its `model`
+                                      section is a ModelConfig with vocab_size resolved
+    RUN_DIR/tokenizer/                the Hugging Face tokenizer, if any
+    RUN_DIR/checkpoints/step_00001000/model.safetensors   the model's state_dict
+    RUN_DIR/checkpoints/step_00001000/COMPLETE            written last: the checkpoint is whole
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from lossreweight.errors import CheckpointError
+from lossreweight.model.base import CausalLM
+from lossreweight.model.config import ModelConfig
+
+CHECKPOINTS_DIR = "checkpoints"
+COMPLETE_MARKER = "COMPLETE"
+MODEL_WEIGHTS = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+RUN_CONFIG_FILES = ("resolved_config.json", "config.yaml")
+_STEP_DIR = re.compile(r"step_(\d+)")
+# Wrappers that prefix state_dict names: torch.compile, DDP.
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def checkpoint_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The complete checkpoint directory with the highest step, or None."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    steps = [
+        (int(m.group(1)), d)
+        for d in root.iterdir()
+        if (m := _STEP_DIR.fullmatch(d.name)) and (d / COMPLETE_MARKER).is_file()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def read_run_model_config(run_dir: str | Path) -> ModelConfig:
+    """The `model` section of a run's config (resolved_config.json, else config.yaml)."""
+    run_dir = Path(run_dir)
+    for name in RUN_CONFIG_FILES:
+        file = run_dir / name
+        if file.is_file():
+            break
+    else:
+        raise CheckpointError(
+            f"{run_dir} has no {' or '.join(RUN_CONFIG_FILES)}; give a run directory written by `lossreweight train`"
+        )
+    try:
+        text = file.read_text()
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, OSError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"cannot read {file}: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise CheckpointError(f"{file} has no `model` section; is it a lossreweight run config?")
+    return ModelConfig.from_dict(data["model"], where=f"{file.name}: model")
+
+
+def load_run_model(
+    run_dir: str | Path, checkpoint: str | Path | None = None
+) -> tuple[CausalLM, Path]:
+    """Build the run's model and load a checkpoint into it (default: the newest complete one)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    cfg = read_run_model_config(run_dir)
+    ckpt = Path(checkpoint) if checkpoint else find_latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(
+            f"{run_dir} has no complete checkpoint (a {CHECKPOINTS_DIR}/step_XXXXXXXX directory with a "
+            f"{COMPLETE_MARKER} file); train until one is saved, or check the path"
+        )
+    weights = ckpt / MODEL_WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {ckpt} has no {MODEL_WEIGHTS}; it is damaged, delete it")
+    if cfg.hf is not None:
+        from lossreweight.model.hf_model import build_hf_model
+
+        model: CausalLM = build_hf_model(cfg, None, load_weights=False)
+        load_model_weights(model, weights)
+        return model, ckpt
+    from lossreweight.model.llama import LlamaModel
+
+    vocab = cfg.vocab_size or _embedding_rows(weights)
+    with torch.device("meta"):  # no random init: the checkpoint overwrites every weight
+        model = LlamaModel(cfg.resolved(vocab))
+    load_model_weights(model, weights, assign=True)
+    return model, ckpt
+
+
+def load_model_weights(model: nn.Module, path: str | Path, *, assign: bool = False) -> None:
+    """Load a model.safetensors state_dict, accepting a tied weight stored once and
+    torch.compile/DDP name prefixes. `assign=True` for a model built on the meta device."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}; the file is damaged") from None
+    load_state_into(model, state, source=str(path), assign=assign)
+
+
+def load_state_into(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False
+) -> None:
+    """`model.load_state_dict` with tied-weight aliases filled in and one-line errors."""
+    state = {_strip_prefixes(k): v for k, v in state.items()}
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    for names in groups.values():
+        present = [n for n in names if n in state]
+        for n in names:
+            if present and n not in state:
+                state[n] = state[present[0]]
+    expected = model.state_dict(keep_vars=True)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match the configured model: {len(missing)} missing tensors "
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}; is it from another run or model?"
+        )
+    if assign:  # keep the model's dtype (float32 master weights) whatever the file's
+        state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True, assign=assign)
+    except RuntimeError as exc:  # shape mismatches
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(
+            f"{source} does not fit the configured model shape: {detail}"
+        ) from None
+    if assign:
+        _retie(model, groups)
+        if hasattr(model, "init_rope_tables"):
+            model.init_rope_tables()
+
+
+def _retie(model: nn.Module, groups: dict[int, list[str]]) -> None:
+    # assign=True gives each name its own Parameter; point aliases back at the first one.
+    for names in groups.values():
+        first = model.get_parameter(names[0])
+        for name in names[1:]:
+            owner, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(owner), leaf, first)
+
+
+def _strip_prefixes(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _embedding_rows(weights: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        # A tied matrix may be stored under either name (safetensors.save_model keeps one).
+        wanted = ("tok_embeddings.weight", "output.weight")
+        name = next((k for k in f.keys() if _strip_prefixes(k) in wanted), None)  # noqa: SIM118
+        if name is None:
+            raise CheckpointError(
+                f"{weights} has no tok_embeddings.weight; it is not our decoder's checkpoint"
+            )
+        return f.get_slice(name).get_shape()[0]

@@ -1,0 +1,94 @@
+"""`lossreweight prepare`: the table on success, one line on stderr and exit 2 on bad input."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest_data import SMALL, sentences, write_jsonl
+
+import lossreweight.commands.prepare as prepare_cmd
+from lossreweight.cli import main
+from lossreweight.data import PreparedData
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lossreweight prepare: error: ")
+    return lines[0]
+
+
+def test_prepare_a_run_config(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    data_section = SMALL | {"domains": ["math", "docs"], "cache_dir": str(tmp_path / "cache")}
+    cfg.write_text(yaml.safe_dump({"data": data_section, "model": {"dim": 8}, "train": {"lr": 1}}))
+    code, out, err = run(["prepare", str(cfg), "--out", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["domain", "documents", "characters", "tokens", "train", "seqs", "val", "seqs"]
+    assert [r.split()[0] for r in rows[:3]] == ["docs", "math", "total"]
+    assert f"data: {tmp_path / 'out'}" in out
+    assert PreparedData.open(tmp_path / "out").domains == ["docs", "math"]
+
+
+def test_prepare_a_data_only_config(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in sentences(6, "a")])
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(yaml.safe_dump({"sources": [str(path)], "seq_len": 16,
+                                   "tokenizer": {"vocab_size": 300}}))
+    code, out, _ = run(["prepare", str(cfg), "--out", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 0 and out.splitlines()[1].split()[0] == "a"
+
+
+def test_missing_data_file(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"sources": [str(tmp_path / "missing.jsonl")]}}))
+    code, _, err = run(["prepare", str(cfg)], capsys)
+    assert code == 2
+    assert "source not found" in one_error_line(err) and "missing.jsonl" in err
+
+
+def test_missing_config_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(prepare_cmd, "_presets", lambda: {})
+    code, _, err = run(["prepare", str(tmp_path / "nope.yaml")], capsys)
+    assert code == 2
+    assert "neither a file nor a preset (presets: none installed)" in one_error_line(err)
+
+
+def test_invalid_config_values(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  seq_len: 1\n  mixture: {code: -1}\n  colour: blue\n")
+    code, _, err = run(["prepare", str(cfg)], capsys)
+    line = one_error_line(err)
+    assert code == 2
+    assert "data.seq_len" in line and "data.colour: Extra inputs are not permitted" in line
+    assert "mixture" in line
+
+
+def test_bad_jsonl_line_through_the_cli(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "x.jsonl", [{"text": "a"}, {"txt": "b"}])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"sources": [str(path)]}))
+    code, _, err = run(["prepare", str(cfg), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "x.jsonl:2:" in one_error_line(err)
+
+
+def test_preset_lookup(monkeypatch, tmp_path):
+    preset = tmp_path / "demo.yaml"
+    preset.write_text("data:\n  seq_len: 64\nmodel: {}\n")
+    monkeypatch.setattr(prepare_cmd, "_presets", lambda: {"demo": preset})
+    assert prepare_cmd.load_data_config("demo").seq_len == 64
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "data: [1]\n", "a: [unclosed\n"])
+def test_config_that_is_not_a_mapping(tmp_path, capsys, text):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    code, _, err = run(["prepare", str(cfg)], capsys)
+    assert code == 2 and str(cfg) in one_error_line(err)

@@ -1,0 +1,154 @@
+"""Lightning integration: the mixin's loss scale, the stats callback, and the optional import."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+L = pytest.importorskip("lightning")
+from lightning.pytorch.loggers import Logger  # noqa: E402
+
+from lossreweight import Reweighter  # noqa: E402
+from lossreweight.integrations.lightning import (  # noqa: E402
+    ReweightingMixin,
+    ReweightingStatsCallback,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB, SEQ = 32, 6
+
+
+class Bigram(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(VOCAB, 16)
+        self.head = torch.nn.Linear(16, VOCAB)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.embed(ids)))
+
+
+class Module(ReweightingMixin, L.LightningModule):
+    def __init__(self, reweighter: Reweighter, lr: float = 0.5) -> None:
+        super().__init__()
+        self.model = Bigram()
+        self.reweighter = reweighter
+        self.lr = lr
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.causal_lm_reweighted_loss(self.model(batch["ids"]), batch["ids"], domain_ids=batch["dom"])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class Recorder(Logger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: list[dict[str, float]] = []
+
+    @property
+    def name(self) -> str:
+        return "recorder"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.metrics.append(dict(metrics))
+
+
+def rows(n: int = 8) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, VOCAB, (n, SEQ), generator=g)
+    return [{"ids": ids[i], "dom": torch.tensor(i % 2)} for i in range(n)]
+
+
+def fit(module: Module, data: list, *, accumulate: int, steps: int, logger: Logger | bool = False) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=steps, accumulate_grad_batches=accumulate, accelerator="cpu", devices=1,
+        logger=logger, log_every_n_steps=1, callbacks=[ReweightingStatsCallback(domain_names=["a", "b"])],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2, shuffle=False))
+    return trainer
+
+
+def test_mixin_update_is_the_weighted_gradient_with_accumulation() -> None:
+    r, lr = 0.3, 0.5
+    data = rows()
+    module = Module(Reweighter("linupper", temperature=r, num_domains=2), lr=lr)
+    ref = Bigram()
+    fit(module, data, accumulate=2, steps=1)
+    # Hand-computed: weights per micro-batch (SPEC micro scope), each micro-batch / 2.
+    total = torch.zeros(())
+    for mb in (data[0:2], data[2:4]):
+        ids = torch.stack([row["ids"] for row in mb])
+        logits = ref(ids)
+        tok = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
+        losses = tok.view(2, -1).mean(1)
+        d = losses.detach()
+        x = (2 * d - d.max() - d.min()) / (d.max() - d.min())
+        w = torch.softmax(torch.clamp(x + 1, max=1.0) / r, 0)
+        total = total + (w * losses).sum() / 2
+    total.backward()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p -= lr * p.grad
+    diff = max((p - q).abs().max().item() for p, q in zip(module.model.parameters(), ref.parameters(), strict=True))
+    assert diff < 1e-6
+
+
+def test_stats_callback_logs() -> None:
+    logger = Recorder()
+    module = Module(Reweighter("linupper", temperature=0.5, num_domains=2))
+    fit(module, rows(), accumulate=1, steps=3, logger=logger)
+    logged = [m for m in logger.metrics if "reweight/ess_fraction" in m]
+    assert len(logged) == 3
+    last = logged[-1]
+    assert isinstance(last["reweight/ess_fraction"], float) and 0 < last["reweight/ess_fraction"] <= 1
+    assert last["reweight/domain_weight_share/a"] + last["reweight/domain_weight_share/b"] == pytest.approx(1.0)
+    assert last["reweight/domain_sample_share/a"] == pytest.approx(0.5)
+
+
+def test_step_scope_is_refused() -> None:
+    module = Module(Reweighter("linupper", scope="step"))
+    with pytest.raises(ValueError, match="scope='micro'"):
+        module.reweighted_loss(torch.ones(2))
+
+
+def test_example_runs() -> None:
+    spec = importlib.util.spec_from_file_location("lightning_example", ROOT / "examples" / "lightning_reweighting.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    last = mod.main(["--steps", "4", "--grad-accum", "2"])
+    assert last["reweight/domain_weight_share/noise"] > 0.5
+
+
+def test_integrations_package_does_not_import_lightning_or_transformers() -> None:
+    code = (
+        "import sys, lossreweight.integrations as I; "
+        "assert not {'lightning', 'pytorch_lightning', 'transformers'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_missing_lightning_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules makes import fail
+    monkeypatch.delitem(sys.modules, "lossreweight.integrations.lightning")
+    with pytest.raises(ImportError, match=r"lossreweight\[lightning\]"):
+        importlib.import_module("lossreweight.integrations.lightning")
