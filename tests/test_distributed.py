@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distributed_utils import run_ranks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from distributed_utils import run_ranks
 from lossreweight import Reweighter
 from lossreweight.reweighting import accumulate_step
 

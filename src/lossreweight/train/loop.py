@@ -6,6 +6,7 @@ optimizer + schedule, reweighter, evaluation, checkpoints, metrics), each in its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -63,10 +64,8 @@ class _StopFlag:
 
     def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: no handlers
-                pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -299,7 +298,7 @@ class Trainer:
         a = len(batches)
         collected: list[dict[str, torch.Tensor]] = []
         for i in range(a):
-            sync_ctx = wrapped.no_sync() if (a > 1 and i < a - 1 and hasattr(wrapped, "no_sync")) else _null()
+            sync_ctx = wrapped.no_sync() if (a > 1 and i < a - 1 and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
             with sync_ctx:
                 losses = wrapped(ids[i])
                 loss = rw.weighted_loss(losses, step=step, domain_ids=doms[i], accumulation_steps=a)
@@ -350,14 +349,6 @@ class Trainer:
                 py[key] = dict(zip(domains, py[key], strict=True))
         record.update(py)
         return record
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 def _peak_flops(device: torch.device) -> float | None:

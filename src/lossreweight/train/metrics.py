@@ -107,9 +107,7 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     for k, v in record.items():
         key = f"{prefix}{k}"
-        if isinstance(v, bool):
-            out[key] = float(v)
-        elif isinstance(v, int | float):
+        if isinstance(v, bool | int | float):
             out[key] = float(v)
         elif isinstance(v, dict):
             out.update(_flatten(v, key + "/"))
