@@ -150,17 +150,19 @@ def test_eval_command(tmp_path, capsys):
 
 
 @pytest.mark.xdist_group("dist")
-def test_ddp_two_ranks_equal_one_process(tmp_path):
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_two_ranks_equal_one_process(tmp_path, sharding):
     """2 gloo ranks x batch 4 see the same global batches as 1 process x batch 8; with
-    global weights the updates, hence the losses, are the same."""
+    global weights the updates, hence the losses, are the same (DDP and FSDP2)."""
     single = _cfg("train.batch_size=8", "reweight.strategy=linupper")
     train(single, tmp_path / "one")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "lossreweight.cli", "train", "tiny", "--out", str(tmp_path / "two"), *TINY_OVERRIDES,
-           "train.batch_size=4", "reweight.strategy=linupper"]
+           "train.batch_size=4", "reweight.strategy=linupper", f"train.fsdp={sharding == 'fsdp'}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("done:") == 1  # only rank 0 reports
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert len(one) == len(two) == 6
     for a, b in zip(one, two, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lossreweight.errors import ConfigError
@@ -39,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides_from_args(args))
     try:
         result = train(cfg, args.out, data_dir=args.data_dir)
+        is_main = int(os.environ.get("RANK", "0")) == 0
     finally:
         teardown_runtime()
+    if not is_main:
+        return 0
     if result.interrupted:
         print(f"stopped at step {result.steps}; checkpoint saved in {args.out}. Re-run the same command to resume.", file=sys.stderr)
         return 0

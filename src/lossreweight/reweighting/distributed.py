@@ -41,6 +41,12 @@ def _agree_capacity(n: int, device: torch.device, group: dist.ProcessGroup | Non
     return int(size.item())  # the one host sync, only without a known capacity
 
 
+def _all_gather(out: torch.Tensor, local: torch.Tensor, group: dist.ProcessGroup | None) -> None:
+    # all_gather_single supersedes all_gather_into_tensor in newer torch; same semantics.
+    fn = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    fn(out, local, group=group)
+
+
 def gather_rows(
     losses: torch.Tensor,
     domain_ids: torch.Tensor | None = None,
@@ -76,7 +82,7 @@ def gather_rows(
     if domain_ids is not None:
         local[:n, 2] = domain_ids.to(torch.float32)
     out = torch.empty(w * capacity, cols, dtype=torch.float32, device=losses.device)
-    dist.all_gather_into_tensor(out, local, group=group)
+    _all_gather(out, local, group)
     flag = out[:, 1]
     gathered_losses = torch.where(flag == 2.0, torch.nan, out[:, 0])
     gathered_domains = out[:, 2].to(torch.long) if domain_ids is not None else None
