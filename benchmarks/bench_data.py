@@ -32,19 +32,25 @@ def child_prepare(cfg_json: str, out: str) -> None:
     data = prepare_data(DataConfig.model_validate_json(cfg_json), out, progress=False)
     seconds = time.perf_counter() - t
     stats = data.stats()
-    print(json.dumps({
-        "seconds": seconds,
-        "tokens": sum(s["tokens"] for s in stats.values()),
-        "characters": sum(s["characters"] for s in stats.values()),
-        "base_rss_mb": base_rss / 1024,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "tokens": sum(s["tokens"] for s in stats.values()),
+                "characters": sum(s["characters"] for s in stats.values()),
+                "base_rss_mb": base_rss / 1024,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def run_prepare(cfg: dict, out: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, __file__, "--child-prepare", json.dumps(cfg), str(out)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         sys.exit(f"prepare failed:\n{proc.stderr}")
@@ -78,13 +84,16 @@ def tiny_model_samples_per_second(vocab: int, seq_len: int, batch: int, steps: i
 
     torch.manual_seed(0)
     dim, layers, heads = 128, 4, 4
-    layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True,
-                                       norm_first=True)
-    model = nn.ModuleDict({
-        "emb": nn.Embedding(vocab, dim),
-        "body": nn.TransformerEncoder(layer, layers, enable_nested_tensor=False),
-        "head": nn.Linear(dim, vocab, bias=False),
-    })
+    layer = nn.TransformerEncoderLayer(
+        dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True
+    )
+    model = nn.ModuleDict(
+        {
+            "emb": nn.Embedding(vocab, dim),
+            "body": nn.TransformerEncoder(layer, layers, enable_nested_tensor=False),
+            "head": nn.Linear(dim, vocab, bias=False),
+        }
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     mask = nn.Transformer.generate_square_subsequent_mask(seq_len)
     x = torch.randint(0, vocab, (batch, seq_len))
@@ -118,7 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 MB jsonl and fewer steps")
     parser.add_argument("--jsonl-mb", type=int, default=None, help="size of the generated jsonl")
-    parser.add_argument("--child-prepare", nargs=2, metavar=("CONFIG_JSON", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child-prepare", nargs=2, metavar=("CONFIG_JSON", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child_prepare:
         child_prepare(*args.child_prepare)
@@ -129,7 +140,9 @@ def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     from lossreweight.data import Corpus, DataConfig, PreparedData
 
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, torch {torch.__version__}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, torch {torch.__version__}"
+    )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         cache = str(tmp / "cache")
@@ -137,11 +150,15 @@ def main() -> None:
         embedded_cfg = {"cache_dir": cache}
         cold = run_prepare(embedded_cfg, tmp / "embedded")
         warm = run_prepare(embedded_cfg, tmp / "embedded")
-        print(f"\nembedded corpus, default settings: {cold['characters'] / 1e6:.1f}M chars, "
-              f"{cold['tokens'] / 1e6:.2f}M tokens")
-        print(f"  cold prepare {cold['seconds']:.1f} s (corpus + 4k BPE training + tokenizing) = "
-              f"{cold['tokens'] / cold['seconds']:,.0f} tokens/s end to end; "
-              f"peak RSS {cold['peak_rss_mb']:.0f} MB (after imports {cold['base_rss_mb']:.0f} MB)")
+        print(
+            f"\nembedded corpus, default settings: {cold['characters'] / 1e6:.1f}M chars, "
+            f"{cold['tokens'] / 1e6:.2f}M tokens"
+        )
+        print(
+            f"  cold prepare {cold['seconds']:.1f} s (corpus + 4k BPE training + tokenizing) = "
+            f"{cold['tokens'] / cold['seconds']:,.0f} tokens/s end to end; "
+            f"peak RSS {cold['peak_rss_mb']:.0f} MB (after imports {cold['base_rss_mb']:.0f} MB)"
+        )
         print(f"  cached prepare {warm['seconds'] * 1000:.0f} ms")
 
         # 2. A generated jsonl, tokenized with the embedded data's tokenizer (no BPE training).
@@ -151,24 +168,38 @@ def main() -> None:
         generate_jsonl(path, jsonl_mb, Corpus.from_config(DataConfig()).embedded_documents())
         size = path.stat().st_size
         print(f"\ngenerated {size / 1e6:.0f} MB jsonl in {time.perf_counter() - t:.1f} s")
-        big = run_prepare({"sources": [str(path)], "cache_dir": cache,
-                           "tokenizer": {"kind": "hf", "path": str(data.tokenizer_dir)}},
-                          tmp / "jsonl")
-        print(f"  prepare {big['seconds']:.1f} s: {big['tokens'] / big['seconds']:,.0f} tokens/s, "
-              f"{size / 1e6 / big['seconds']:.1f} MB/s; peak RSS {big['peak_rss_mb']:.0f} MB "
-              f"(after imports {big['base_rss_mb']:.0f} MB)")
+        big = run_prepare(
+            {
+                "sources": [str(path)],
+                "cache_dir": cache,
+                "tokenizer": {"kind": "hf", "path": str(data.tokenizer_dir)},
+            },
+            tmp / "jsonl",
+        )
+        print(
+            f"  prepare {big['seconds']:.1f} s: {big['tokens'] / big['seconds']:,.0f} tokens/s, "
+            f"{size / 1e6 / big['seconds']:.1f} MB/s; peak RSS {big['peak_rss_mb']:.0f} MB "
+            f"(after imports {big['base_rss_mb']:.0f} MB)"
+        )
 
         # 3. Loader throughput against the step rate of a tiny model, same process.
         batch, steps = 16, (5 if args.quick else 20)
         model_rate = tiny_model_samples_per_second(data.vocab_size, data.seq_len, batch, steps)
-        print(f"\ntiny model (dim 128, 4 layers, vocab {data.vocab_size}, seq {data.seq_len}, "
-              f"batch {batch}, fp32): {model_rate:,.0f} samples/s forward+backward+step")
+        print(
+            f"\ntiny model (dim 128, 4 layers, vocab {data.vocab_size}, seq {data.seq_len}, "
+            f"batch {batch}, fp32): {model_rate:,.0f} samples/s forward+backward+step"
+        )
         jsonl_data = PreparedData.open(tmp / "jsonl")
-        for name, d, mixture in (("embedded", data, "natural"), ("embedded", data, "uniform"),
-                                 (f"{jsonl_mb} MB jsonl", jsonl_data, "natural")):
+        for name, d, mixture in (
+            ("embedded", data, "natural"),
+            ("embedded", data, "uniform"),
+            (f"{jsonl_mb} MB jsonl", jsonl_data, "natural"),
+        ):
             rate = loader_samples_per_second(d, batch, 200 if args.quick else 2000, mixture)
-            print(f"  loader, {name}, {mixture}: {rate:,.0f} samples/s = "
-                  f"{rate / model_rate:,.0f}x what the model consumes")
+            print(
+                f"  loader, {name}, {mixture}: {rate:,.0f} samples/s = "
+                f"{rate / model_rate:,.0f}x what the model consumes"
+            )
 
 
 if __name__ == "__main__":

@@ -41,5 +41,7 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 
 def sentences(n: int, topic: str) -> list[str]:
     """n distinct, deterministic short documents about a topic."""
-    return [f"Document {i} about {topic}. " + " ".join(f"{topic}{(i * 7 + j) % 13}" for j in range(40))
-            for i in range(n)]
+    return [
+        f"Document {i} about {topic}. " + " ".join(f"{topic}{(i * 7 + j) % 13}" for j in range(40))
+        for i in range(n)
+    ]

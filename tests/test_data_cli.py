@@ -31,7 +31,16 @@ def test_prepare_a_run_config(tmp_path, capsys):
     code, out, err = run(["prepare", str(cfg), "--out", str(tmp_path / "out"), "--quiet"], capsys)
     assert code == 0, err
     header, *rows = out.splitlines()
-    assert header.split() == ["domain", "documents", "characters", "tokens", "train", "seqs", "val", "seqs"]
+    assert header.split() == [
+        "domain",
+        "documents",
+        "characters",
+        "tokens",
+        "train",
+        "seqs",
+        "val",
+        "seqs",
+    ]
     assert [r.split()[0] for r in rows[:3]] == ["docs", "math", "total"]
     assert f"data: {tmp_path / 'out'}" in out
     assert PreparedData.open(tmp_path / "out").domains == ["docs", "math"]
@@ -40,8 +49,9 @@ def test_prepare_a_run_config(tmp_path, capsys):
 def test_prepare_a_data_only_config(tmp_path, capsys):
     path = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in sentences(6, "a")])
     cfg = tmp_path / "data.yaml"
-    cfg.write_text(yaml.safe_dump({"sources": [str(path)], "seq_len": 16,
-                                   "tokenizer": {"vocab_size": 300}}))
+    cfg.write_text(
+        yaml.safe_dump({"sources": [str(path)], "seq_len": 16, "tokenizer": {"vocab_size": 300}})
+    )
     code, out, _ = run(["prepare", str(cfg), "--out", str(tmp_path / "out"), "--quiet"], capsys)
     assert code == 0 and out.splitlines()[1].split()[0] == "a"
 

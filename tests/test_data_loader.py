@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest_data import small_data
+from conftest_data import small_config, small_data
 
-from lossreweight.data import resolve_mixture
+from lossreweight.data import prepare_data, resolve_mixture
 from lossreweight.data.sampling import ROUND, EpochOrder, MixtureOrder, permute, round_counts
 from lossreweight.errors import DataError
 
@@ -63,8 +63,14 @@ def test_order_is_seeded_and_deterministic(data):
     assert not all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, c, strict=True))
 
 
-@pytest.mark.parametrize("mixture", ["natural", "uniform", {"code": 3, "docs": 0, "drama": 1,
-                                                           "math": 1, "scripture": 1, "wiki": 1}])
+@pytest.mark.parametrize(
+    "mixture",
+    [
+        "natural",
+        "uniform",
+        {"code": 3, "docs": 0, "drama": 1, "math": 1, "scripture": 1, "wiki": 1},
+    ],
+)
 def test_resumed_loader_sees_the_same_batches(data, mixture):
     straight = take(data.train_loader(6, seed=1, mixture=mixture), 12)
     first = data.train_loader(6, seed=1, mixture=mixture)
@@ -74,13 +80,18 @@ def test_resumed_loader_sees_the_same_batches(data, mixture):
     resumed.load_state_dict(state)
     rest = take(resumed, 7)
     for x, y in zip(straight[5:], rest, strict=True):
-        assert torch.equal(x["input_ids"], y["input_ids"]) and torch.equal(x["domain_ids"], y["domain_ids"])
+        assert torch.equal(x["input_ids"], y["input_ids"]) and torch.equal(
+            x["domain_ids"], y["domain_ids"]
+        )
 
 
 def test_resume_rejects_other_settings(data):
     state = data.train_loader(4, seed=1).state_dict()
-    for other in (data.train_loader(4, seed=2), data.train_loader(5, seed=1),
-                  data.train_loader(4, seed=1, rank=1, world_size=2)):
+    for other in (
+        data.train_loader(4, seed=2),
+        data.train_loader(5, seed=1),
+        data.train_loader(4, seed=1, rank=1, world_size=2),
+    ):
         with pytest.raises(DataError, match="cannot resume"):
             other.load_state_dict(state)
     with pytest.raises(DataError, match="cannot resume.*mixture"):
@@ -110,7 +121,11 @@ def test_two_ranks_are_disjoint_and_cover_an_epoch(data):
     # The natural order is exact epochs: one epoch of positions is every sequence once.
     epoch = EpochOrder([data.train_sequences(d) for d in data.domains], seed=0)
     d, i = epoch.lookup(np.arange(n))
-    everything = {(dd, ii) for dd in range(len(data.domains)) for ii in range(data.train_sequences(data.domains[dd]))}
+    everything = {
+        (dd, ii)
+        for dd in range(len(data.domains))
+        for ii in range(data.train_sequences(data.domains[dd]))
+    }
     assert set(zip(d.tolist(), i.tolist(), strict=True)) == everything
 
 
@@ -128,7 +143,9 @@ def test_mixture_changes_how_often_domains_are_sampled(data):
     doms, _ = skewed.lookup(np.arange(20_000))
     share = Counter(doms.tolist())[0] / 20_000
     assert abs(share - 8 / (8 + len(counts) - 1)) < 0.02
-    loader = data.train_loader(64, seed=0, mixture={d: (1.0 if d == "math" else 0.0) for d in data.domains})
+    loader = data.train_loader(
+        64, seed=0, mixture={d: (1.0 if d == "math" else 0.0) for d in data.domains}
+    )
     assert set(next(loader)["domain_ids"].tolist()) == {data.domains.index("math")}
 
 
@@ -158,15 +175,21 @@ def test_val_batches(data):
     assert all(b["input_ids"].shape[0] == 7 for b in whole[:-1])
     assert whole[-1]["input_ids"].shape[0] <= 7
     again = data.val_batches(7)
-    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(whole, again, strict=True))
+    assert all(
+        torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(whole, again, strict=True)
+    )
     capped = data.val_batches(5, max_sequences_per_domain=3)
     per_domain = Counter(torch.cat([b["domain_ids"] for b in capped]).tolist())
     assert per_domain == dict.fromkeys(range(len(data.domains)), 3)
     # Two ranks: disjoint, and together the whole capped set.
-    parts = [data.val_batches(4, rank=r, world_size=2, max_sequences_per_domain=3) for r in range(2)]
+    parts = [
+        data.val_batches(4, rank=r, world_size=2, max_sequences_per_domain=3) for r in range(2)
+    ]
     as_rows = [{tuple(row.tolist()) for b in p for row in b["input_ids"]} for p in parts]
     assert not as_rows[0] & as_rows[1]
-    assert as_rows[0] | as_rows[1] == {tuple(row.tolist()) for b in capped for row in b["input_ids"]}
+    assert as_rows[0] | as_rows[1] == {
+        tuple(row.tolist()) for b in capped for row in b["input_ids"]
+    }
 
 
 def test_bad_loader_arguments(data):
@@ -176,3 +199,12 @@ def test_bad_loader_arguments(data):
         data.train_loader(0)
     with pytest.raises(DataError, match="max_sequences_per_domain"):
         data.val_batches(4, max_sequences_per_domain=0)
+
+
+def test_prepare_checks_the_mixture_against_the_domains(data):
+    cache = data.root.parent.parent
+    with pytest.raises(DataError, match="poetry"):
+        prepare_data(small_config(cache, mixture={"poetry": 1.0}), progress=False)
+    weights = {d: 1.0 for d in data.domains}
+    prepared = prepare_data(small_config(cache, mixture=weights), progress=False)
+    assert prepared.train_loader(4).state_dict()["weights"] == {d: 1 / 6 for d in data.domains}

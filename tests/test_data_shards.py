@@ -72,13 +72,17 @@ def test_many_small_shards(tmp_path):
     data = prepare_data(cfg, tmp_path / "out", progress=False)
     shards = data.index["splits"]["train"]["math"]["shards"]
     assert len(shards) > 10 and all(s["tokens"] == 96 for s in shards[:-1])  # 3 whole sequences
-    one = prepare_data(small_config(tmp_path, domains=["math", "docs"]), tmp_path / "one", progress=False)
+    one = prepare_data(
+        small_config(tmp_path, domains=["math", "docs"]), tmp_path / "one", progress=False
+    )
     for domain in data.domains:
         assert np.array_equal(data.tokens("train", domain), one.tokens("train", domain))
         n = data.train_sequences(domain)
         idx = np.arange(n)
         d = np.full(n, data.domains.index(domain))
-        assert np.array_equal(data.read_sequences("train", d, idx), one.read_sequences("train", d, idx))
+        assert np.array_equal(
+            data.read_sequences("train", d, idx), one.read_sequences("train", d, idx)
+        )
 
 
 def test_prepare_is_deterministic(tmp_path):
@@ -87,7 +91,10 @@ def test_prepare_is_deterministic(tmp_path):
     b = prepare_data(cfg, tmp_path / "b", progress=False)
     assert a.fingerprint == b.fingerprint
     for rel in ["tokenizer/tokenizer.json"] + [
-        s["file"] for split in a.index["splits"].values() for e in split.values() for s in e["shards"]
+        s["file"]
+        for split in a.index["splits"].values()
+        for e in split.values()
+        for s in e["shards"]
     ]:
         assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes(), rel
 
@@ -104,7 +111,8 @@ def test_second_prepare_is_cached(data, monkeypatch):
 def test_settings_change_the_cache_key(data, tmp_path):
     cfg = small_config(data.root.parent.parent)
     assert prepare_mod._settings(cfg, Corpus.from_config(cfg)) != prepare_mod._settings(
-        cfg.model_copy(update={"seq_len": 64}), Corpus.from_config(cfg))
+        cfg.model_copy(update={"seq_len": 64}), Corpus.from_config(cfg)
+    )
     # The mixture only changes the loader, not the shards.
     same = prepare_data(small_config(data.root.parent.parent, mixture="uniform"), progress=False)
     assert same.root == data.root and same.default_mixture == "uniform"
@@ -116,15 +124,18 @@ def test_a_crash_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare_mod, "write_index", crash)
     with pytest.raises(KeyboardInterrupt):
-        prepare_data(small_config(tmp_path, domains=["math", "docs"]), tmp_path / "out", progress=False)
+        prepare_data(
+            small_config(tmp_path, domains=["math", "docs"]), tmp_path / "out", progress=False
+        )
     assert list(tmp_path.iterdir()) == []  # no output, no leftover temp folder
 
 
 def test_out_dir_with_other_settings_is_replaced(tmp_path):
     out = tmp_path / "out"
     first = prepare_data(small_config(tmp_path, domains=["math", "docs"]), out, progress=False)
-    second = prepare_data(small_config(tmp_path, domains=["math", "docs"], seq_len=16), out,
-                          progress=False)
+    second = prepare_data(
+        small_config(tmp_path, domains=["math", "docs"], seq_len=16), out, progress=False
+    )
     assert second.fingerprint != first.fingerprint and PreparedData.open(out).seq_len == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

@@ -31,6 +31,7 @@ def docs():
 @pytest.fixture(scope="module")
 def tiktoken_file(data, tmp_path_factory):
     """Our BPE written as a tiktoken BPE file (ranks in merge order, like GPT-2's)."""
+    pytest.importorskip("tiktoken")
     vocab = json.loads((data.tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"]
     decoder = _byte_decoder()
     ranks = {}
@@ -59,6 +60,7 @@ def test_literal_end_of_text_in_a_document_is_not_a_boundary(data):
 
 
 def test_fast_path_matches_tokenizers_exactly(data, docs):
+    pytest.importorskip("tiktoken")
     tok = data.load_tokenizer()
     texts = [d.text for d in docs]
     reference = [e.ids for e in tok._tok.encode_batch_fast(texts, add_special_tokens=False)]
@@ -69,7 +71,9 @@ def test_fast_path_matches_tokenizers_exactly(data, docs):
 
 def test_bpe_folder_loads_with_autotokenizer(data):
     transformers = pytest.importorskip("transformers")
-    auto = transformers.AutoTokenizer.from_pretrained(str(data.tokenizer_dir), local_files_only=True)
+    auto = transformers.AutoTokenizer.from_pretrained(
+        str(data.tokenizer_dir), local_files_only=True
+    )
     assert auto.eos_token == EOS_TOKEN and auto.eos_token_id == data.eos_id
     text = "def f(x):\n    return x  # ünïcode ✓\n"
     assert auto.encode(text, add_special_tokens=False) == data.load_tokenizer().encode(text)
@@ -77,8 +81,11 @@ def test_bpe_folder_loads_with_autotokenizer(data):
 
 
 def test_hf_tokenizer_folder(data, docs, tmp_path):
-    cfg = small_config(tmp_path, tokenizer={"kind": "hf", "path": str(data.tokenizer_dir)},
-                       domains=["math", "docs"])
+    cfg = small_config(
+        tmp_path,
+        tokenizer={"kind": "hf", "path": str(data.tokenizer_dir)},
+        domains=["math", "docs"],
+    )
     hf = prepare_data(cfg, tmp_path / "out", progress=False)
     assert hf.index["tokenizer"]["kind"] == "hf"
     assert hf.vocab_size == data.vocab_size and hf.eos_id == data.eos_id
@@ -96,8 +103,11 @@ def test_tiktoken_file(tiktoken_file, docs, tmp_path):
 
 
 def test_tiktoken_prepare(tiktoken_file, tmp_path):
-    cfg = small_config(tmp_path, tokenizer={"kind": "tiktoken", "path": str(tiktoken_file)},
-                       domains=["scripture", "code"])
+    cfg = small_config(
+        tmp_path,
+        tokenizer={"kind": "tiktoken", "path": str(tiktoken_file)},
+        domains=["scripture", "code"],
+    )
     data = prepare_data(cfg, tmp_path / "out", progress=False)
     assert data.index["tokenizer"]["kind"] == "tiktoken"
     tok = data.load_tokenizer()
@@ -107,6 +117,7 @@ def test_tiktoken_prepare(tiktoken_file, tmp_path):
 
 
 def test_bad_tokenizer_paths(tmp_path):
+    pytest.importorskip("tiktoken")
     (tmp_path / "broken.tiktoken").write_text("not base64 at all\n")
     with pytest.raises(DataError, match=r"broken.tiktoken:1: not a tiktoken BPE line"):
         import_tiktoken(tmp_path / "broken.tiktoken", None, tmp_path / "t")

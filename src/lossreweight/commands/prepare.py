@@ -15,15 +15,34 @@ from pydantic import ValidationError
 from lossreweight.errors import ConfigError
 
 # Sections of a full run config that belong to other commands; `prepare` ignores them.
-_OTHER_SECTIONS = {"model", "train", "reweight", "eval", "evaluate", "experiment", "log", "logging",
-                   "run", "checkpoint", "compare", "report"}
+_OTHER_SECTIONS = {
+    "model",
+    "train",
+    "reweight",
+    "eval",
+    "evaluate",
+    "experiment",
+    "log",
+    "logging",
+    "run",
+    "checkpoint",
+    "compare",
+    "report",
+}
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", metavar="CONFIG",
-                   help="a YAML file (its data: section, or the whole file) or a preset name")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="where to write the shards (default: a cache folder keyed by the settings)")
+    p.add_argument(
+        "config",
+        metavar="CONFIG",
+        help="a YAML file (its data: section, or the whole file) or a preset name",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where to write the shards (default: a cache folder keyed by the settings)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -42,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(data.stats()))
     tok = data.index["tokenizer"]
     print(f"\ndata: {data.root}")
-    print(f"tokenizer: {tok['kind']}, {data.vocab_size} tokens, end-of-text id {data.eos_id} "
-          f"({data.tokenizer_dir}); seq_len {data.seq_len}; ids stored as {data.index['dtype']}")
+    print(
+        f"tokenizer: {tok['kind']}, {data.vocab_size} tokens, end-of-text id {data.eos_id} "
+        f"({data.tokenizer_dir}); seq_len {data.seq_len}; ids stored as {data.index['dtype']}"
+    )
     return 0
 
 
@@ -100,14 +121,21 @@ def _presets() -> dict[str, Any]:
 
 def format_table(stats: dict[str, dict[str, int]]) -> str:
     """Per-domain counts as an aligned text table with a total row."""
-    cols = [("documents", "documents"), ("characters", "characters"), ("tokens", "tokens"),
-            ("train_sequences", "train seqs"), ("val_sequences", "val seqs")]
+    cols = [
+        ("documents", "documents"),
+        ("characters", "characters"),
+        ("tokens", "tokens"),
+        ("train_sequences", "train seqs"),
+        ("val_sequences", "val seqs"),
+    ]
     rows = [[d] + [f"{s[k]:,}" for k, _ in cols] for d, s in stats.items()]
     rows.append(["total"] + [f"{sum(s[k] for s in stats.values()):,}" for k, _ in cols])
     header = ["domain"] + [title for _, title in cols]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r: list[str]) -> str:
-        return "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)])
+        return "  ".join(
+            [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        )
 
     return "\n".join([line(header), *map(line, rows)])

@@ -78,7 +78,9 @@ class Corpus:
         for source in self.files:
             for f in source.files:
                 st = f.stat()
-                listing.update(f"{source.domain}|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                listing.update(
+                    f"{source.domain}|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode()
+                )
                 n_files += 1
         return {
             "corpus_version": CORPUS_VERSION,
@@ -167,4 +169,6 @@ class Corpus:
 
 def describe_sources(cfg: DataConfig) -> str:
     """The sources in words, for messages."""
-    return ", ".join(str(Path(s)) if s != "embedded" else "the embedded corpus" for s in cfg.source_list())
+    return ", ".join(
+        str(Path(s)) if s != "embedded" else "the embedded corpus" for s in cfg.source_list()
+    )

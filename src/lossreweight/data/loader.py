@@ -64,7 +64,8 @@ class TrainLoader:
             raise DataError("a domain with a positive mixture weight has no training sequences")
         # "natural" reads exact epochs; other mixtures sample each domain at its weight.
         self._order: EpochOrder | MixtureOrder = (
-            EpochOrder(list(counts.values()), seed) if mixture == "natural"
+            EpochOrder(list(counts.values()), seed)
+            if mixture == "natural"
             else MixtureOrder(list(counts.values()), list(self.mixture.values()), seed)
         )
         self.mixture_name = mixture if isinstance(mixture, str) else "weights"
@@ -125,8 +126,10 @@ class TrainLoader:
                     "number of ranks"
                 )
         saved = state.get("weights") or {}
-        if state.get("mixture") != self.mixture_name or set(saved) != set(self.mixture) or any(
-            abs(saved[d] - w) > 1e-9 for d, w in self.mixture.items()
+        if (
+            state.get("mixture") != self.mixture_name
+            or set(saved) != set(self.mixture)
+            or any(abs(saved[d] - w) > 1e-9 for d, w in self.mixture.items())
         ):
             raise DataError(
                 "cannot resume the data loader: the checkpoint was taken with another mixture "

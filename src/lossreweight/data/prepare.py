@@ -81,8 +81,9 @@ def _settings(cfg: DataConfig, corpus: Corpus) -> dict[str, Any]:
     if cfg.tokenizer.path:
         p = Path(cfg.tokenizer.path).expanduser()
         files = sorted(p.iterdir()) if p.is_dir() else [p] if p.exists() else []
-        tok_source = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns]
-                      for f in files if f.is_file()]
+        tok_source = [
+            [str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()
+        ]
     return {
         "format_version": FORMAT_VERSION,
         "config": cfg.model_dump(mode="json", exclude={"cache_dir", "mixture"}),
@@ -111,7 +112,9 @@ def _reuse(out: Path, fingerprint: str) -> PreparedData | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # a broken index of ours: rebuild
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise DataError(f"{out} holds an index.json that is not lossreweight data; choose another folder")
+        raise DataError(
+            f"{out} holds an index.json that is not lossreweight data; choose another folder"
+        )
     if index.get("fingerprint") != fingerprint or index.get("format_version") != FORMAT_VERSION:
         return None
     try:
@@ -174,16 +177,26 @@ class _Stats:
         self.per_domain: dict[str, dict[str, Any]] = {}
 
     def add(self, doc: Document, tokens: int) -> None:
-        s = self.per_domain.setdefault(doc.domain, {
-            f"{split}_{what}": 0 for split in SPLITS for what in ("documents", "characters", "tokens")
-        } | {"where": doc.where})
+        s = self.per_domain.setdefault(
+            doc.domain,
+            {
+                f"{split}_{what}": 0
+                for split in SPLITS
+                for what in ("documents", "characters", "tokens")
+            }
+            | {"where": doc.where},
+        )
         s[f"{doc.split}_documents"] += 1
         s[f"{doc.split}_characters"] += len(doc.text)
         s[f"{doc.split}_tokens"] += tokens
 
 
 def _build(
-    cfg: DataConfig, corpus: Corpus, root: Path, settings: dict[str, Any], fingerprint: str,
+    cfg: DataConfig,
+    corpus: Corpus,
+    root: Path,
+    settings: dict[str, Any],
+    fingerprint: str,
     progress: bool,
 ) -> None:
     tokenizer = _make_tokenizer(cfg, corpus, root / "tokenizer", progress)
@@ -204,7 +217,9 @@ def _build(
     embedded = sum(len(d.text) for d in corpus.embedded_documents())
     with _progress_bar(progress, embedded + corpus.file_bytes(), "tokenizing") as bar:
         for batch in _batches(corpus.documents(advance=bar.update)):
-            for doc, ids in zip(batch, tokenizer.encode_batch([d.text for d in batch]), strict=True):
+            for doc, ids in zip(
+                batch, tokenizer.encode_batch([d.text for d in batch]), strict=True
+            ):
                 arr = np.empty(len(ids) + 1, dtype=dtype)
                 arr[:-1] = ids
                 arr[-1] = tokenizer.eos_id
@@ -240,22 +255,25 @@ def _build(
             "train_sequences": splits["train"][d]["sequences"],
             "val_sequences": splits["val"][d]["sequences"],
         } | {k: v for k, v in s.items() if k != "where"}
-    write_index(root, {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "created_by": f"lossreweight {_version()}",
-        "fingerprint": fingerprint,
-        "settings": settings,
-        "tokenizer": {"dir": "tokenizer"} | tokenizer.info(),
-        "dtype": dtype_name,
-        "seq_len": cfg.seq_len,
-        "shard_sequences": shard_sequences,
-        "domains": domains,
-        "stats": table,
-        "num_train_sequences": totals["train"],
-        "num_val_sequences": totals["val"],
-        "splits": splits,
-    })
+    write_index(
+        root,
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_by": f"lossreweight {_version()}",
+            "fingerprint": fingerprint,
+            "settings": settings,
+            "tokenizer": {"dir": "tokenizer"} | tokenizer.info(),
+            "dtype": dtype_name,
+            "seq_len": cfg.seq_len,
+            "shard_sequences": shard_sequences,
+            "domains": domains,
+            "stats": table,
+            "num_train_sequences": totals["train"],
+            "num_val_sequences": totals["val"],
+            "splits": splits,
+        },
+    )
 
 
 def _check_domains(cfg: DataConfig, per_domain: dict[str, dict[str, Any]]) -> None:
@@ -292,8 +310,15 @@ def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
 def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled,
-                leave=False, mininterval=0.5)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        disable=not enabled,
+        leave=False,
+        mininterval=0.5,
+    )
 
 
 def _version() -> str:

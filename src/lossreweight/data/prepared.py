@@ -44,7 +44,9 @@ class PreparedData:
         index = read_index(root)
         check_shards(root, index, full=full_check)
         if not (root / index["tokenizer"]["dir"]).is_dir():
-            raise DataError(f"{root}: the tokenizer folder is missing; run lossreweight prepare again")
+            raise DataError(
+                f"{root}: the tokenizer folder is missing; run lossreweight prepare again"
+            )
         return cls(root, index)
 
     # -- what the data is -------------------------------------------------------------------
@@ -150,7 +152,11 @@ class PreparedData:
     ) -> TrainLoader:
         """An infinite, resumable iterator of {"input_ids", "domain_ids"} batches for one rank."""
         return TrainLoader(
-            self, batch_size, seed=seed, rank=rank, world_size=world_size,
+            self,
+            batch_size,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
             mixture=self.default_mixture if mixture is None else mixture,
         )
 
@@ -162,9 +168,16 @@ class PreparedData:
         world_size: int = 1,
         max_sequences_per_domain: int | None = None,
     ) -> list[dict[str, torch.Tensor]]:
-        return val_batches(self, batch_size, rank=rank, world_size=world_size,
-                           max_sequences_per_domain=max_sequences_per_domain)
+        return val_batches(
+            self,
+            batch_size,
+            rank=rank,
+            world_size=world_size,
+            max_sequences_per_domain=max_sequences_per_domain,
+        )
 
     def __repr__(self) -> str:
-        return (f"PreparedData({str(self.root)!r}, domains={self.domains}, seq_len={self.seq_len}, "
-                f"vocab_size={self.vocab_size}, train_sequences={self.num_train_sequences})")
+        return (
+            f"PreparedData({str(self.root)!r}, domains={self.domains}, seq_len={self.seq_len}, "
+            f"vocab_size={self.vocab_size}, train_sequences={self.num_train_sequences})"
+        )

@@ -125,7 +125,9 @@ class MixtureOrder:
         local = np.empty(positions.shape, dtype=np.int64)
         for d, e in {(int(d), int(e)) for d, e in zip(domains, epochs, strict=True)}:
             sel = (domains == d) & (epochs == e)
-            local[sel] = permute(within[sel], int(self.sequences[d]), stable_hash("epoch", self.seed, d, e))
+            local[sel] = permute(
+                within[sel], int(self.sequences[d]), stable_hash("epoch", self.seed, d, e)
+            )
         return domains, local
 
 

@@ -73,8 +73,12 @@ class ShardInfo:
     sample_crc32: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "tokens": self.tokens, "crc32": self.crc32,
-                "sample_crc32": self.sample_crc32}
+        return {
+            "file": self.file,
+            "tokens": self.tokens,
+            "crc32": self.crc32,
+            "sample_crc32": self.sample_crc32,
+        }
 
 
 @dataclass
@@ -123,7 +127,9 @@ class StreamWriter:
         self._file = None
         path = self.root / self._rel
         size = self._in_shard * self.dtype.itemsize
-        self.shards.append(ShardInfo(self._rel, self._in_shard, self._crc, sample_crc32(path, size)))
+        self.shards.append(
+            ShardInfo(self._rel, self._in_shard, self._crc, sample_crc32(path, size))
+        )
 
 
 def write_index(root: Path, index: dict[str, Any]) -> None:
@@ -141,7 +147,9 @@ def read_index(root: Path) -> dict[str, Any]:
     """Read and check index.json: present, parseable, and of this format version."""
     path = root / INDEX_FILE
     if not root.is_dir():
-        raise DataError(f"prepared data not found: {root} is not a directory (run lossreweight prepare)")
+        raise DataError(
+            f"prepared data not found: {root} is not a directory (run lossreweight prepare)"
+        )
     if not path.is_file():
         raise DataError(
             f"{root}: no {INDEX_FILE}; this is not prepared data, or a prepare was interrupted "
@@ -150,7 +158,9 @@ def read_index(root: Path) -> dict[str, Any]:
     try:
         index = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable index ({exc}); run lossreweight prepare again") from None
+        raise DataError(
+            f"{path}: unreadable index ({exc}); run lossreweight prepare again"
+        ) from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f"{path}: not a lossreweight token-shard index")
     version = index.get("format_version")

@@ -22,16 +22,31 @@ EOS_TOKEN = "<|endoftext|>"
 INFO_FILE = "tokenizer_info.json"
 
 # The GPT-2 (r50k/p50k) pre-tokenizer, and cl100k's.
-_GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+_GPT2_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
 _CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
-TIKTOKEN_PATTERNS = {"gpt2": _GPT2_PATTERN, "r50k": _GPT2_PATTERN, "p50k": _GPT2_PATTERN,
-                     "cl100k": _CL100K_PATTERN}
+TIKTOKEN_PATTERNS = {
+    "gpt2": _GPT2_PATTERN,
+    "r50k": _GPT2_PATTERN,
+    "p50k": _GPT2_PATTERN,
+    "cl100k": _CL100K_PATTERN,
+}
 # Weights and other large files never belong in a tokenizer folder copy.
-_NOT_TOKENIZER = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx",
-                  ".gguf")
+_NOT_TOKENIZER = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".gguf",
+)
 
 
 class TextTokenizer:
@@ -52,8 +67,12 @@ class TextTokenizer:
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
-        return {"kind": self.kind, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
-                "eos_token": self.eos_token}
+        return {
+            "kind": self.kind,
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+            "eos_token": self.eos_token,
+        }
 
 
 class FastTokenizer(TextTokenizer):
@@ -117,7 +136,9 @@ class TiktokenTokenizer(TextTokenizer):
         try:
             import tiktoken
         except ImportError:
-            raise DataError("tokenizer.kind 'tiktoken' needs: pip install 'lossreweight[data]'") from None
+            raise DataError(
+                "tokenizer.kind 'tiktoken' needs: pip install 'lossreweight[data]'"
+            ) from None
         ranks = read_tiktoken_file(file)
         self.kind = "tiktoken"
         self.eos_token = EOS_TOKEN
@@ -125,7 +146,9 @@ class TiktokenTokenizer(TextTokenizer):
         self.vocab_size = self.eos_id + 1
         self.pattern = pattern
         self._enc = tiktoken.Encoding(
-            name=file.stem, pat_str=pattern, mergeable_ranks=ranks,
+            name=file.stem,
+            pat_str=pattern,
+            mergeable_ranks=ranks,
             special_tokens={EOS_TOKEN: self.eos_id},
         )
 
@@ -158,18 +181,23 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: Path) -> FastToken
     tok.train_from_iterator(texts, trainer)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_dir / "tokenizer.json"))
-    _write_json(out_dir / "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "eos_token": EOS_TOKEN,
-        "bos_token": EOS_TOKEN,
-        "unk_token": EOS_TOKEN,
-        "add_bos_token": False,
-        "add_eos_token": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 1 << 30,
-    })
-    _write_json(out_dir / "special_tokens_map.json",
-                {"eos_token": EOS_TOKEN, "bos_token": EOS_TOKEN, "unk_token": EOS_TOKEN})
+    _write_json(
+        out_dir / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "eos_token": EOS_TOKEN,
+            "bos_token": EOS_TOKEN,
+            "unk_token": EOS_TOKEN,
+            "add_bos_token": False,
+            "add_eos_token": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 1 << 30,
+        },
+    )
+    _write_json(
+        out_dir / "special_tokens_map.json",
+        {"eos_token": EOS_TOKEN, "bos_token": EOS_TOKEN, "unk_token": EOS_TOKEN},
+    )
     result = FastTokenizer(Tokenizer.from_file(str(out_dir / "tokenizer.json")), "bpe", EOS_TOKEN)
     _write_json(out_dir / INFO_FILE, result.info())
     return result
@@ -196,7 +224,9 @@ def import_tiktoken(path: str | Path, pattern: str | None, out_dir: Path) -> Tik
     """Copy a local tiktoken BPE file into `out_dir` and load it."""
     src = Path(path).expanduser()
     if not src.is_file():
-        raise DataError(f"tokenizer.path {src}: no such file (kind 'tiktoken' needs a local BPE file)")
+        raise DataError(
+            f"tokenizer.path {src}: no such file (kind 'tiktoken' needs a local BPE file)"
+        )
     regex = _tiktoken_pattern(pattern, src.name)
     tok = TiktokenTokenizer(src, regex)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +248,9 @@ def load_tokenizer(tokenizer_dir: str | Path) -> TextTokenizer:
     if kind == "bpe":
         from tokenizers import Tokenizer
 
-        return FastTokenizer(Tokenizer.from_file(str(d / "tokenizer.json")), "bpe", info["eos_token"])
+        return FastTokenizer(
+            Tokenizer.from_file(str(d / "tokenizer.json")), "bpe", info["eos_token"]
+        )
     if kind == "hf":
         return _load_hf(d, origin=d, eos_token=info.get("eos_token"))
     raise DataError(f"{info_path}: unknown tokenizer kind {kind!r}")
@@ -256,8 +288,11 @@ def _threads() -> int:
 
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's byte-level alphabet: the printable character that stands for each byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars, extra = {}, 0
     for b in range(256):
         if b in printable:
@@ -278,12 +313,18 @@ def _tiktoken_twin(tokenizer: Any) -> Any:
         return None
     spec = json.loads(tokenizer.to_str())
     model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
-    if (model.get("type") != "BPE" or spec.get("normalizer") is not None
-            or pre.get("type") != "ByteLevel" or pre.get("add_prefix_space")
-            or not pre.get("use_regex", True) or model.get("dropout")
-            or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix")
-            or model.get("byte_fallback")
-            or any(not t.get("special") for t in spec.get("added_tokens", []))):
+    if (
+        model.get("type") != "BPE"
+        or spec.get("normalizer") is not None
+        or pre.get("type") != "ByteLevel"
+        or pre.get("add_prefix_space")
+        or not pre.get("use_regex", True)
+        or model.get("dropout")
+        or model.get("continuing_subword_prefix")
+        or model.get("end_of_word_suffix")
+        or model.get("byte_fallback")
+        or any(not t.get("special") for t in spec.get("added_tokens", []))
+    ):
         return None
     decoder = _byte_decoder()
     try:
@@ -293,8 +334,9 @@ def _tiktoken_twin(tokenizer: Any) -> Any:
     if len(set(ranks.values())) != len(ranks) or any(bytes([b]) not in ranks for b in range(256)):
         return None
     try:
-        return tiktoken.Encoding(name="bpe-twin", pat_str=_GPT2_PATTERN, mergeable_ranks=ranks,
-                                 special_tokens={})
+        return tiktoken.Encoding(
+            name="bpe-twin", pat_str=_GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={}
+        )
     except Exception:  # tiktoken rejects some vocabularies (e.g. duplicate byte strings)
         return None
 
@@ -313,7 +355,11 @@ def _load_hf(d: Path, origin: Path, eos_token: str | None = None) -> TextTokeniz
             tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         except Exception as exc:  # the Rust side raises a bare Exception
             raise DataError(f"{origin}/tokenizer.json could not be read: {exc}") from None
-        eos = eos_token or _configured_eos(d) or (EOS_TOKEN if tok.token_to_id(EOS_TOKEN) is not None else None)
+        eos = (
+            eos_token
+            or _configured_eos(d)
+            or (EOS_TOKEN if tok.token_to_id(EOS_TOKEN) is not None else None)
+        )
         if eos is None:
             raise DataError(
                 f"the tokenizer in {origin} has no end-of-text token: set eos_token in its "

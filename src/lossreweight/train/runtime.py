@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from lossreweight.errors import ConfigError
+from lossreweight.errors import ConfigError, UserError
 from lossreweight.train.config import TrainConfig
 
-# Collectives fail instead of hanging forever when a rank dies.
-COLLECTIVE_TIMEOUT = timedelta(seconds=float(os.environ.get("LOSSREWEIGHT_DIST_TIMEOUT", "300")))
+TIMEOUT_ENV = "LOSSREWEIGHT_DIST_TIMEOUT"
+FAULT_ENV = "LOSSREWEIGHT_FAULT"
+
+
+class PeerFailure(UserError):
+    """Another rank died or stopped answering: a collective failed or timed out."""
+
+    exit_code = 4
+
+
+def collective_timeout() -> timedelta:
+    """Collectives fail instead of hanging forever when a rank dies ($LOSSREWEIGHT_DIST_TIMEOUT s)."""
+    raw = os.environ.get(TIMEOUT_ENV, "300")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r} must be a number of seconds > 0")
+    return timedelta(seconds=seconds)
 
 
 @dataclass
@@ -56,7 +76,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if want_cuda else "gloo"
-        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT, device_id=device if want_cuda else None)
+        dist.init_process_group(backend, timeout=collective_timeout(), device_id=device if want_cuda else None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = cfg.precision
@@ -73,3 +93,30 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
 def teardown_runtime() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+# -- test-only fault injection --------------------------------------------------------------
+_FAULT_SIGNALS = {"kill": [signal.SIGKILL], "term": [signal.SIGTERM], "int": [signal.SIGINT], "int2": [signal.SIGINT] * 2}
+
+
+def fault_point(point: str, step: int, rank: int = 0) -> None:
+    """TEST-ONLY: a no-op unless $LOSSREWEIGHT_FAULT is set (tests/test_reliability*.py).
+
+    LOSSREWEIGHT_FAULT="POINT:STEP:ACTION[:RANK]" makes the process (of rank RANK, else every
+    rank) do ACTION on reaching POINT at STEP, so a test hits an exact moment:
+      POINT  prepare (before data preparation, STEP 0) | eval (before evaluating after STEP)
+             | save (mid-write of checkpoint STEP, after its model file) | step (end of STEP)
+      ACTION kill (SIGKILL) | term (SIGTERM) | int (SIGINT) | int2 (two SIGINTs) | hang
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    want_point, want_step, action, *want_rank = spec.split(":")
+    if want_point != point or int(want_step) != step or (want_rank and int(want_rank[0]) != rank):
+        return
+    if action == "hang":
+        while True:
+            time.sleep(1)
+    for sig in _FAULT_SIGNALS[action]:
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # let the Python-level handler run before the next signal

@@ -15,8 +15,16 @@ PACKAGE = None
 IMPORT_NAME = None
 
 # Test suites, and generated tables (codecs, the pydoc topics that are the `docs` domain).
-_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test",
-              "pydoc_data", "encodings"}
+_SKIP_DIRS = {
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "test",
+    "tests",
+    "idle_test",
+    "pydoc_data",
+    "encodings",
+}
 
 
 def version() -> str:
@@ -32,7 +40,8 @@ def documents() -> list[LazyDocument]:
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(
-            d for d in dirnames
+            d
+            for d in dirnames
             if d not in _SKIP_DIRS and not d.startswith(("test", "config-", "."))
         )
         rel_dir = Path(dirpath).relative_to(root)

@@ -66,9 +66,7 @@ def parse_source(entry: str) -> FileSource:
     if not path.exists():
         raise DataError(f"source not found: {path} (fix the path in data.sources, or remove it)")
     if path.is_file() and not path.name.endswith(SUPPORTED):
-        raise DataError(
-            f"source {path}: unsupported file type (supported: {', '.join(SUPPORTED)})"
-        )
+        raise DataError(f"source {path}: unsupported file type (supported: {', '.join(SUPPORTED)})")
     return FileSource(path=path, domain=domain)
 
 
@@ -77,8 +75,10 @@ def list_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     files = sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and p.name.endswith(SUPPORTED)
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.name.endswith(SUPPORTED)
         and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
     if not files:
@@ -146,16 +146,24 @@ def _read_jsonl(file: Path, default: str, advance: Advance) -> Iterator[RawDocum
                     f"{file}:{lineno}: not valid JSON ({exc}); each line must be one JSON object"
                 ) from None
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                what = "is not a JSON object" if not isinstance(record, dict) else (
-                    "has no 'text' field" if "text" not in record else "has a 'text' that is not a string"
+                what = (
+                    "is not a JSON object"
+                    if not isinstance(record, dict)
+                    else (
+                        "has no 'text' field"
+                        if "text" not in record
+                        else "has a 'text' that is not a string"
+                    )
                 )
                 raise DataError(
-                    f"{file}:{lineno}: the line {what}; each line needs a \"text\" string "
-                    "(and optionally a \"domain\" string)"
+                    f'{file}:{lineno}: the line {what}; each line needs a "text" string '
+                    '(and optionally a "domain" string)'
                 )
             domain = record.get("domain", default)
             if not isinstance(domain, str) or not domain:
-                raise DataError(f"{file}:{lineno}: 'domain' must be a non-empty string, got {domain!r}")
+                raise DataError(
+                    f"{file}:{lineno}: 'domain' must be a non-empty string, got {domain!r}"
+                )
             yield RawDocument(domain, record["text"], f"{file}:{lineno}")
 
 

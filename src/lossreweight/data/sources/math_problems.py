@@ -74,24 +74,30 @@ def _subtract(rng: random.Random) -> tuple[str, str]:
 def _multiply(rng: random.Random) -> tuple[str, str]:
     a, b = rng.randint(12, 99), rng.randint(12, 99)
     tens, ones = b - b % 10, b % 10
-    return (f"Compute {a} × {b}.",
-            f"{a} × {b} = {a} × {tens} + {a} × {ones} = {a * tens} + {a * ones} = {a * b}.")
+    return (
+        f"Compute {a} × {b}.",
+        f"{a} × {b} = {a} × {tens} + {a} × {ones} = {a * tens} + {a * ones} = {a * b}.",
+    )
 
 
 def _divide(rng: random.Random) -> tuple[str, str]:
     d, q, r = rng.randint(2, 19), rng.randint(10, 500), 0
     r = rng.randint(0, d - 1)
     n = d * q + r
-    return (f"Divide {n} by {d}.",
-            f"{n} = {d} × {q} + {r}, so the quotient is {q} and the remainder is {r}.")
+    return (
+        f"Divide {n} by {d}.",
+        f"{n} = {d} × {q} + {r}, so the quotient is {q} and the remainder is {r}.",
+    )
 
 
 def _order_of_operations(rng: random.Random) -> tuple[str, str]:
     a, b, c, d = (rng.randint(1, 20) for _ in range(4))
     inner = c + d
-    return (f"Evaluate {a} + {b} × ({c} + {d}).",
-            f"First the parentheses: {c} + {d} = {inner}. Then {b} × {inner} = {b * inner}. "
-            f"Finally {a} + {b * inner} = {a + b * inner}.")
+    return (
+        f"Evaluate {a} + {b} × ({c} + {d}).",
+        f"First the parentheses: {c} + {d} = {inner}. Then {b} × {inner} = {b * inner}. "
+        f"Finally {a} + {b * inner} = {a + b * inner}.",
+    )
 
 
 def _fractions(rng: random.Random) -> tuple[str, str]:
@@ -101,9 +107,11 @@ def _fractions(rng: random.Random) -> tuple[str, str]:
     na, nc = a * lcm // b, c * lcm // d
     total = Fraction(a, b) + Fraction(c, d)
     reduced = "" if total == Fraction(na + nc, lcm) else f" = {total}"
-    return (f"Add {a}/{b} + {c}/{d}.",
-            f"The common denominator is {lcm}: {a}/{b} = {na}/{lcm} and {c}/{d} = {nc}/{lcm}, "
-            f"so the sum is {na + nc}/{lcm}{reduced}.")
+    return (
+        f"Add {a}/{b} + {c}/{d}.",
+        f"The common denominator is {lcm}: {a}/{b} = {na}/{lcm} and {c}/{d} = {nc}/{lcm}, "
+        f"so the sum is {na + nc}/{lcm}{reduced}.",
+    )
 
 
 def _gcd(rng: random.Random) -> tuple[str, str]:
@@ -122,25 +130,31 @@ def _linear_equation(rng: random.Random) -> tuple[str, str]:
     x, b = rng.randint(-20, 20), rng.randint(-30, 30)
     c = a * x + b
     move = f"Subtract {b} from both sides" if b >= 0 else f"Add {-b} to both sides"
-    return (f"Solve {_poly((a, 'x'), (b, ''))} = {c}.",
-            f"{move}: {_term(a, 'x', first=True)} = {c - b}. Divide both sides by {a}: x = {x}.")
+    return (
+        f"Solve {_poly((a, 'x'), (b, ''))} = {c}.",
+        f"{move}: {_term(a, 'x', first=True)} = {c - b}. Divide both sides by {a}: x = {x}.",
+    )
 
 
 def _expand(rng: random.Random) -> tuple[str, str]:
     a, b, c, d = (rng.choice([i for i in range(-7, 8) if i]) for _ in range(4))
     left, right = _poly((a, "x"), (b, "")), _poly((c, "x"), (d, ""))
-    return (f"Expand ({left})({right}).",
-            f"({left})({right}) = {a * c}x^2 + ({a * d} + {_p(b * c)})x + {_p(b * d)} = "
-            f"{_poly((a * c, 'x^2'), (a * d + b * c, 'x'), (b * d, ''))}.")
+    return (
+        f"Expand ({left})({right}).",
+        f"({left})({right}) = {a * c}x^2 + ({a * d} + {_p(b * c)})x + {_p(b * d)} = "
+        f"{_poly((a * c, 'x^2'), (a * d + b * c, 'x'), (b * d, ''))}.",
+    )
 
 
 def _evaluate(rng: random.Random) -> tuple[str, str]:
     a, b, c = rng.randint(1, 9), rng.randint(-9, 9), rng.randint(-9, 9)
     x = rng.randint(-6, 6)
     poly = _poly((a, "x^2"), (b, "x"), (c, ""))
-    return (f"Evaluate f(x) = {poly} at x = {x}.",
-            f"f({x}) = {a}·{x * x} + {_p(b)}·{_p(x)} + {_p(c)} = {a * x * x} + {_p(b * x)} + {_p(c)} = "
-            f"{a * x * x + b * x + c}.")
+    return (
+        f"Evaluate f(x) = {poly} at x = {x}.",
+        f"f({x}) = {a}·{x * x} + {_p(b)}·{_p(x)} + {_p(c)} = {a * x * x} + {_p(b * x)} + {_p(c)} = "
+        f"{a * x * x + b * x + c}.",
+    )
 
 
 def _percent(rng: random.Random) -> tuple[str, str]:
@@ -152,11 +166,25 @@ def _quadratic(rng: random.Random) -> tuple[str, str]:
     r, s = rng.randint(-9, 9), rng.randint(-9, 9)
     poly = _poly((1, "x^2"), (-(r + s), "x"), (r * s, ""))
     roots = f"x = {r}" if r == s else f"x = {min(r, s)} or x = {max(r, s)}"
-    return (f"Solve {poly} = 0.",
-            f"The roots multiply to {r * s} and add to {r + s}, so {poly} = "
-            f"(x {'-' if r >= 0 else '+'} {abs(r)})(x {'-' if s >= 0 else '+'} {abs(s)}) "
-            f"and {roots}.")
+    return (
+        f"Solve {poly} = 0.",
+        f"The roots multiply to {r * s} and add to {r + s}, so {poly} = "
+        f"(x {'-' if r >= 0 else '+'} {abs(r)})(x {'-' if s >= 0 else '+'} {abs(s)}) "
+        f"and {roots}.",
+    )
 
 
-_PROBLEMS = [_add, _subtract, _multiply, _divide, _order_of_operations, _fractions, _gcd,
-             _linear_equation, _expand, _evaluate, _percent, _quadratic]
+_PROBLEMS = [
+    _add,
+    _subtract,
+    _multiply,
+    _divide,
+    _order_of_operations,
+    _fractions,
+    _gcd,
+    _linear_equation,
+    _expand,
+    _evaluate,
+    _percent,
+    _quadratic,
+]

@@ -76,8 +76,17 @@ _EXTERNAL = re.compile(r"\[(?:https?:)?//[^\s\]]*\s*([^\]]*)\]")
 _HEADING = re.compile(r"^(=+)\s*(.*?)\s*\1\s*$", re.M)
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _DROP_LINK = re.compile(r"^(?:file|image|category|media|[a-z]{2,3}(?:-[a-z]+)?):", re.I)
-_TAIL_SECTIONS = {"see also", "references", "external links", "notes", "further reading",
-                  "bibliography", "sources", "footnotes", "citations"}
+_TAIL_SECTIONS = {
+    "see also",
+    "references",
+    "external links",
+    "notes",
+    "further reading",
+    "bibliography",
+    "sources",
+    "footnotes",
+    "citations",
+}
 
 
 def _link(m: re.Match[str]) -> str:
