@@ -90,6 +90,11 @@ def main() -> None:
         f"train.compile={args.compile}", *args.overrides,
     ]
     cfg = load_config(args.preset, overrides)
+    # The trainer turns TF32 on for its fp32 matmuls; give the minimal loop the same flags.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     prepare_data(cfg.data, None, progress=True)
     runs: dict[str, list[float]] = {"minimal": [], "uniform": [], "linupper": []}
     for r in range(args.rounds):

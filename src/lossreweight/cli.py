@@ -75,11 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"lossreweight {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).splitlines())  # always one line, whatever a path holds
+        print(f"lossreweight {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"lossreweight {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.filename is None:  # not about a file: a bug, keep the traceback
+            raise
+        # Disk full, read-only or missing paths: the environment, not a bug; one line.
+        print(f"lossreweight {args.command}: error: {exc.strerror or exc}: {exc.filename}; "
+              "free disk space or fix the path/permissions and re-run", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -90,23 +90,28 @@ def plot_mean_spread(
     hline: float | None = None,
     hline_label: str = "",
     ylim: tuple[float | None, float | None] | None = None,
+    colors: Mapping[str, str] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> None:
     """Mean over runs (rows of each [runs, T] array) with a shaded spread, one line per label.
 
     band: "minmax" (range over runs), "std" (mean +- one std) or "none". Non-finite values
     (e.g. a diverged run) are treated as missing: the mean stops where any run is missing,
     so a line never hides a failure. `ylim` clips the view (a log axis over dozens of decades
-    is unreadable and slow to lay out).
+    is unreadable and slow to lay out). `x` may also map each label to its own x values
+    (runs logged at different steps); `colors` and `styles` (line styles) override the
+    defaults per label.
     """
     if band not in ("minmax", "std", "none"):
         raise ValueError(f"band must be 'minmax', 'std' or 'none', got {band!r}")
     for i, (name, values) in enumerate(curves.items()):
         y = np.asarray(values, dtype=float)
         y = np.where(np.isfinite(y), y, np.nan).reshape(-1, y.shape[-1])
-        xs = np.arange(y.shape[-1]) if x is None else np.asarray(x)
-        color = color_for(name, i)
+        x_of = x.get(name) if isinstance(x, Mapping) else x
+        xs = np.arange(y.shape[-1]) if x_of is None else np.asarray(x_of)
+        color = (colors or {}).get(name) or color_for(name, i)
         mean = y.mean(axis=0)
-        ax.plot(xs, mean, color=color, label=name, lw=1.6)
+        ax.plot(xs, mean, color=color, label=name, lw=1.6, ls=(styles or {}).get(name, "-"))
         if band == "minmax" and y.shape[0] > 1:
             ax.fill_between(xs, y.min(axis=0), y.max(axis=0), color=color, alpha=0.18, lw=0)
         elif band == "std" and y.shape[0] > 1:
@@ -136,10 +141,16 @@ def plot_lines(
     title: str = "",
     xlabel: str = "",
     ylabel: str = "",
+    colors: Mapping[str, str] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> None:
-    """Plain curves y(x), one per label (e.g. weight as a function of the normalised loss)."""
+    """Plain curves y(x), one per label (e.g. weight as a function of the normalised loss).
+    `x` may map each label to its own x values; `colors`/`styles` override per label."""
     for i, (name, y) in enumerate(ys.items()):
-        ax.plot(np.asarray(x), np.asarray(y, dtype=float), color=color_for(name, i), label=name)
+        xs = x.get(name) if isinstance(x, Mapping) else x
+        color = (colors or {}).get(name) or color_for(name, i)
+        ax.plot(np.asarray(xs), np.asarray(y, dtype=float), color=color, label=name,
+                ls=(styles or {}).get(name, "-"))
     if logy:
         ax.set_yscale("log")
     _label(ax, title, xlabel, ylabel)
@@ -158,6 +169,7 @@ def plot_grouped_bars(
     title: str = "",
     xlabel: str = "",
     ylabel: str = "",
+    colors: Mapping[str, str] | None = None,
 ) -> None:
     """Bars grouped by category (outer keys) with one bar per series (inner keys).
 
@@ -189,14 +201,14 @@ def plot_grouped_bars(
                     va="bottom",
                     fontsize=7,
                     rotation=90,
-                    color=color_for(name, j),
+                    color=(colors or {}).get(name) or color_for(name, j),
                 )
                 continue
             ax.bar(
                 xs[k],
                 v,
                 width,
-                color=color_for(name, j),
+                color=(colors or {}).get(name) or color_for(name, j),
                 label=name if k == _first_present(values, categories, name) else None,
                 yerr=None if err is None or not math.isfinite(err) else err,
                 capsize=2,
@@ -318,3 +330,18 @@ def write_html_report(
     path = out_dir / filename
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def colors_for(names: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per label: the fixed colour of a known strategy, else the next colour
+    of the cycle (so labels like "r=0.2" do not all get the cycle's first colour)."""
+    palette = _CYCLE + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+    out: dict[str, str] = {}
+    k = 0
+    for name in names:
+        if name in STRATEGY_COLORS:
+            out[name] = STRATEGY_COLORS[name]
+        else:
+            out[name] = palette[k % len(palette)]
+            k += 1
+    return out

@@ -58,7 +58,7 @@ def cap_weights(weights: torch.Tensor, valid: torch.Tensor, max_weight: float) -
     k = (1.0 - j * cap) / torch.clamp(tail, min=torch.finfo(u.dtype).tiny)
     ok = (k * u_sorted <= cap * (1.0 + 1e-6)) & (j * cap < 1.0)
     first = torch.argmax(ok.to(torch.int8))  # first True; all False cannot happen for c >= 1
-    capped = torch.minimum(cap.expand_as(u), k[first] * u)
+    capped = torch.minimum(cap.expand_as(u), k.gather(0, first.view(1)) * u)  # gather: no sync
     return torch.where(valid, capped, 0.0)
 
 
@@ -104,8 +104,9 @@ def weight_stats(
     vf = valid.to(torch.float32)
     m = vf.sum()
     m1 = torch.clamp(m, min=1.0)
-    n_present = vf.numel() if present is None else present.sum()
-    big = torch.tensor(torch.finfo(torch.float32).max, device=dev)
+    # torch.full, not torch.tensor(...): a host-to-device copy would synchronise.
+    n_present = torch.full((), float(vf.numel()), device=dev) if present is None else present.sum()
+    big = torch.full((), torch.finfo(torch.float32).max, device=dev)
     max_w = w.amax()
     min_w = torch.where(valid, w, big).amin()
     min_w = torch.where(m > 0, min_w, 0.0)
@@ -122,13 +123,13 @@ def weight_stats(
     corr = torch.where(denom > 1e-20, (dl * dw).sum() / torch.clamp(denom, min=1e-20), 0.0)
     stats = {
         "num_samples": m,
-        "temperature": torch.tensor(float(temperature), device=dev),
+        "temperature": torch.full((), float(temperature), device=dev),
         "max_weight_x_m": max_w * m,
         "min_weight_x_m": min_w * m,
         "ess_fraction": torch.where(m > 0, ess / m1, 0.0),
         "entropy_fraction": torch.where(m > 1, entropy / log_m, 1.0),
         "frac_above_2_over_m": (valid & (w > 2.0 / m1)).to(torch.float32).sum() / m1,
-        "num_invalid": torch.as_tensor(n_present, device=dev, dtype=torch.float32) - m,
+        "num_invalid": n_present.to(torch.float32) - m,
         "all_invalid": (m == 0).to(torch.float32),
         "weight_loss_corr": corr,
         "mean_loss": mean_l,

@@ -13,13 +13,17 @@ deleted only after the new one is complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -37,7 +41,7 @@ from lossreweight.model.run_dir import (
     checkpoint_dir_name,
     find_latest_checkpoint,
 )
-from lossreweight.train.runtime import Runtime
+from lossreweight.train.runtime import Runtime, fault_point
 
 # The trainer checkpoints its PerSampleLoss module; files hold the bare model's names so that
 # export and `load_run_model` read them directly.
@@ -72,7 +76,10 @@ def save_checkpoint(
     rt: Runtime,
     keep: int = 2,
 ) -> Path:
-    """Collective under torch.distributed: every rank calls it; rank 0 writes the files."""
+    """Collective under torch.distributed: every rank calls it; rank 0 writes the files.
+
+    Any write failure (disk full, read-only, ...) on any rank makes every rank raise the same
+    CheckpointError, with the newest complete checkpoint untouched."""
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_sd = {k.removeprefix(MODEL_PREFIX): v for k, v in get_model_state_dict(model, options=full).items()}
     optim_sd = get_optimizer_state_dict(model, optimizer, options=full)
@@ -82,39 +89,78 @@ def save_checkpoint(
     rng = {"cpu": torch.get_rng_state()}
     if rt.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(rt.device)
-    if rt.is_main:
-        try:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-            # Tied weights share storage; safetensors wants each tensor once.
-            save_file(_dedupe(model_sd), str(tmp / MODEL_WEIGHTS))
-            torch.save(optim_sd, tmp / OPTIMIZER_FILE)
-            (tmp / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1))
-            for f in tmp.iterdir():
-                _fsync_file(f)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            latest = find_latest_checkpoint(run_dir)
-            kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint exists"
-            raise CheckpointError(
-                f"could not write checkpoint at step {step} in {root}: {exc.strerror or exc}; {kept}; "
-                "free disk space or fix permissions and re-run the same command to resume"
-            ) from None
-    rt.barrier()
-    # Every rank writes its own RNG state into the temporary directory.
-    save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / f"rng_rank{rt.rank}.safetensors"))
-    rt.barrier()
-    if rt.is_main:
+
+    def write_main() -> None:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        # Tied weights share storage; safetensors wants each tensor once.
+        save_file(_dedupe(model_sd), str(tmp / MODEL_WEIGHTS))
+        fault_point("save", step, rt.rank)  # test-only: a crash mid-write
+        torch.save(optim_sd, tmp / OPTIMIZER_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1))
+
+    def write_rng() -> None:  # every rank, into the temporary directory
+        save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / f"rng_rank{rt.rank}.safetensors"))
+
+    def publish() -> None:
+        for f in tmp.iterdir():
+            _fsync_file(f)
         (tmp / COMPLETE_MARKER).write_text(f"{step}\n")
         _fsync_file(tmp / COMPLETE_MARKER)
-        if final.exists():  # a re-save of the same step (e.g. after SIGTERM at a save point)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _replace_dir(tmp, final)
         _fsync_dir(root)
+
+    error = _attempt(write_main, rt.is_main, rt)
+    error = error or _attempt(write_rng, True, rt)
+    error = error or _attempt(publish, rt.is_main, rt)
+    if error:
+        if rt.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        latest = find_latest_checkpoint(run_dir)
+        kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint exists"
+        raise CheckpointError(
+            f"could not write checkpoint at step {step} in {root}: {error}; {kept}; "
+            "free disk space or fix permissions and re-run the same command to resume"
+        )
+    if rt.is_main:
         _prune(root, keep)
     rt.barrier()
     return final
+
+
+def _attempt(write: Any, here: bool, rt: Runtime) -> str | None:
+    """Run `write` where `here`; every rank learns whether all of them succeeded (the error
+    text, or None), so no rank waits forever for one that failed."""
+    error = None
+    if here:
+        try:
+            write()
+        except OSError as exc:
+            error = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    if rt.distributed:
+        failed = torch.tensor([0.0 if error is None else 1.0], device=rt.device)
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item() and error is None:
+            error = "another rank failed to write its part"
+    return error
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`; an existing `final` (a re-save of the same step) is moved
+    aside first and put back if the rename fails."""
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = final.with_name(f".old-{final.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _dedupe(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -132,56 +178,95 @@ def _dedupe(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _prune(root: Path, keep: int) -> None:
     complete = sorted(d for d in root.glob("step_*") if (d / COMPLETE_MARKER).is_file())
     for d in complete[:-keep]:
-        shutil.rmtree(d, ignore_errors=True)
-    for d in root.glob(".tmp-step_*"):  # leftovers of a crash mid-save
-        shutil.rmtree(d, ignore_errors=True)
+        # Renamed first, so a crash mid-delete never leaves a half checkpoint named step_*.
+        trash = d.with_name(f".old-{d.name}")
+        with contextlib.suppress(OSError):
+            os.replace(d, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    for pattern in (".tmp-step_*", ".old-step_*"):  # leftovers of a crash mid-save or mid-delete
+        for d in root.glob(pattern):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def read_state(ckpt: Path) -> dict[str, Any]:
+    """state.json, checked: a damaged or edited file is a CheckpointError, not a crash later."""
+    file = ckpt / STATE_FILE
     try:
-        state = json.loads((ckpt / STATE_FILE).read_text())
+        state = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {ckpt / STATE_FILE}: {exc}; the checkpoint is damaged, delete it") from None
+        raise CheckpointError(f"cannot read {file}: {' '.join(str(exc).split())[:120]}; {_damaged(ckpt)}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} is not a checkpoint state (not a mapping); {_damaged(ckpt)}")
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{ckpt} was written by another version of lossreweight (format {state.get('format')}); "
+            f"{ckpt} was written by another version of lossreweight (format {state.get('format')!r}); "
             "train into a new output directory"
         )
+    m = re.fullmatch(r"step_(\d+)", ckpt.name)
+    problems = [
+        f"{key} is {state.get(key)!r}" for key in ("step", "tokens")
+        if not (isinstance(state.get(key), int) and not isinstance(state.get(key), bool) and state[key] >= 0)
+    ] + [f"{key} is not a mapping" for key in ("loader", "reweighter") if not isinstance(state.get(key), dict)]
+    if not problems and m and int(m.group(1)) != state["step"]:
+        problems.append(f"step {state['step']} does not match the directory name")
+    if problems:
+        raise CheckpointError(f"{file} is not a valid checkpoint state ({'; '.join(problems)}); {_damaged(ckpt)}")
     return state
+
+
+def _damaged(ckpt: Path) -> str:
+    """What to do about a damaged checkpoint: delete it, and say what a resume then uses."""
+    older = sorted(
+        d for d in ckpt.parent.glob("step_*") if d.name < ckpt.name and (d / COMPLETE_MARKER).is_file()
+    )
+    then = f"a re-run then resumes from {older[-1]}" if older else "a re-run then starts from scratch"
+    return f"the checkpoint is damaged or was tampered with: delete {ckpt} ({then})"
 
 
 def load_checkpoint(
     ckpt: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime
 ) -> dict[str, Any]:
-    """Restore model, optimizer and this rank's RNG; return the saved trainer state."""
+    """Restore model, optimizer and this rank's RNG; return the saved trainer state.
+
+    Only safe formats are read (JSON, safetensors, torch.load with weights_only=True): a
+    tampered file is rejected with a CheckpointError, never executed."""
     state = read_state(ckpt)
-    try:
-        model_sd = load_file(str(ckpt / MODEL_WEIGHTS))
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors rejects tampered headers
-        raise CheckpointError(f"cannot read {ckpt / MODEL_WEIGHTS}: {exc}; the checkpoint is damaged") from None
+    model_sd = _load_tensors(ckpt / MODEL_WEIGHTS, ckpt)
     # Validate names and shapes against the model first, for a one-line error.
     inner = _unwrapped(model).model
     check_compatible(inner, model_sd, ckpt)
     full = StateDictOptions(full_state_dict=True, strict=False)
     model_sd = {MODEL_PREFIX + k: v for k, v in _complete_tied(inner, model_sd).items()}
-    set_model_state_dict(model, model_sd, options=full)
     try:
         optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise CheckpointError(
-            f"cannot read {ckpt / OPTIMIZER_FILE}: {' '.join(str(exc).split())[:200]}; the checkpoint is damaged or tampered with"
+            f"cannot read {ckpt / OPTIMIZER_FILE}: {' '.join(str(exc).split())[:160]}; {_damaged(ckpt)}"
         ) from None
+    rng_file = ckpt / f"rng_rank{rt.rank}.safetensors"
+    rng = _load_tensors(rng_file, ckpt) if rng_file.is_file() else {}
+    set_model_state_dict(model, model_sd, options=full)
     try:
         set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {exc}") from None
-    rng_file = ckpt / f"rng_rank{rt.rank}.safetensors"
-    if rng_file.is_file():
-        rng = load_file(str(rng_file))
-        torch.set_rng_state(rng["cpu"])
+    except Exception as exc:  # noqa: BLE001 - a well-formed file of the wrong content
+        raise CheckpointError(
+            f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {' '.join(str(exc).split())[:160]}; {_damaged(ckpt)}"
+        ) from None
+    try:
+        if "cpu" in rng:
+            torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and rt.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], rt.device)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{rng_file} holds no valid RNG state ({exc}); {_damaged(ckpt)}") from None
     return state
+
+
+def _load_tensors(file: Path, ckpt: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # safetensors rejects tampered headers
+        raise CheckpointError(f"cannot read {file}: {' '.join(str(exc).split())[:160]}; {_damaged(ckpt)}") from None
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:

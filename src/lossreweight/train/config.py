@@ -18,7 +18,8 @@ from lossreweight.reweighting import available_strategies, make_schedule
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN/inf pass `gt=0` checks (inf > 0): refuse them, a run with lr=inf is silently doomed.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TrainConfig(_Section):
@@ -63,7 +64,10 @@ class ReweightConfig(_Section):
     @field_validator("temperature")
     @classmethod
     def _valid_schedule(cls, v: float | dict[str, Any]) -> float | dict[str, Any]:
-        make_schedule(v)  # raises ValueError with the reason
+        try:
+            make_schedule(v)  # raises ValueError with the reason
+        except (TypeError, KeyError, AttributeError) as exc:  # e.g. {kind: [1]}: unhashable kind
+            raise ValueError(f"invalid temperature schedule {v!r}: {exc}") from None
         return v
 
 
@@ -193,7 +197,7 @@ def load_config(spec: str | Path, overrides: list[str] | None = None) -> RunConf
 def validate_config(data: dict[str, Any], where: str = "config") -> RunConfig:
     unknown = [k for k in data if k not in RunConfig.model_fields]
     for k in unknown:
-        _check_key(k)
+        _check_key(str(k))  # YAML allows non-string keys (1: x)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

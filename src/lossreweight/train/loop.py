@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,19 +31,33 @@ from lossreweight.train.checkpoint import load_checkpoint, save_checkpoint
 from lossreweight.train.config import RunConfig
 from lossreweight.train.evaluate import evaluate
 from lossreweight.train.loss_module import PerSampleLoss
-from lossreweight.train.metrics import MetricsLogger, truncate_metrics
+from lossreweight.train.metrics import MetricsLogger, check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
-from lossreweight.train.runtime import Runtime, setup_runtime
+from lossreweight.train.runtime import PeerFailure, Runtime, fault_point, setup_runtime
 
 FINAL_FILE = "final.json"
+RESOLVED_CONFIG = "resolved_config.json"
 # Settings that may change between a run and its resume without changing its results.
 RESUMABLE_CHANGES = {"train.max_steps", "train.threads", "log", "checkpoint", "eval.every", "train.compile"}
+# Settings a user changes on purpose to get a diverged run past its NaNs (TrainingDiverged's
+# advice): allowed on resume, with a note on stderr since the results then differ.
+RECOVERY_CHANGES = {"train.lr", "train.grad_clip", "train.max_nonfinite_steps"}
 
 
 class TrainingDiverged(UserError):
     """Too many non-finite steps in a row."""
 
     exit_code = 3
+
+
+class Interrupted(UserError):
+    """Stopped by a second Ctrl-C / SIGTERM, or by one before training started."""
+
+    exit_code = 130
+
+
+class RunDirError(UserError):
+    """The file system refused a write (disk full, read-only, not a directory, ...)."""
 
 
 @dataclass
@@ -55,11 +70,14 @@ class TrainResult:
 
 
 class _StopFlag:
-    """SIGTERM / Ctrl-C ask for a checkpoint at the end of the current step; a second one
-    interrupts at once."""
+    """SIGTERM / Ctrl-C while training ask for a checkpoint at the end of the current step; a
+    second one interrupts at once. Before training starts (data preparation, set-up) there is
+    nothing to save: the first one interrupts at once (KeyboardInterrupt, so `finally` blocks
+    remove temporary files)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.training = False
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
@@ -69,7 +87,7 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested or not self.training:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -89,18 +107,54 @@ def _flatten_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _changed(a: dict[str, Any], b: dict[str, Any], allowed: set[str]) -> list[str]:
+    return [
+        k for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k) and not any(k == r or k.startswith(r + ".") for r in allowed)
+    ]
+
+
 def _check_same_run(saved: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
     a, b = _flatten_keys(saved), _flatten_keys(now)
-    diff = [
-        k for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k) and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES)
-    ]
+    diff = _changed(a, b, RESUMABLE_CHANGES | RECOVERY_CHANGES)
     if diff:
         shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:3])
         raise ConfigError(
             f"{run_dir} holds a run with other settings ({shown}); re-run with the same config to "
             "resume, or choose a new --out directory"
         )
+    recovery = _changed(a, b, RESUMABLE_CHANGES)
+    if recovery:
+        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in recovery)
+        print(f"lossreweight: note: resuming {run_dir} with changed settings ({shown})", file=sys.stderr)
+
+
+def _read_saved_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config of the run in `run_dir`; None for a new (missing or empty) dir.
+    Refuses a non-empty directory that is not a run, rather than writing into it."""
+    if not run_dir.exists():
+        return None
+    if not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} exists and is not a directory; choose another --out")
+    file = run_dir / RESOLVED_CONFIG
+    if not file.is_file():
+        # Leftovers of an atomic write killed half-way are ours; anything else is the user's.
+        if any(not p.name.endswith(".tmp") for p in run_dir.iterdir()):
+            raise ConfigError(
+                f"--out {run_dir} is a non-empty directory that holds no run ({RESOLVED_CONFIG} "
+                "is missing); choose a new or empty --out directory"
+            )
+        return None
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read {file}: {' '.join(str(exc).split())[:120]}; it is damaged: restore it, "
+            "or train into a new --out directory"
+        ) from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{file} is not a run config (not a mapping); restore it, or use a new --out directory")
+    return saved
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -126,19 +180,34 @@ class Trainer:
             data = prepare_data(self.cfg.data, self.data_dir, progress=False)
         return data
 
-    def _write_run_files(self, data: PreparedData, resolved: dict[str, Any]) -> None:
+    def _check_run_dir(self, resolved: dict[str, Any]) -> None:
+        """Read-only: is --out new, or the same run? Nothing is written before the whole set-up
+        (checkpoint included) has succeeded, so bad input leaves no trace."""
+        if not self.rt.is_main:
+            return
+        saved = _read_saved_config(self.run_dir)
+        if saved is not None:
+            _check_same_run(saved, resolved, self.run_dir)
+
+    def _write_run_files(self, data: PreparedData, resolved: dict[str, Any], step: int) -> None:
         if not self.rt.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        saved = self.run_dir / "resolved_config.json"
-        if saved.is_file():
-            _check_same_run(json.loads(saved.read_text()), resolved, self.run_dir)
+        # resolved_config.json first: it marks the directory as a run (_read_saved_config).
+        _atomic_write(self.run_dir / RESOLVED_CONFIG, json.dumps(resolved, indent=1))
         _atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        _atomic_write(saved, json.dumps(resolved, indent=1))
         tok = self.run_dir / "tokenizer"
         if not tok.exists() and data.tokenizer_dir is not None and Path(data.tokenizer_dir).is_dir():
-            shutil.copytree(data.tokenizer_dir, tok)
+            # Copy then rename: a kill mid-copy must not leave a half tokenizer for good.
+            tmp = self.run_dir / "tokenizer.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(data.tokenizer_dir, tmp)
+            tmp.rename(tok)
         _atomic_write(self.run_dir / "data.json", json.dumps({"domains": data.domains, "stats": data.stats()}, indent=1))
+        # Records after the checkpoint (or all of them, on a fresh start) are written again.
+        truncate_metrics(self.run_dir, step)
+        if step < self.cfg.train.max_steps:
+            (self.run_dir / FINAL_FILE).unlink(missing_ok=True)  # stale: the run goes on
 
     def _wrap(self, model: torch.nn.Module) -> tuple[torch.nn.Module, PerSampleLoss]:
         cfg, rt = self.cfg.train, self.rt
@@ -165,6 +234,41 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Train; errors a user can act on come out as UserError subclasses (one line each)."""
+        self._step = 0
+        stop = _StopFlag()
+        try:
+            with stop:
+                return self._run(stop)
+        except KeyboardInterrupt:
+            raise Interrupted(self._interrupted_message(stop.training)) from None
+        except OSError as exc:  # disk full, read-only or missing directory, ...
+            what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            raise RunDirError(
+                f"cannot write the run ({what}); {self._resume_hint()}, after freeing disk space or "
+                "fixing permissions"
+            ) from None
+        except RuntimeError as exc:
+            if not (self.rt.distributed and _is_peer_failure(exc)):
+                raise
+            raise PeerFailure(
+                f"rank {self.rt.rank}: another rank died or stopped answering during step "
+                f"{self._step + 1} ({' '.join(str(exc).split())[:160]}); {self._resume_hint()}"
+            ) from None
+
+    def _resume_hint(self) -> str:
+        with contextlib.suppress(OSError):
+            latest = find_latest_checkpoint(self.run_dir)
+            if latest is not None:
+                return f"re-run the same command to resume from the last complete checkpoint {latest}"
+        return "no checkpoint was saved: re-running the same command starts the run again"
+
+    def _interrupted_message(self, training: bool) -> str:
+        if not training:
+            return f"interrupted before training started; nothing new was saved; {self._resume_hint()}"
+        return f"interrupted at once (second signal) during step {self._step + 1}; {self._resume_hint()}"
+
+    def _run(self, stop: _StopFlag) -> TrainResult:
         cfg, rt = self.cfg, self.rt
         data = self._prepare_data()
         model_vocab = cfg.model.vocab_size or data.vocab_size
@@ -174,7 +278,8 @@ class Trainer:
         resolved = cfg.to_dict()
         resolved["model"] = {**resolved["model"], **model.config_dict()} if cfg.model.hf is None else {**resolved["model"], "vocab_size": model_vocab}
         resolved["model"]["vocab_size"] = model_vocab
-        self._write_run_files(data, resolved)
+        self._check_run_dir(resolved)
+        check_logging_deps(cfg.log.wandb_project)
         rt.barrier()
         model.to(rt.device)
         wrapped, loss_module = self._wrap(model)
@@ -202,8 +307,10 @@ class Trainer:
                 reweighter.load_state_dict(state["reweighter"])
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-            if rt.is_main:
-                truncate_metrics(self.run_dir, step)
+        # Everything that can refuse bad input has run: only now is the run directory written.
+        self._write_run_files(data, resolved, step)
+        rt.barrier()
+        self._step = step
         logger = MetricsLogger(
             self.run_dir,
             enabled=rt.is_main,
@@ -232,53 +339,63 @@ class Trainer:
         interrupted = False
         wrapped.train()
         t_log, tokens_at_log = time.perf_counter(), tokens
+        stop.training = True
         try:
-            with _StopFlag() as stop:
-                while step < cfg.train.max_steps:
-                    lr = lr_at(step, cfg.train)
-                    set_lr(optimizer, lr)
-                    batches = [next(loader) for _ in range(cfg.train.grad_accum)]
-                    stats = self._forward_backward(wrapped, reweighter, batches, step)
-                    grad_norm = self._clip(wrapped, loss_module)
-                    loss_val = stats["weighted_loss"]
-                    finite = bool(torch.isfinite(grad_norm) & torch.isfinite(loss_val))  # the step's one sync
-                    if finite:
-                        optimizer.step()
-                        nonfinite_run = 0
-                    else:
-                        nonfinite_run += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    tokens += tokens_per_step
+            while step < cfg.train.max_steps:
+                self._step = step
+                lr = lr_at(step, cfg.train)
+                set_lr(optimizer, lr)
+                batches = [next(loader) for _ in range(cfg.train.grad_accum)]
+                stats = self._forward_backward(wrapped, reweighter, batches, step)
+                grad_norm = self._clip(wrapped, loss_module)
+                # Non-finite loss or gradient, or no valid sample at all (a NaN storm: all
+                # weights 0, a zero gradient AdamW would still step on): skip the update.
+                ok = torch.isfinite(grad_norm) & torch.isfinite(stats["weighted_loss"]) & (stats["all_invalid"] < 1)
+                finite = self._all_ranks(ok)  # the step's one sync
+                if finite:
+                    optimizer.step()
+                    nonfinite_run = 0
+                else:  # skipped: parameters and optimizer state stay as they were
+                    nonfinite_run += 1
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                tokens += tokens_per_step
+                if progress is not None:
+                    progress.update(1)
+                is_last = step == cfg.train.max_steps
+                do_eval = is_last or (cfg.eval.every and step % cfg.eval.every == 0)
+                do_log = do_eval or is_last or step % cfg.log.every == 0 or not finite
+                if do_log:
+                    now = time.perf_counter()
+                    rate = (tokens - tokens_at_log) / max(now - t_log, 1e-9)
+                    t_log, tokens_at_log = now, tokens
+                    record = self._record(step, tokens, lr, stats, grad_norm, finite, rate, flops_per_token, data.domains)
+                    if do_eval:
+                        fault_point("eval", step, rt.rank)
+                        last_eval = evaluate(wrapped, val_batches, data.domains, rt)
+                        record.update(last_eval)
+                        t_log = time.perf_counter()  # evaluation time is not training throughput
+                    logger.log(record)
                     if progress is not None:
-                        progress.update(1)
-                    if not finite and nonfinite_run >= cfg.train.max_nonfinite_steps:
-                        good = find_latest_checkpoint(self.run_dir)
-                        raise TrainingDiverged(
-                            f"{nonfinite_run} non-finite steps in a row (loss or gradient is NaN/inf) at step {step}; "
-                            f"last good checkpoint: {good or 'none'}; lower train.lr or raise train.grad_clip, then resume"
-                        )
-                    is_last = step == cfg.train.max_steps
-                    do_eval = is_last or (cfg.eval.every and step % cfg.eval.every == 0)
-                    do_log = do_eval or is_last or step % cfg.log.every == 0 or not finite
-                    if do_log:
-                        now = time.perf_counter()
-                        rate = (tokens - tokens_at_log) / max(now - t_log, 1e-9)
-                        t_log, tokens_at_log = now, tokens
-                        record = self._record(step, tokens, lr, stats, grad_norm, finite, rate, flops_per_token, data.domains)
-                        if do_eval:
-                            last_eval = evaluate(wrapped, val_batches, data.domains, rt)
-                            record.update(last_eval)
-                            t_log = time.perf_counter()  # evaluation time is not training throughput
-                        logger.log(record)
-                        if progress is not None:
-                            progress.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{rate:,.0f}", ess=f"{record.get('ess_fraction', 1.0):.2f}")
-                    stop_now = self._agree(stop.requested)
-                    if is_last or stop_now or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
-                        save(step)
-                    if stop_now and not is_last:
-                        interrupted = True
-                        break
+                        progress.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{rate:,.0f}", ess=f"{record.get('ess_fraction', 1.0):.2f}")
+                if not finite and nonfinite_run >= cfg.train.max_nonfinite_steps:
+                    good = find_latest_checkpoint(self.run_dir)
+                    raise TrainingDiverged(
+                        f"{nonfinite_run} non-finite steps in a row (loss or gradient is NaN/inf), the last at step {step}; "
+                        f"last good checkpoint: {good or 'none (no checkpoint was saved)'}; lower train.lr or raise "
+                        "train.grad_clip (allowed on resume), then re-run the command to resume from it"
+                    )
+                fault_point("step", step, rt.rank)
+                stop_now = self._agree(stop.requested)
+                if is_last or stop_now or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
+                    save(step)
+                if stop_now and not is_last:
+                    interrupted = True
+                    break
+            self._step = step
+            if not interrupted and not last_eval:
+                # Nothing left to train (a re-run of a finished run): keep or redo the final eval.
+                last_eval = self._final_eval(step) or evaluate(wrapped, val_batches, data.domains, rt)
         finally:
             if progress is not None:
                 progress.close()
@@ -287,6 +404,22 @@ class Trainer:
         if rt.is_main and not interrupted:
             _atomic_write(self.run_dir / FINAL_FILE, json.dumps({"steps": step, "tokens": tokens, **last_eval}, indent=1))
         return result
+
+    def _final_eval(self, step: int) -> dict[str, Any]:
+        """The evaluation in final.json when it is of this step, else {}."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            saved = json.loads((self.run_dir / FINAL_FILE).read_text())
+            if saved.get("steps") == step and "val_loss" in saved:
+                return {k: v for k, v in saved.items() if k not in ("steps", "tokens")}
+        return {}
+
+    def _all_ranks(self, ok: torch.Tensor) -> bool:
+        """True when `ok` holds on every rank, so that all ranks skip the same steps."""
+        if self.rt.distributed:
+            flag = ok.to(torch.float32).reshape(1)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            return bool(flag.item())
+        return bool(ok)
 
     def _forward_backward(self, wrapped: torch.nn.Module, rw: Reweighter, batches: list[dict[str, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:
         dev = self.rt.device
@@ -349,6 +482,14 @@ class Trainer:
                 py[key] = dict(zip(domains, py[key], strict=True))
         record.update(py)
         return record
+
+
+def _is_peer_failure(exc: RuntimeError) -> bool:
+    """A collective that failed because another rank died or hung (gloo / NCCL wording)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout"))
 
 
 def _peak_flops(device: torch.device) -> float | None:

@@ -47,6 +47,18 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
     tmp.replace(path)
 
 
+def check_logging_deps(wandb_project: str | None) -> None:
+    """Fail before anything is written when a configured sink cannot work."""
+    if not wandb_project:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        from lossreweight.errors import ConfigError
+
+        raise ConfigError("log.wandb_project is set but wandb is not installed; pip install wandb, or unset it")
+
+
 class MetricsLogger:
     """Writes on the main rank only; every sink is optional but the jsonl file."""
 
@@ -66,6 +78,7 @@ class MetricsLogger:
         self._wandb = None
         if not enabled:
             return
+        check_logging_deps(wandb_project)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

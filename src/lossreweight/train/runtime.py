@@ -104,9 +104,10 @@ def fault_point(point: str, step: int, rank: int = 0) -> None:
 
     LOSSREWEIGHT_FAULT="POINT:STEP:ACTION[:RANK]" makes the process (of rank RANK, else every
     rank) do ACTION on reaching POINT at STEP, so a test hits an exact moment:
-      POINT  prepare (before data preparation, STEP 0) | eval (before evaluating after STEP)
-             | save (mid-write of checkpoint STEP, after its model file) | step (end of STEP)
-      ACTION kill (SIGKILL) | term (SIGTERM) | int (SIGINT) | int2 (two SIGINTs) | hang
+      POINT  step (end of STEP, before its checkpoint) | eval (before evaluating after STEP)
+             | save (mid-write of checkpoint STEP, after its model file)
+      ACTION kill (SIGKILL) | term (SIGTERM) | int (SIGINT) | int2 (two SIGINTs)
+             | hang (stall 2 s longer than the collective timeout, then go on)
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
@@ -115,8 +116,8 @@ def fault_point(point: str, step: int, rank: int = 0) -> None:
     if want_point != point or int(want_step) != step or (want_rank and int(want_rank[0]) != rank):
         return
     if action == "hang":
-        while True:
-            time.sleep(1)
+        time.sleep(collective_timeout().total_seconds() + 2)
+        return
     for sig in _FAULT_SIGNALS[action]:
         os.kill(os.getpid(), sig)
         time.sleep(0.05)  # let the Python-level handler run before the next signal

@@ -1,0 +1,20 @@
+"""`lossreweight report DIR... [--out FILE]`: combine study folders into one HTML page."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="folders written by `experiment` or `compare`")
+    p.add_argument("--out", metavar="FILE", default="runs/report.html", help="the page to write (default runs/report.html)")
+    p.add_argument("--embed", action="store_true", help="inline the PNGs: one self-contained file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossreweight.experiments.combined_report import build_report
+
+    page = build_report([Path(d) for d in args.dirs], Path(args.out), embed=args.embed)
+    print(f"report: {page}")
+    return 0

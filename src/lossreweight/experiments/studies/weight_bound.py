@@ -1,0 +1,285 @@
+"""Study `weight-bound`: does LinUpper keep every weight below 2/M, as the paper argues?
+
+Two parts. (1) Synthetic batches: the library's `Reweighter` on controlled loss
+distributions (symmetric, right-skewed with one high outlier, bimodal with a minority of hard
+samples, left-skewed with one low outlier) for several batch sizes M and temperatures r,
+with and without the optional cap `max_weight = 2`. (2) Training: max(w) x M at every step
+of LinUpper runs at r = 0.4 and 0.2, with and without the cap.
+
+Why the bound holds when it does: LinUpper gives every sample in the upper half of the
+batch's loss range (x >= 0) the same top score, so max(w) <= 1 / n_top with n_top the number
+of such samples; max(w) x M <= 2 whenever at least half the batch is in the upper half of the
+range. A batch whose range is stretched by one high outlier has n_top = 1, and then
+max(w) x M approaches e^(1/r) (12.2 at r = 0.4) as M grows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lossreweight.experiments import plotting as P
+from lossreweight.experiments.arm_plots import smooth, standard_plots
+from lossreweight.experiments.compare import standard_sections, train_arms
+from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.runs import Arm, Log
+from lossreweight.experiments.studies.common import BASE_CONFIG, full_scale, quick_scale, study_dir
+from lossreweight.experiments.study import write_study
+from lossreweight.experiments.summary import Records, paired, series
+from lossreweight.reweighting import Reweighter
+
+NAME = "weight-bound"
+CAP = 2.0
+BOUND = 2.0  # the paper's claim: max(w) <= 2/M, i.e. max(w) x M <= 2
+
+Sampler = Callable[[int, torch.Generator], torch.Tensor]
+
+
+def _symmetric(m: int, g: torch.Generator) -> torch.Tensor:
+    return 5.0 + torch.randn(m, generator=g)
+
+
+def _right_skewed(m: int, g: torch.Generator) -> torch.Tensor:
+    x = 5.0 + 0.3 * torch.randn(m, generator=g)
+    x[0] = 10.0  # one sample far above the rest stretches the range
+    return x
+
+
+def _bimodal(m: int, g: torch.Generator) -> torch.Tensor:
+    x = 3.0 + 0.3 * torch.randn(m, generator=g)
+    hard = torch.randperm(m, generator=g)[: max(1, m // 4)]
+    x[hard] += 4.0  # a quarter of the batch is hard
+    return x
+
+
+def _left_skewed(m: int, g: torch.Generator) -> torch.Tensor:
+    x = 5.0 + 0.3 * torch.randn(m, generator=g)
+    x[0] = 0.5  # one sample far below the rest
+    return x
+
+
+DISTRIBUTIONS: dict[str, Sampler] = {
+    "symmetric": _symmetric,
+    "right-skewed (1 high outlier)": _right_skewed,
+    "bimodal (25% hard)": _bimodal,
+    "left-skewed (1 low outlier)": _left_skewed,
+}
+
+
+def synthetic_sweep(sizes: list[int], temperatures: list[float], draws: int, seed: int = 0) -> dict[str, Any]:
+    """max(w) x M over `draws` random batches per (distribution, r, M), with and without the cap.
+
+    Also checks the explanation above on every batch: max(w) x M <= M / n_top.
+    """
+    out: dict[str, Any] = {}
+    explained = True
+    capped_ok = True
+    for dist, sample in DISTRIBUTIONS.items():
+        out[dist] = {}
+        for r in temperatures:
+            plain, capped = Reweighter("linupper", r), Reweighter("linupper", r, max_weight=CAP)
+            rows = {}
+            for m in sizes:
+                g = torch.Generator().manual_seed(seed)
+                mw, mw_cap, ess, ess_cap, ntop = [], [], [], [], []
+                for _ in range(draws):
+                    losses = sample(m, g)
+                    w = plain.weights(losses)
+                    s = plain.stats_dict()
+                    capped.weights(losses)
+                    c = capped.stats_dict()
+                    x = 2 * losses - losses.max() - losses.min()
+                    n_top = int((x >= 0).sum())
+                    explained &= float(w.max()) * m <= m / n_top * (1 + 1e-4)
+                    capped_ok &= c["max_weight_x_m"] <= CAP * (1 + 1e-4)
+                    mw.append(s["max_weight_x_m"])
+                    mw_cap.append(c["max_weight_x_m"])
+                    ess.append(s["ess_fraction"])
+                    ess_cap.append(c["ess_fraction"])
+                    ntop.append(n_top / m)
+                rows[str(m)] = {
+                    "max_weight_x_m_mean": sum(mw) / draws,
+                    "max_weight_x_m_min": min(mw),
+                    "max_weight_x_m_max": max(mw),
+                    "frac_batches_above_bound": sum(v > BOUND + 1e-6 for v in mw) / draws,
+                    "capped_max_weight_x_m_max": max(mw_cap),
+                    "ess_fraction": sum(ess) / draws,
+                    "capped_ess_fraction": sum(ess_cap) / draws,
+                    "top_half_fraction": sum(ntop) / draws,
+                }
+            out[dist][f"{r:g}"] = rows
+    return {"results": out, "sizes": sizes, "temperatures": temperatures, "draws": draws,
+            "explained_by_top_half": explained, "cap_holds": capped_ok,
+            "limit_one_outlier": {f"{r:g}": math.exp(1 / r) for r in temperatures}}
+
+
+def plot_synthetic(path: Path, syn: dict[str, Any]) -> Path:
+    dists = list(syn["results"])
+    fig, axes = P.new_figure(len(dists), ncols=2, panel_size=(5.4, 3.8))
+    colors = P.colors_for([f"r={r:g}" for r in syn["temperatures"]])
+    for ax, dist in zip(axes, dists, strict=True):
+        for r in syn["temperatures"]:
+            rows = syn["results"][dist][f"{r:g}"]
+            ms = [int(m) for m in rows]
+            label = f"r={r:g}"
+            ax.plot(ms, [rows[str(m)]["max_weight_x_m_mean"] for m in ms], marker="o", color=colors[label], label=label)
+            ax.fill_between(ms, [rows[str(m)]["max_weight_x_m_min"] for m in ms],
+                            [rows[str(m)]["max_weight_x_m_max"] for m in ms], color=colors[label], alpha=0.15, lw=0)
+        ax.axhline(BOUND, color="black", ls=":", lw=1, label="2 (the paper's bound; the cap)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size M")
+        ax.set_ylabel("max(w) x M (no cap)")
+        ax.set_title(dist)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return P.save_figure(fig, path)
+
+
+def plot_examples(path: Path, m: int = 64, r: float = 0.4, seed: int = 0) -> Path:
+    """w x M against the loss for one batch of each distribution, without and with the cap."""
+    fig, axes = P.new_figure(len(DISTRIBUTIONS), ncols=2, panel_size=(5.0, 3.4))
+    for ax, (dist, sample) in zip(axes, DISTRIBUTIONS.items(), strict=True):
+        losses = sample(m, torch.Generator().manual_seed(seed))
+        order = torch.argsort(losses)
+        for cap, style, label in ((None, "-", "no cap"), (CAP, "--", f"cap {CAP:g}")):
+            w = Reweighter("linupper", r, max_weight=cap).weights(losses)
+            ax.plot(losses[order].numpy(), (w[order] * m).numpy(), ls=style, marker=".", label=label)
+        ax.axhline(BOUND, color="black", ls=":", lw=1)
+        ax.set_title(f"{dist}, M={m}, r={r:g}")
+        ax.set_xlabel("per-sample loss")
+        ax.set_ylabel("w x M")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return P.save_figure(fig, path)
+
+
+def plot_training(path: Path, records: Records, colors: dict[str, str]) -> Path:
+    fig, (ax,) = P.new_figure(1, panel_size=(9.0, 4.0))
+    for arm, by_seed in records.items():
+        for run in by_seed.values():
+            steps, v = series(run, "max_weight_x_m")
+            ax.plot(steps, v, color=colors[arm], lw=0.6, alpha=0.35)
+            ax.plot(steps, smooth(torch.tensor(v).numpy()[None], 10)[0], color=colors[arm], lw=1.8, label=arm)
+    ax.axhline(BOUND, color="black", ls=":", lw=1, label="2 (the paper's bound)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("max(w) x M")
+    ax.set_title("max(w) x M at every step (thin) and its 10-step average (thick)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return P.save_figure(fig, path)
+
+
+def training_bound(records: Records) -> dict[str, Any]:
+    """Per arm: how often and how far max(w) x M exceeded 2 over the logged steps."""
+    out = {}
+    for arm, by_seed in records.items():
+        vals = [v for run in by_seed.values() for v in series(run, "max_weight_x_m")[1]]
+        frac = [v for run in by_seed.values() for v in series(run, "frac_above_2_over_m")[1]]
+        out[arm] = {
+            "steps_logged": len(vals),
+            "max_weight_x_m_mean": sum(vals) / len(vals) if vals else None,
+            "max_weight_x_m_max": max(vals) if vals else None,
+            "frac_steps_above_bound": sum(v > BOUND + 1e-4 for v in vals) / len(vals) if vals else None,
+            "mean_frac_samples_above_2_over_m": sum(frac) / len(frac) if frac else None,
+        }
+    return out
+
+
+def scale(quick: bool):  # noqa: ANN201 - a Scale
+    # log.every=1: the bound is checked at every step, not every tenth.
+    return quick_scale(seeds=(0,), steps=8) if quick else full_scale(100, 20, (0,), "log.every=1")
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm.strategy("uniform"),
+    Arm("linupper", ("reweight.strategy=linupper", "reweight.temperature=0.4")),
+    Arm("linupper-cap2", ("reweight.strategy=linupper", "reweight.temperature=0.4", f"reweight.max_weight={CAP}")),
+    Arm("linupper-r0.2", ("reweight.strategy=linupper", "reweight.temperature=0.2")),
+    Arm("linupper-r0.2-cap2", ("reweight.strategy=linupper", "reweight.temperature=0.2", f"reweight.max_weight={CAP}")),
+)
+
+
+def run_weight_bound(out_dir: Path | str | None = None, *, quick: bool = False, log: Log | None = None) -> dict[str, Any]:
+    start = time.perf_counter()
+    out = study_dir(NAME, out_dir, quick)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [8, 64, 256] if quick else [4, 8, 16, 32, 64, 128, 256, 1024]
+    syn = synthetic_sweep(sizes, [0.2, 0.4, 1.0], draws=10 if quick else 100)
+    t_syn = time.perf_counter() - start
+    sc = scale(quick)
+    records, summary = train_arms(BASE_CONFIG, out, list(ARMS), sc.seeds, sc.overrides, log=log)
+    colors = P.colors_for([a.name for a in ARMS])
+    files = standard_plots(out, records, summary, colors=colors)
+    files["synthetic_max_weight"] = plot_synthetic(out / "synthetic_max_weight.png", syn).name
+    files["synthetic_examples"] = plot_examples(out / "synthetic_examples.png").name
+    files["training_max_weight"] = plot_training(out / "training_max_weight.png", records, colors).name
+    train_b = training_bound(records)
+    domains = summary["domains"]
+    cap_effect = {
+        f"{cap}-vs-{nocap}": paired([records[cap][s] for s in sc.seeds], [records[nocap][s] for s in sc.seeds], domains)
+        for cap, nocap in (("linupper-cap2", "linupper"), ("linupper-r0.2-cap2", "linupper-r0.2"))
+    }
+    conclusions = _conclusions(syn, train_b, cap_effect)
+    summary.update({
+        "study": NAME, "quick": quick, "steps": sc.steps, "bound": BOUND, "cap": CAP,
+        "synthetic": syn, "synthetic_seconds": round(t_syn, 2), "training_bound": train_b,
+        "cap_effect": cap_effect, "conclusions": conclusions,
+        "files": {**files, "html": "index.html", "summary": "summary.json"},
+        "runtime_s": round(time.perf_counter() - start, 2),
+    })
+    syn_rows = []
+    for dist, by_r in syn["results"].items():
+        for r, rows in by_r.items():
+            syn_rows.append([dist, r, *[f"{rows[str(m)]['max_weight_x_m_mean']:.2f} ({rows[str(m)]['frac_batches_above_bound']:.0%})"
+                                        for m in sizes]])
+    train_rows = [[a, v["max_weight_x_m_mean"], v["max_weight_x_m_max"], v["frac_steps_above_bound"],
+                   summary["runs"][a]["val_loss"], summary["runs"][a]["weights"].get("ess_fraction")]
+                  for a, v in train_b.items()]
+    sections = [
+        Section("Synthetic batches", [
+            *conclusions[:2],
+            f"Each cell: mean max(w) x M over {syn['draws']} random batches (in brackets: the share of batches "
+            "above 2). LinUpper, delta = 1, no cap.",
+        ], images=[(files["synthetic_max_weight"], "max(w) x M vs M (mean, min-max band over batches)"),
+                   (files["synthetic_examples"], "w x M against the loss, one batch of each kind")],
+           tables=[Table(["distribution", "r", *[f"M={m}" for m in sizes]], syn_rows, "max(w) x M without the cap")]),
+        Section("During training", conclusions[2:], images=[(files["training_max_weight"], "max(w) x M over training")],
+                tables=[Table(["arm", "mean max(w)xM", "peak max(w)xM", "share of steps above 2", "val_loss", "ESS / M"],
+                              train_rows, "max(w) x M over the logged steps")]),
+        *standard_sections(summary, files),
+    ]
+    return write_study(out, summary, "weight-bound: is max(w) <= 2/M?", sections)
+
+
+def _conclusions(syn: dict[str, Any], train_b: dict[str, Any], cap_effect: dict[str, Any]) -> list[str]:
+    res = syn["results"]
+
+    def worst(dist: str) -> float:
+        return max(row["max_weight_x_m_max"] for rows in res[dist].values() for row in rows.values())
+
+    holds = [d for d in res if worst(d) <= BOUND + 1e-4]
+    fails = [d for d in res if d not in holds]
+    out = [
+        f"Synthetic: max(w) x M <= 2 on every batch for {', '.join(holds) or 'no distribution'}; it fails for "
+        f"{', '.join(fails) or 'none'} (worst {max((worst(d) for d in fails), default=float('nan')):.1f}). "
+        f"Every batch satisfied max(w) x M <= M / n_top (n_top: samples in the upper half of the loss range): "
+        f"{syn['explained_by_top_half']}. With one high outlier the limit for large M is e^(1/r): "
+        + ", ".join(f"r={r}: {v:.1f}" for r, v in syn["limit_one_outlier"].items()) + ".",
+        f"The cap max_weight = {CAP:g} keeps max(w) x M <= {CAP:g} on every batch: {syn['cap_holds']}.",
+    ]
+    for arm, v in train_b.items():
+        if v["max_weight_x_m_max"] is None or arm == "uniform":
+            continue
+        out.append(f"Training, {arm}: max(w) x M averaged {v['max_weight_x_m_mean']:.2f}, peaked at "
+                   f"{v['max_weight_x_m_max']:.2f}, and was above 2 on {v['frac_steps_above_bound']:.0%} of steps.")
+    for name, d in cap_effect.items():
+        m = d["val_loss"]["mean"]
+        if m is not None:
+            out.append(f"{name}: val_loss difference {m:+.4f} (negative: the cap helped).")
+    return out

@@ -1,0 +1,266 @@
+"""From finished runs to numbers: per-arm means and spreads over seeds, paired differences to
+a baseline, steps to reach the baseline's final loss, and weight diagnostics over time.
+
+Pure functions of `RunRecord`s (final.json + metrics.jsonl); no training, no plotting.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lossreweight.experiments.runs import RunRecord
+
+Records = Mapping[str, Mapping[int, RunRecord]]  # arm -> seed -> run
+
+# Per-step weight diagnostics averaged over training (SPEC 5, logged by the trainer).
+WEIGHT_KEYS: tuple[str, ...] = (
+    "max_weight_x_m",
+    "ess_fraction",
+    "weight_loss_corr",
+    "frac_above_2_over_m",
+    "entropy_fraction",
+)
+
+
+# -- small statistics -----------------------------------------------------------------------
+def finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def mean(xs: Sequence[float | None]) -> float | None:
+    """Mean of the values, or None when any is missing (a missing seed is not silently dropped)."""
+    if not xs or any(not finite(x) for x in xs):
+        return None
+    return float(statistics.fmean(xs))
+
+
+def std(xs: Sequence[float | None]) -> float | None:
+    """Sample std over seeds; None for one seed or a missing value."""
+    if len(xs) < 2 or any(not finite(x) for x in xs):
+        return None
+    return float(statistics.stdev(xs))
+
+
+def spread(xs: Sequence[float | None]) -> dict[str, Any]:
+    return {"per_seed": list(xs), "mean": mean(xs), "std": std(xs)}
+
+
+# -- curves ---------------------------------------------------------------------------------
+def _get(record: Mapping[str, Any], key: str) -> Any:
+    """`key` may be dotted for nested values, e.g. "domain_weight_share.code"."""
+    node: Any = record
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def series(run: RunRecord, key: str, *, evals_only: bool = False) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric over a run's records that have it."""
+    rows = run.evals if evals_only else run.metrics
+    pts = [(r["step"], _get(r, key)) for r in rows]
+    pts = [(s, float(v)) for s, v in pts if finite(v)]
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def stacked(runs: Sequence[RunRecord], key: str, *, evals_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A metric of several runs (seeds) on their common steps: (steps [T], values [runs, T])."""
+    per = [dict(zip(*series(r, key, evals_only=evals_only), strict=True)) for r in runs]
+    common = sorted(set.intersection(*(set(p) for p in per))) if per else []
+    return np.asarray(common, dtype=float), np.asarray([[p[s] for s in common] for p in per], dtype=float)
+
+
+def steps_to_reach(steps: Sequence[float], losses: Sequence[float], target: float) -> float | None:
+    """First step at which a validation-loss curve reaches `target`, interpolating linearly
+    between evaluation points; None if it never does. A curve already below the target at
+    its first evaluation returns that step (the curve says nothing earlier)."""
+    prev: tuple[float, float] | None = None
+    for s, v in zip(steps, losses, strict=True):
+        if v <= target:
+            if prev is None or prev[1] == v:
+                return float(s)
+            s0, v0 = prev
+            return float(s0 + (v0 - target) / (v0 - v) * (s - s0))
+        prev = (s, v)
+    return None
+
+
+# -- one run --------------------------------------------------------------------------------
+def run_values(run: RunRecord) -> dict[str, Any]:
+    f = run.final
+    return {
+        "steps": f.get("steps"),
+        "tokens": f.get("tokens"),
+        "val_loss": f.get("val_loss"),
+        "val_loss_domain_avg": f.get("val_loss_domain_avg"),
+        "val_loss_by_domain": dict(f.get("val_loss_by_domain") or {}),
+    }
+
+
+def weight_means(run: RunRecord) -> dict[str, Any]:
+    """Each weight diagnostic averaged over the logged steps (max_weight_x_m also its max)."""
+    out: dict[str, Any] = {}
+    for key in WEIGHT_KEYS:
+        _, v = series(run, key)
+        out[key] = float(np.mean(v)) if v else None
+    _, mw = series(run, "max_weight_x_m")
+    out["max_weight_x_m_max"] = float(np.max(mw)) if mw else None
+    for key in ("domain_weight_share", "domain_sample_share"):
+        rows = [r[key] for r in run.metrics if isinstance(r.get(key), Mapping)]
+        if rows:
+            out[key] = {d: float(np.mean([row[d] for row in rows if finite(row.get(d))]))
+                        for d in rows[0]}
+    return out
+
+
+def first_train_loss(run: RunRecord) -> float | None:
+    """train_loss logged at step 1: the loss of the first batch under the initial weights,
+    equal across strategies that share init and batches (None when step 1 was not logged)."""
+    first = run.metrics[0] if run.metrics else {}
+    return first.get("train_loss") if first.get("step") == 1 else None
+
+
+# -- all arms -------------------------------------------------------------------------------
+def _domains(records: Records) -> list[str]:
+    seen: list[str] = []
+    for by_seed in records.values():
+        for run in by_seed.values():
+            seen += [d for d in run.final.get("val_loss_by_domain", {}) if d not in seen]
+    return seen
+
+
+def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
+    vals = [run_values(r) for r in runs]
+    single = len(runs) == 1
+    per_seed = {
+        "steps": [v["steps"] for v in vals],
+        "tokens": [v["tokens"] for v in vals],
+        "val_loss": [v["val_loss"] for v in vals],
+        "val_loss_domain_avg": [v["val_loss_domain_avg"] for v in vals],
+        "val_loss_by_domain": {d: [v["val_loss_by_domain"].get(d) for v in vals] for d in domains},
+    }
+    weights = [weight_means(r) for r in runs]
+    out: dict[str, Any] = {
+        "seeds": [r.seed for r in runs],
+        "steps": vals[0]["steps"] if len(set(per_seed["steps"])) == 1 else per_seed["steps"],
+        "tokens": vals[0]["tokens"] if len(set(per_seed["tokens"])) == 1 else per_seed["tokens"],
+        "val_loss": vals[0]["val_loss"] if single else mean(per_seed["val_loss"]),
+        "val_loss_domain_avg": vals[0]["val_loss_domain_avg"] if single else mean(per_seed["val_loss_domain_avg"]),
+        "val_loss_by_domain": {
+            d: (xs[0] if single else mean(xs)) for d, xs in per_seed["val_loss_by_domain"].items()
+        },
+        "per_seed": per_seed,
+        "std": {
+            "val_loss": std(per_seed["val_loss"]),
+            "val_loss_domain_avg": std(per_seed["val_loss_domain_avg"]),
+            "val_loss_by_domain": {d: std(xs) for d, xs in per_seed["val_loss_by_domain"].items()},
+        },
+        "weights": _mean_of_dicts(weights),
+        "weights_per_seed": weights,
+        "first_train_loss": [first_train_loss(r) for r in runs],
+        "batch_checksums": [r.batch_checksum for r in runs],
+        "run_dirs": [str(r.run_dir) for r in runs],
+        "status": [r.status for r in runs],
+        "train_seconds": [round(r.seconds, 2) for r in runs],
+    }
+    return out
+
+
+def _mean_of_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in dicts[0].items():
+        if isinstance(v, Mapping):
+            out[key] = {d: mean([x[key].get(d) for x in dicts if key in x]) for d in v}
+        else:
+            out[key] = mean([x.get(key) for x in dicts])
+    return out
+
+
+def paired(arm: Sequence[RunRecord], base: Sequence[RunRecord], domains: Sequence[str]) -> dict[str, Any]:
+    """arm - baseline per seed (negative: the arm is better), and steps to the baseline's final loss."""
+    def diffs(get: Any) -> list[float | None]:
+        out = []
+        for a, b in zip(arm, base, strict=True):
+            x, y = get(a), get(b)
+            out.append(x - y if finite(x) and finite(y) else None)
+        return out
+
+    to_target, speedup = [], []
+    for a, b in zip(arm, base, strict=True):
+        target = b.final.get("val_loss")
+        if not finite(target):
+            to_target.append(None)
+            speedup.append(None)
+            continue
+        s_a = steps_to_reach(*series(a, "val_loss", evals_only=True), target)
+        s_b = steps_to_reach(*series(b, "val_loss", evals_only=True), target)
+        to_target.append(s_a)
+        speedup.append(s_b / s_a if s_a and s_b else None)
+    val = diffs(lambda r: r.final.get("val_loss"))
+    return {
+        "val_loss": spread(val),
+        "val_loss_domain_avg": spread(diffs(lambda r: r.final.get("val_loss_domain_avg"))),
+        "val_loss_by_domain": {
+            d: spread(diffs(lambda r, d=d: r.final.get("val_loss_by_domain", {}).get(d)))
+            for d in domains
+        },
+        "seeds_better": sum(1 for v in val if v is not None and v < 0),
+        "steps_to_baseline_final": {**spread(to_target), "reached": sum(s is not None for s in to_target)},
+        "speedup": spread(speedup),
+    }
+
+
+def summarize(
+    records: Records,
+    *,
+    baseline: str | None = "uniform",
+    batch_groups: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """{"runs": {arm: {...}}, "baseline", "seeds", "domains", "same_batches"} for the arms.
+
+    Per arm: final values (mean over seeds; one seed: that run's), "per_seed" lists, "std",
+    time-averaged weight diagnostics, and with a baseline among the arms "diff_vs_<baseline>":
+    arm - baseline per seed with mean and std, and the steps the arm takes to reach the
+    baseline's final validation loss (interpolated between evaluations).
+
+    `batch_groups` maps arms to groups that should share batches (e.g. arms with the same
+    data mixture); by default every arm should see the same batches as every other.
+    """
+    domains = _domains(records)
+    seeds = sorted({s for by_seed in records.values() for s in by_seed})
+    runs: dict[str, Any] = {}
+    base = records.get(baseline) if baseline else None
+    for arm, by_seed in records.items():
+        ordered = [by_seed[s] for s in sorted(by_seed)]
+        runs[arm] = _arm_summary(ordered, domains)
+        if base is not None and set(base) == set(by_seed):
+            runs[arm][f"diff_vs_{baseline}"] = paired(ordered, [base[s] for s in sorted(by_seed)], domains)
+    groups = {arm: (batch_groups or {}).get(arm, "") for arm in records}
+    same = {
+        str(s): all(
+            len({records[a][s].batch_checksum for a in records if groups[a] == g and s in records[a]}) <= 1
+            for g in set(groups.values())
+        )
+        for s in seeds
+    }
+    return {
+        "baseline": baseline if base is not None else None,
+        "seeds": seeds,
+        "domains": domains,
+        "runs": runs,
+        "same_batches_per_seed": same,
+        "same_batches": all(same.values()),
+    }
+
+
+def fmt_pm(m: float | None, s: float | None, digits: int = 4) -> str:
+    """"m ± s" (or just m, or an em dash when missing) for tables."""
+    if m is None:
+        return "\u2014"
+    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} \u00b1 {s:.{digits}f}"
