@@ -20,7 +20,12 @@ from lossreweight.reweighting.strategies import (
     get_strategy,
     register_strategy,
 )
-from lossreweight.reweighting.weights import cap_weights, compute_weights, weight_stats
+from lossreweight.reweighting.weights import (
+    cap_weights,
+    compute_weights,
+    stats_to_python,
+    weight_stats,
+)
 
 __all__ = [
     "SCHEDULES",
@@ -39,5 +44,6 @@ __all__ = [
     "get_strategy",
     "make_schedule",
     "register_strategy",
+    "stats_to_python",
     "weight_stats",
 ]
