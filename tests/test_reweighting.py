@@ -187,7 +187,7 @@ def test_weighted_loss_is_weighted_sum_and_detached():
     rw = Reweighter("linupper", 0.4)
     w = rw.weights(losses.detach())
     loss = rw.weighted_loss(losses)
-    assert float(loss) == pytest.approx(float((w * losses).sum()))
+    assert float(loss.detach()) == pytest.approx(float((w * losses.detach()).sum()))
     loss.backward()
     torch.testing.assert_close(losses.grad, w)  # no gradient through the weights
     half = rw.weighted_loss(losses, accumulation_steps=2)
