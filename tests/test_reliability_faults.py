@@ -105,6 +105,21 @@ def test_unwritable_output_directory(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert blocker.read_text() == "x"
 
 
+def test_out_of_memory_says_what_to_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real, calls = PerSampleLoss.forward, [0]
+
+    def forward(self: PerSampleLoss, input_ids: torch.Tensor) -> torch.Tensor:
+        calls[0] += self.training
+        if calls[0] == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(self, input_ids)
+
+    monkeypatch.setattr(PerSampleLoss, "forward", forward)
+    assert train_main(tmp_path / "run") == 2
+    err = one_line(capsys.readouterr().err)
+    assert "out of memory during step 3" in err and "train.batch_size" in err and "step_00000002" in err
+
+
 # -- non-finite losses and gradients -----------------------------------------------------------
 def poison(monkeypatch: pytest.MonkeyPatch, steps: set[int], how: str) -> None:
     """Make training forward passes of the given steps (1-based) non-finite:

@@ -69,12 +69,13 @@ def train_arms(
     *,
     baseline: str | None = "uniform",
     log: Log | None = None,
+    reuse_from: Sequence[Path] = (),
 ) -> tuple[Records, dict[str, Any]]:
     """Train (or reuse) every arm x seed under `out/runs/` and summarise them."""
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ConfigError(f"arm names must be distinct, got {names}")
-    records = run_arms(config, list(overrides), arms, seeds, Path(out) / "runs", log=log)
+    records = run_arms(config, list(overrides), arms, seeds, Path(out) / "runs", log=log, reuse_from=reuse_from)
     summary = summarize(records, baseline=baseline if baseline in names else None)
     summary.update({"config": str(config), "overrides": list(overrides),
                     "arms": {a.name: list(a.overrides) for a in arms}})

@@ -25,6 +25,7 @@ from lossreweight.train.loop import FINAL_FILE
 from lossreweight.train.metrics import read_metrics
 
 RESOLVED_FILE = "resolved_config.json"
+TIMING_FILE = "train_time.json"  # wall seconds of the training that produced the run
 # Settings that never change what a run computes, so a cached run with other values of them
 # is still the same run (where logs go, how often checkpoints are written, CPU threads).
 IGNORED_KEYS: tuple[str, ...] = ("log", "checkpoint", "train.threads", "data.cache_dir")
@@ -56,10 +57,11 @@ class RunRecord:
     run_dir: Path
     final: dict[str, Any]
     metrics: list[dict[str, Any]]
-    status: str  # how this invocation got it: "cached", "trained", "resumed" or "retrained"
-    seconds: float  # wall time spent by this invocation (0 when cached)
+    status: str  # how this invocation got it: cached, copied, trained, resumed or retrained
+    seconds: float  # wall time spent by this invocation (0 when cached or copied)
     batch_checksum: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float | None = None  # how long training took when it ran (any invocation)
 
     @property
     def evals(self) -> list[dict[str, Any]]:
@@ -160,16 +162,51 @@ def batch_checksum(cfg: RunConfig) -> str:
     return h.hexdigest()[:16]
 
 
+def find_finished(cfg: RunConfig, roots: Sequence[Path], *, exclude: Path) -> Path | None:
+    """A finished run of the same config in another study folder: `<root>/*/runs/*`."""
+    for root in roots:
+        for cand in sorted(Path(root).glob("*/runs/*")):
+            if cand.name.endswith(".copying") or cand.resolve() == exclude.resolve():
+                continue
+            if not (cand / FINAL_FILE).is_file():
+                continue
+            if run_status(cand, cfg) == "done":
+                return cand
+    return None
+
+
+def _copy_run(src: Path, dst: Path) -> None:
+    # Checkpoints are left behind: a finished run never resumes, and a changed one retrains.
+    tmp = dst.with_name(dst.name + ".copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    tmp.replace(dst)
+
+
 def ensure_run(
-    cfg: RunConfig, run_dir: Path, *, arm: str = "", seed: int | None = None, log: Log | None = None
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    arm: str = "",
+    seed: int | None = None,
+    log: Log | None = None,
+    reuse_from: Sequence[Path] = (),
 ) -> RunRecord:
-    """Train `cfg` into `run_dir` unless a finished run of the same config is there already."""
+    """Train `cfg` into `run_dir` unless a finished run of the same config is there already
+    (or, for a new run, in another study folder under one of `reuse_from`: then it is copied)."""
     run_dir = Path(run_dir)
     status = run_status(run_dir, cfg) if run_dir.exists() else "new"
     say = log or (lambda _msg: None)
     label = run_dir.name
     seconds = 0.0
-    if status == "done":
+    source = find_finished(cfg, reuse_from, exclude=run_dir) if status == "new" and reuse_from else None
+    if source is not None:
+        _copy_run(source, run_dir)
+        status = "copied"
+        say(f"{label}: copied from {source} (same config)")
+    if status == "copied":
+        how = "copied"
+    elif status == "done":
         how = "cached"
         say(f"{label}: cached (finished run with the same config)")
     else:
@@ -186,7 +223,10 @@ def ensure_run(
         seconds = time.perf_counter() - start
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
+        _add_train_time(run_dir, seconds, fresh=status != "partial")
     final = json.loads((run_dir / FINAL_FILE).read_text())
+    if "val_loss" not in final:
+        final = _complete_final(run_dir, final)
     record = RunRecord(
         arm=arm or label,
         seed=cfg.train.seed if seed is None else seed,
@@ -197,10 +237,36 @@ def ensure_run(
         seconds=seconds,
         batch_checksum=batch_checksum(cfg),
         config=cfg.to_dict(),
+        train_seconds=_read_train_time(run_dir),
     )
-    if how != "cached":
+    if how not in ("cached", "copied"):
         say(f"{label}: {how} in {seconds:.1f} s, val_loss {final.get('val_loss', float('nan')):.4f}")
     return record
+
+
+def _read_train_time(run_dir: Path) -> float | None:
+    try:
+        return float(json.loads((run_dir / TIMING_FILE).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _add_train_time(run_dir: Path, seconds: float, *, fresh: bool) -> None:
+    """Record training wall time next to the run, so cached reports still show the cost
+    (a resumed run adds its time to the interrupted part's)."""
+    before = 0.0 if fresh else (_read_train_time(run_dir) or 0.0)
+    (run_dir / TIMING_FILE).write_text(json.dumps({"seconds": round(before + seconds, 2)}))
+
+
+def _complete_final(run_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
+    """Workaround: a run resumed from a checkpoint taken at its last step trains no step, so the
+    trainer writes final.json without the final evaluation; evaluate that checkpoint here."""
+    from lossreweight.train.evaluate_run import evaluate_run
+
+    ev = evaluate_run(run_dir)
+    final = {**final, **{k: v for k, v in ev.items() if k not in ("checkpoint", "step")}}
+    (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=1))
+    return final
 
 
 def run_arms(
@@ -211,12 +277,14 @@ def run_arms(
     runs_dir: Path,
     *,
     log: Log | None = None,
+    reuse_from: Sequence[Path] = (),
 ) -> dict[str, dict[int, RunRecord]]:
     """Every arm at every seed, each in `runs_dir/<arm>-seed<k>`; cached runs are reused.
 
     An arm's overrides come after the base overrides, then `train.seed=k`; so within a seed
     every arm has the same model init and (with the same data settings) the same batches.
-    Configs are all validated before anything trains, so a typo fails at once.
+    Configs are all validated before anything trains, so a typo fails at once. A new run whose
+    config matches a finished run in another study folder under `reuse_from` is copied.
     """
     from lossreweight.train import load_config
 
@@ -233,6 +301,7 @@ def run_arms(
         prefix = f"[{i}/{len(plan)}] "
         say = None if log is None else (lambda m, p=prefix: log(p + m))
         out[arm.name][seed] = ensure_run(
-            cfg, runs_dir / run_name(arm.name, seed), arm=arm.name, seed=seed, log=say
+            cfg, runs_dir / run_name(arm.name, seed), arm=arm.name, seed=seed, log=say,
+            reuse_from=reuse_from,
         )
     return out

@@ -167,7 +167,8 @@ def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
         "batch_checksums": [r.batch_checksum for r in runs],
         "run_dirs": [str(r.run_dir) for r in runs],
         "status": [r.status for r in runs],
-        "train_seconds": [round(r.seconds, 2) for r in runs],
+        "train_seconds": [r.train_seconds for r in runs],  # when each run was trained
+        "seconds_this_invocation": [round(r.seconds, 2) for r in runs],
     }
     return out
 

@@ -240,9 +240,7 @@ def load_checkpoint(
     try:
         optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(
-            f"cannot read {ckpt / OPTIMIZER_FILE}: {' '.join(str(exc).split())[:160]}; {_damaged(ckpt)}"
-        ) from None
+        raise CheckpointError(f"cannot read {ckpt / OPTIMIZER_FILE}: {_load_failure(exc)}; {_damaged(ckpt)}") from None
     rng_file = ckpt / f"rng_rank{rt.rank}.safetensors"
     rng = _load_tensors(rng_file, ckpt) if rng_file.is_file() else {}
     set_model_state_dict(model, model_sd, options=full)
@@ -260,6 +258,16 @@ def load_checkpoint(
     except (RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{rng_file} holds no valid RNG state ({exc}); {_damaged(ckpt)}") from None
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch.load's error in a few words (its weights_only message is a page long)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        culprit = f" ({found.group(1)})" if found else ""
+        return f"it holds Python objects beyond tensors{culprit} whose loading could run code; refused"
+    return text[:160]
 
 
 def _load_tensors(file: Path, ckpt: Path) -> dict[str, torch.Tensor]:

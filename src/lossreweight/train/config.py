@@ -23,7 +23,7 @@ class _Section(BaseModel):
 
 
 class TrainConfig(_Section):
-    seed: int = Field(0, ge=0, description="model init and data order")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="model init and data order")
     max_steps: int = Field(200, ge=1, description="optimizer steps")
     batch_size: int = Field(16, ge=1, description="sequences per micro-batch per rank")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
@@ -125,6 +125,8 @@ def read_config_file(spec: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping of sections (data, model, train, ...)")
     return data
@@ -143,6 +145,8 @@ def parse_value(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    except RecursionError:
+        raise ConfigError(f"override value {text[:20]!r}... is nested too deeply") from None
 
 
 def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -56,8 +56,12 @@ class Interrupted(UserError):
     exit_code = 130
 
 
+class OutOfMemory(UserError):
+    """The device (or host) ran out of memory: a setting to change."""
+
+
 class RunDirError(UserError):
-    """The file system refused a write (disk full, read-only, not a directory, ...)."""
+    """The file system refused (disk full, read-only, not a directory, ...)."""
 
 
 @dataclass
@@ -245,10 +249,15 @@ class Trainer:
         except OSError as exc:  # disk full, read-only or missing directory, ...
             what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
             raise RunDirError(
-                f"cannot write the run ({what}); {self._resume_hint()}, after freeing disk space or "
-                "fixing permissions"
+                f"file system error ({what}); free disk space or fix the path/permissions, then {self._resume_hint()}"
             ) from None
         except RuntimeError as exc:
+            if _is_out_of_memory(exc):
+                raise OutOfMemory(
+                    f"out of memory during step {self._step + 1} ({' '.join(str(exc).split())[:100]}); "
+                    "lower train.batch_size (raise train.grad_accum to keep the batch), or train a "
+                    f"smaller model or with train.fsdp=true; {self._resume_hint()}"
+                ) from None
             if not (self.rt.distributed and _is_peer_failure(exc)):
                 raise
             raise PeerFailure(
@@ -260,13 +269,13 @@ class Trainer:
         with contextlib.suppress(OSError):
             latest = find_latest_checkpoint(self.run_dir)
             if latest is not None:
-                return f"re-run the same command to resume from the last complete checkpoint {latest}"
-        return "no checkpoint was saved: re-running the same command starts the run again"
+                return f"re-run the same command: it resumes from the last complete checkpoint {latest}"
+        return "re-run the same command: no checkpoint was saved yet, so it starts from the beginning"
 
     def _interrupted_message(self, training: bool) -> str:
         if not training:
-            return f"interrupted before training started; nothing new was saved; {self._resume_hint()}"
-        return f"interrupted at once (second signal) during step {self._step + 1}; {self._resume_hint()}"
+            return f"interrupted before training started, nothing new was saved; {self._resume_hint()}"
+        return f"interrupted at once (second signal) during step {self._step + 1}, without saving it; {self._resume_hint()}"
 
     def _run(self, stop: _StopFlag) -> TrainResult:
         cfg, rt = self.cfg, self.rt
@@ -482,6 +491,12 @@ class Trainer:
                 py[key] = dict(zip(domains, py[key], strict=True))
         record.update(py)
         return record
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's failure."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, oom) or "can't allocate memory" in str(exc)
 
 
 def _is_peer_failure(exc: RuntimeError) -> bool:

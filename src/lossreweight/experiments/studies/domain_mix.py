@@ -79,7 +79,8 @@ def run_domain_mix(out_dir: Path | str | None = None, *, quick: bool = False, lo
     start = time.perf_counter()
     out = study_dir(NAME, out_dir, quick)
     sc = scale(quick)
-    records = run_arms(BASE_CONFIG, list(sc.overrides), list(ARMS), sc.seeds, out / "runs", log=log)
+    records = run_arms(BASE_CONFIG, list(sc.overrides), list(ARMS), sc.seeds, out / "runs", log=log,
+                       reuse_from=[out.parent])
     summary = summarize(records, baseline="uniform-mix", batch_groups=MIXTURE_OF)
     summary.update({"config": BASE_CONFIG, "overrides": list(sc.overrides),
                     "arms": {a.name: list(a.overrides) for a in ARMS}})

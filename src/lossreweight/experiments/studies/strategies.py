@@ -27,7 +27,7 @@ STRATEGIES: tuple[str, ...] = ("uniform", "linupper", "quadratic", "extremes")
 
 def scale(quick: bool):  # noqa: ANN201 - a Scale
     # r = 0.4 (the preset, the paper's default), no warm-up, micro scope.
-    return quick_scale(seeds=(0, 1)) if quick else full_scale(150, 15, (0, 1, 2))
+    return quick_scale(seeds=(0, 1)) if quick else full_scale(100, 20, (0, 1, 2))
 
 
 def paired_table(summary: dict[str, Any]) -> Table:
@@ -51,7 +51,8 @@ def run_strategies(out_dir: Path | str | None = None, *, quick: bool = False, lo
     out = study_dir(NAME, out_dir, quick)
     sc = scale(quick)
     arms = [Arm.strategy(s) for s in STRATEGIES]
-    records, summary = train_arms(BASE_CONFIG, out, arms, sc.seeds, sc.overrides, log=log)
+    records, summary = train_arms(BASE_CONFIG, out, arms, sc.seeds, sc.overrides, log=log,
+                                  reuse_from=[out.parent])
     files = standard_plots(out, records, summary, colors=colors_for(STRATEGIES))
     conclusions = [diff_text(a, summary["runs"][a], "uniform") for a in STRATEGIES if a != "uniform"]
     summary.update({

@@ -29,7 +29,7 @@ TEMPERATURES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 100.0)
 
 
 def scale(quick: bool):  # noqa: ANN201 - a Scale
-    return quick_scale(seeds=(0,), steps=8) if quick else full_scale(100, 10, (0,))
+    return quick_scale(seeds=(0,), steps=8) if quick else full_scale(100, 20, (0,))
 
 
 def _r_label(r: float) -> str:
@@ -58,6 +58,25 @@ def arms(steps: int) -> list[Arm]:
     return out
 
 
+def arm_colors(steps: int) -> dict[str, str]:
+    """Constant r along a sequential colour map (small r dark), schedules in distinct colours."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    out = {"uniform": P.STRATEGY_COLORS["uniform"]}
+    for i, r in enumerate(TEMPERATURES):
+        out[_r_label(r)] = matplotlib_hex(cmap(i / max(len(TEMPERATURES) - 1, 1) * 0.9))
+    for label, color in zip(schedules(steps), ("#d62728", "#ff7f0e", "#e377c2"), strict=True):
+        out[label] = color
+    return out
+
+
+def matplotlib_hex(rgba: tuple[float, ...]) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(rgba)
+
+
 def plot_sweep(path: Path, summary: dict[str, Any], steps: int) -> Path:
     """Final val loss and mean max(w)xM against r (log axis); uniform and the schedules as lines."""
     runs = summary["runs"]
@@ -76,7 +95,7 @@ def plot_sweep(path: Path, summary: dict[str, Any], steps: int) -> Path:
         ys = [get(lab) for lab in labels]
         ax.errorbar(rs, [math.nan if y is None else y for y in ys], yerr=[err(lab) for lab in labels],
                     color=P.STRATEGY_COLORS["linupper"], marker="o", capsize=3, label="linupper, constant r")
-        colors = P.colors_for(list(schedules(steps)))
+        colors = arm_colors(steps)
         for label in schedules(steps):
             y = get(label)
             if y is not None:
@@ -112,8 +131,9 @@ def run_temperature(out_dir: Path | str | None = None, *, quick: bool = False, l
     out = study_dir(NAME, out_dir, quick)
     sc = scale(quick)
     arm_list = arms(sc.steps)
-    records, summary = train_arms(BASE_CONFIG, out, arm_list, sc.seeds, sc.overrides, log=log)
-    colors = P.colors_for([a.name for a in arm_list])
+    records, summary = train_arms(BASE_CONFIG, out, arm_list, sc.seeds, sc.overrides, log=log,
+                                  reuse_from=[out.parent])
+    colors = arm_colors(sc.steps)
     files = standard_plots(out, records, summary, colors=colors)
     files["temperature_sweep"] = plot_sweep(out / "temperature_sweep.png", summary, sc.steps).name
     conclusions = [diff_text(a.name, summary["runs"][a.name], "uniform") for a in arm_list if a.name != "uniform"]

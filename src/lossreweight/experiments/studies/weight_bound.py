@@ -9,8 +9,9 @@ of LinUpper runs at r = 0.4 and 0.2, with and without the cap.
 Why the bound holds when it does: LinUpper gives every sample in the upper half of the
 batch's loss range (x >= 0) the same top score, so max(w) <= 1 / n_top with n_top the number
 of such samples; max(w) x M <= 2 whenever at least half the batch is in the upper half of the
-range. A batch whose range is stretched by one high outlier has n_top = 1, and then
-max(w) x M approaches e^(1/r) (12.2 at r = 0.4) as M grows.
+range. A batch whose range is stretched by one high outlier has n_top = 1: then max(w) x M
+tends to e^((1 - s)/r) as M grows, s being the score of the rest of the batch, so up to
+e^(1/r) (12.2 at r = 0.4) when the rest sits at the bottom of the range.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.ticker import FuncFormatter
 
 from lossreweight.experiments import plotting as P
 from lossreweight.experiments.arm_plots import smooth, standard_plots
@@ -133,6 +135,10 @@ def plot_synthetic(path: Path, syn: dict[str, Any]) -> Path:
         ax.axhline(BOUND, color="black", ls=":", lw=1, label="2 (the paper's bound; the cap)")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 2, 5, 10 rather than 2x10^0
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.xaxis.set_major_formatter(plain)
         ax.set_xlabel("batch size M")
         ax.set_ylabel("max(w) x M (no cap)")
         ax.set_title(dist)
@@ -192,8 +198,8 @@ def training_bound(records: Records) -> dict[str, Any]:
 
 
 def scale(quick: bool):  # noqa: ANN201 - a Scale
-    # log.every=1: the bound is checked at every step, not every tenth.
-    return quick_scale(seeds=(0,), steps=8) if quick else full_scale(100, 20, (0,), "log.every=1")
+    # Logged at every step (FULL_BASE), so the bound is checked at every step.
+    return quick_scale(seeds=(0,), steps=8) if quick else full_scale(100, 20, (0,))
 
 
 ARMS: tuple[Arm, ...] = (
@@ -213,7 +219,8 @@ def run_weight_bound(out_dir: Path | str | None = None, *, quick: bool = False, 
     syn = synthetic_sweep(sizes, [0.2, 0.4, 1.0], draws=10 if quick else 100)
     t_syn = time.perf_counter() - start
     sc = scale(quick)
-    records, summary = train_arms(BASE_CONFIG, out, list(ARMS), sc.seeds, sc.overrides, log=log)
+    records, summary = train_arms(BASE_CONFIG, out, list(ARMS), sc.seeds, sc.overrides, log=log,
+                                  reuse_from=[out.parent])
     colors = P.colors_for([a.name for a in ARMS])
     files = standard_plots(out, records, summary, colors=colors)
     files["synthetic_max_weight"] = plot_synthetic(out / "synthetic_max_weight.png", syn).name
@@ -269,7 +276,8 @@ def _conclusions(syn: dict[str, Any], train_b: dict[str, Any], cap_effect: dict[
         f"Synthetic: max(w) x M <= 2 on every batch for {', '.join(holds) or 'no distribution'}; it fails for "
         f"{', '.join(fails) or 'none'} (worst {max((worst(d) for d in fails), default=float('nan')):.1f}). "
         f"Every batch satisfied max(w) x M <= M / n_top (n_top: samples in the upper half of the loss range): "
-        f"{syn['explained_by_top_half']}. With one high outlier the limit for large M is e^(1/r): "
+        f"{syn['explained_by_top_half']}. With one high outlier, max(w) x M can grow up to e^(1/r) "
+        "(when the rest of the batch sits at the bottom of the range): "
         + ", ".join(f"r={r}: {v:.1f}" for r, v in syn["limit_one_outlier"].items()) + ".",
         f"The cap max_weight = {CAP:g} keeps max(w) x M <= {CAP:g} on every batch: {syn['cap_holds']}.",
     ]

@@ -1,0 +1,159 @@
+"""`lossreweight compare`: strategies x seeds on the same batches, cached runs, summary and report."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from train_utils import TINY_OVERRIDES, deterministic
+
+from lossreweight.cli import main
+from lossreweight.experiments.runs import run_status
+from lossreweight.experiments.summary import steps_to_reach
+from lossreweight.train import load_config
+from lossreweight.train.metrics import read_metrics
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("loss_curves", "val_loss_by_domain", "weight_diagnostics", "domain_weight_share", "domain_share_ratio")
+pytestmark = pytest.mark.xdist_group("compare")
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _compare(out: Path, *extra: str) -> tuple[int, str, str]:
+    return _cli("compare", "tiny", "--out", str(out), "--strategies", "uniform,linupper",
+                "--seeds", "0,1", *TINY_OVERRIDES, *extra)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("compare")
+    rc, stdout, err = _compare(out)
+    assert rc == 0, err
+    return out, json.loads((out / "summary.json").read_text()), stdout
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def test_summary_schema_two_seeds(compared: tuple[Path, dict[str, Any], str]) -> None:
+    out, s, _ = compared
+    assert list(s["runs"]) == ["uniform", "linupper"] and s["seeds"] == [0, 1]
+    assert s["baseline"] == "uniform" and set(s["domains"]) >= {"code", "math"}
+    for name, r in s["runs"].items():
+        assert r["seeds"] == [0, 1] and r["steps"] == 6 and r["tokens"] == 6 * 4 * 32
+        assert _finite(r["val_loss"]) and _finite(r["std"]["val_loss"])
+        assert r["val_loss"] == pytest.approx(sum(r["per_seed"]["val_loss"]) / 2)
+        assert set(r["val_loss_by_domain"]) == set(s["domains"])
+        assert all(_finite(v) for v in r["val_loss_by_domain"].values())
+        assert all(_finite(v) for v in r["std"]["val_loss_by_domain"].values())
+        d = r["diff_vs_uniform"]
+        assert len(d["val_loss"]["per_seed"]) == 2 and _finite(d["val_loss"]["mean"])
+        assert set(d["val_loss_by_domain"]) == set(s["domains"])
+        for seed_dir in r["run_dirs"]:
+            assert (Path(seed_dir) / "final.json").is_file() and Path(seed_dir).parent == out / "runs"
+        if name == "uniform":
+            assert d["val_loss"]["per_seed"] == [0.0, 0.0] and r["weights"]["max_weight_x_m"] == pytest.approx(1.0)
+        else:
+            assert r["weights"]["max_weight_x_m"] > 1.0 and _finite(r["weights"]["ess_fraction"])
+            for dom in s["domains"]:
+                assert _finite(r["weights"]["domain_weight_share"][dom])
+    paths = sorted(p.name for p in (out / "runs").iterdir())
+    assert paths == ["linupper-seed0", "linupper-seed1", "uniform-seed0", "uniform-seed1"]
+
+
+def test_strategies_saw_identical_batches(compared: tuple[Path, dict[str, Any], str]) -> None:
+    _, s, _ = compared
+    u, lin = s["runs"]["uniform"], s["runs"]["linupper"]
+    assert s["same_batches"] is True
+    assert u["batch_checksums"] == lin["batch_checksums"]
+    assert u["batch_checksums"][0] != u["batch_checksums"][1]  # seeds change the order
+    # Step 1: same init, same first batch, so the same mean loss before any update.
+    assert u["first_train_loss"] == lin["first_train_loss"]
+    assert all(_finite(v) for v in u["first_train_loss"])
+    assert u["per_seed"]["tokens"] == lin["per_seed"]["tokens"]
+
+
+def test_report_plots_and_table(compared: tuple[Path, dict[str, Any], str]) -> None:
+    out, s, stdout = compared
+    page = (out / "report.html").read_text()
+    for name in PLOTS:
+        png = out / s["files"][name]
+        assert png.read_bytes().startswith(PNG_MAGIC)
+        assert f'src="{png.name}"' in page
+    assert "strategy" in stdout and "linupper" in stdout and "code" in stdout
+    assert f"report: {out / 'report.html'}" in stdout
+
+
+def test_second_invocation_reuses_finished_runs(compared: tuple[Path, dict[str, Any], str]) -> None:
+    out, s, _ = compared
+    finals = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/final.json")}
+    metrics = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.jsonl")}
+    rc, stdout, _ = _compare(out, "log.progress=true")  # a logging-only change keeps the cache
+    assert rc == 0
+    assert stdout.count("cached") == 4 and "training" not in stdout
+    assert {p: p.stat().st_mtime_ns for p in finals} == finals
+    assert {p: p.stat().st_mtime_ns for p in metrics} == metrics
+    again = json.loads((out / "summary.json").read_text())
+    assert again["runs"]["linupper"]["per_seed"] == s["runs"]["linupper"]["per_seed"]
+    assert again["runs"]["linupper"]["status"] == ["cached", "cached"]
+
+
+def test_interrupted_run_resumes_and_changed_settings_retrain(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    args = ["compare", "tiny", "--out", str(out), "--strategies", "linupper", *TINY_OVERRIDES]
+    assert _cli(*args)[0] == 0
+    run = out / "runs" / "linupper-seed0"
+    straight = deterministic(read_metrics(run))
+    # As if killed after the step-3 checkpoint: no final.json, no step-6 checkpoint.
+    (run / "final.json").unlink()
+    for ckpt in (run / "checkpoints").iterdir():
+        if ckpt.name.endswith("6"):
+            import shutil
+
+            shutil.rmtree(ckpt)
+    cfg = load_config("tiny", [*TINY_OVERRIDES, "reweight.strategy=linupper", "train.seed=0"])
+    assert run_status(run, cfg) == "partial"
+    rc, stdout, _ = _cli(*args)
+    assert rc == 0 and "resuming" in stdout
+    assert deterministic(read_metrics(run)) == straight
+    # Another learning rate is another run: the stale one is replaced, not resumed.
+    rc, stdout, _ = _cli(*args, "train.lr=1e-3")
+    assert rc == 0 and "retraining" in stdout
+    assert json.loads((run / "resolved_config.json").read_text())["train"]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--strategies", "uniform,bogus"], "unknown strategy 'bogus'"),
+        (["--strategies", "upper"], "ambiguous"),
+        (["--strategies", "uniform,uniform"], "more than once"),
+        (["--strategies", ","], "empty"),
+        (["--strategies", "uniform", "--seeds", "a"], "--seeds"),
+        (["--strategies", "uniform", "reweight.strategy=linupper"], "--strategies"),
+        (["--strategies", "uniform", "train.lrr=1"], "did you mean train.lr"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
+    rc, stdout, err = _cli("compare", "tiny", "--out", str(tmp_path / "x"), *flags)
+    assert rc == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x" / "runs").exists()
+
+
+def test_steps_to_reach_interpolates() -> None:
+    assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 3.5) == pytest.approx(25.0)
+    assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 5.5) == pytest.approx(10.0)
+    assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 2.0) is None
+    assert steps_to_reach([10, 20], [5.0, 5.0], 5.0) == pytest.approx(10.0)

@@ -1,0 +1,228 @@
+"""The studies' quick paths (`lossreweight experiment NAME --quick`) and `lossreweight report`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lossreweight.cli import main
+from lossreweight.experiments.studies import STUDIES
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# One worker runs the module, so each quick study runs once and later tests reuse it.
+pytestmark = pytest.mark.xdist_group("studies")
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+Run = tuple[Path, dict[str, Any], str]  # (folder, summary.json, stdout)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("studies")
+
+
+def _study(root: Path, name: str) -> Run:
+    out = root / name  # sibling folders: a study copies the finished runs it shares with another
+    rc, stdout, err = _cli("experiment", name, "--quick", "--out", str(out))
+    assert rc == 0, err
+    return out, json.loads((out / "summary.json").read_text()), stdout
+
+
+@pytest.fixture(scope="module")
+def strategies(root: Path) -> Run:
+    return _study(root, "strategies")
+
+
+@pytest.fixture(scope="module")
+def temperature(root: Path) -> Run:
+    return _study(root, "temperature")
+
+
+@pytest.fixture(scope="module")
+def weight_bound(root: Path, strategies: Run) -> Run:
+    return _study(root, "weight-bound")  # after strategies: its uniform and linupper are copied
+
+
+@pytest.fixture(scope="module")
+def domain_mix(root: Path) -> Run:
+    return _study(root, "domain-mix")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_common(out: Path, s: dict[str, Any], stdout: str, arms: list[str]) -> None:
+    assert s["quick"] is True and list(s["runs"]) == arms
+    for arm, r in s["runs"].items():
+        assert _finite(r["val_loss"]) and _finite(r["val_loss_domain_avg"]), arm
+        assert all(_finite(v) for v in r["val_loss_by_domain"].values())
+        assert len(r["per_seed"]["val_loss"]) == len(s["seeds"])
+        assert _finite(r["weights"]["max_weight_x_m"]) and r["weights"]["max_weight_x_m"] >= 1.0 - 1e-5
+    assert s["same_batches"] is True
+    page = (out / "index.html").read_text()
+    for name, f in s["files"].items():
+        if f.endswith(".png"):
+            assert (out / f).read_bytes().startswith(PNG_MAGIC), name
+            assert f'src="{f}"' in page
+    assert s["report"]["sections"] and s["conclusions"]
+    assert f"report: {out / 'index.html'}" in stdout
+    json.dumps(s, allow_nan=False)  # strict JSON throughout
+
+
+def test_strategies_quick(strategies: Run) -> None:
+    out, s, stdout = strategies
+    arms = ["uniform", "linupper", "quadratic", "extremes"]
+    _check_common(out, s, stdout, arms)
+    assert s["seeds"] == [0, 1] and s["baseline"] == "uniform"
+    runs = s["runs"]
+    for seed_index in range(2):  # every strategy saw the same batches from the same init
+        assert len({runs[a]["batch_checksums"][seed_index] for a in arms}) == 1
+        assert len({runs[a]["first_train_loss"][seed_index] for a in arms}) == 1
+    for a in arms:
+        d = runs[a]["diff_vs_uniform"]
+        assert len(d["val_loss"]["per_seed"]) == 2 and _finite(d["val_loss"]["mean"])
+        assert d["val_loss"]["per_seed"] == pytest.approx(
+            [x - y for x, y in zip(runs[a]["per_seed"]["val_loss"], runs["uniform"]["per_seed"]["val_loss"], strict=True)])
+        st = d["steps_to_baseline_final"]
+        assert len(st["per_seed"]) == 2 and 0 <= st["reached"] <= 2
+        assert all(v is None or 0 < v <= s["steps"] for v in st["per_seed"])
+    assert runs["uniform"]["diff_vs_uniform"]["steps_to_baseline_final"]["reached"] == 2
+    assert runs["uniform"]["diff_vs_uniform"]["val_loss"]["mean"] == 0.0
+    assert runs["uniform"]["weights"]["max_weight_x_m"] == pytest.approx(1.0)
+
+
+def test_temperature_quick(temperature: Run) -> None:
+    out, s, stdout = temperature
+    labels = ["r=0.2", "r=0.4", "r=0.6", "r=0.8", "r=1", "r=100"]
+    _check_common(out, s, stdout, ["uniform", *labels, *s["schedules"]])
+    assert len(s["schedules"]) == 3
+    runs = s["runs"]
+    # Weight concentration falls as r grows; r = 100 is uniform to within 1%.
+    conc = [runs[label]["weights"]["max_weight_x_m"] for label in labels]
+    assert conc == sorted(conc, reverse=True) and conc[-1] < 1.01
+    temps = {a: [r["temperature"] for r in _metrics(Path(runs[a]["run_dirs"][0]))] for a in s["schedules"]}
+    step, linear, cosine = (temps[k] for k in s["schedules"])
+    assert step[0] == pytest.approx(100.0) and step[-1] == pytest.approx(0.4)
+    assert linear[0] == pytest.approx(1.0, rel=0.2) and linear == sorted(linear, reverse=True)
+    assert cosine == sorted(cosine, reverse=True) and cosine[-1] < 0.5
+
+
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    from lossreweight.train.metrics import read_metrics
+
+    return read_metrics(run_dir)
+
+
+def test_weight_bound_quick(weight_bound: Run) -> None:
+    out, s, stdout = weight_bound
+    _check_common(out, s, stdout, ["uniform", "linupper", "linupper-cap2", "linupper-r0.2", "linupper-r0.2-cap2"])
+    assert "copied from" in stdout
+    syn = s["synthetic"]
+    assert syn["explained_by_top_half"] is True and syn["cap_holds"] is True
+    res = syn["results"]
+    outlier = res["right-skewed (1 high outlier)"]["0.4"]
+    assert max(row["max_weight_x_m_max"] for row in outlier.values()) > 2.0  # the bound fails
+    assert all(row["capped_max_weight_x_m_max"] <= 2.0 + 1e-4 for row in outlier.values())
+    low = res["left-skewed (1 low outlier)"]
+    assert all(row["max_weight_x_m_max"] <= 2.0 + 1e-4 for rows in low.values() for row in rows.values())
+    tb = s["training_bound"]
+    for arm in ("linupper-cap2", "linupper-r0.2-cap2"):
+        assert tb[arm]["max_weight_x_m_max"] <= 2.0 + 1e-3 and tb[arm]["frac_steps_above_bound"] == 0.0
+    assert tb["linupper-r0.2"]["max_weight_x_m_max"] >= tb["linupper-r0.2-cap2"]["max_weight_x_m_max"]
+    assert set(s["cap_effect"]) == {"linupper-cap2-vs-linupper", "linupper-r0.2-cap2-vs-linupper-r0.2"}
+
+
+def test_domain_mix_quick(domain_mix: Run) -> None:
+    out, s, stdout = domain_mix
+    arms = ["uniform-mix", "uniform-mix+linupper", "static-mix", "static-mix+linupper"]
+    _check_common(out, s, stdout, arms)
+    runs = s["runs"]
+    checks = {a: runs[a]["batch_checksums"][0] for a in arms}
+    assert checks["uniform-mix"] == checks["uniform-mix+linupper"]
+    assert checks["static-mix"] == checks["static-mix+linupper"]
+    assert checks["uniform-mix"] != checks["static-mix"]  # another mixture, other batches
+    share = {a: runs[a]["weights"]["domain_sample_share"] for a in arms}
+    assert share["static-mix"]["math"] < share["uniform-mix"]["math"]  # math is down-weighted
+    for a in ("uniform-mix", "static-mix"):  # uniform weights: weight share = sample share
+        for d, v in runs[a]["weights"]["domain_weight_share"].items():
+            assert v == pytest.approx(share[a][d], abs=1e-5)
+    assert len(s["contrasts"]) == 4
+    for c in s["contrasts"].values():
+        assert set(c["val_loss_by_domain"]) == set(s["domains"]) and _finite(c["val_loss"]["mean"])
+
+
+def test_report_combines_study_folders(strategies: Run, domain_mix: Run, tmp_path: Path) -> None:
+    a, b = strategies[0], domain_mix[0]
+    page_path = tmp_path / "out" / "all.html"
+    rc, stdout, err = _cli("report", str(a), str(b), "--out", str(page_path))
+    assert rc == 0, err
+    page = page_path.read_text()
+    assert "strategies: " in page and "domain-mix: " in page
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert len(srcs) >= 10
+    for src in srcs:  # every image resolves from the page's folder
+        assert (page_path.parent / src).is_file(), src
+    assert str(page_path) in stdout
+
+
+def test_experiment_linreg_is_wired_and_report_takes_it(
+    root: Path, domain_mix: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`experiment linreg` calls run_linreg (stubbed here: tests/test_experiment_linreg.py runs
+    it); its summary has no report block, so `report` falls back to conclusions and PNGs."""
+    import shutil
+
+    from lossreweight.experiments import linreg
+
+    calls = []
+
+    def fake(out: Path, *, quick: bool = False) -> dict[str, Any]:
+        calls.append((Path(out), quick))
+        out.mkdir(parents=True)
+        shutil.copy(domain_mix[0] / "loss_curves.png", out / "test_loss.png")
+        summary = {"study": "linreg", "conclusions": ["linupper is fastest"],
+                   "files": {"test_loss": "test_loss.png", "html": "index.html"}}
+        (out / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(linreg, "run_linreg", fake)
+    lin = root / "linreg"
+    rc, stdout, err = _cli("experiment", "linreg", "--quick", "--out", str(lin))
+    assert rc == 0, err
+    assert calls == [(lin, True)] and "- linupper is fastest" in stdout
+    page_path = tmp_path / "one.html"
+    assert _cli("report", str(lin), str(domain_mix[0]), "--out", str(page_path), "--embed")[0] == 0
+    page = page_path.read_text()
+    assert "linreg" in page and "linupper is fastest" in page and "domain-mix: " in page
+    assert 'src="data:image/png' in page and not re.search(r'src="(?!data:)', page)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiment", "nope"], "unknown study 'nope'"),
+        (["report", "/nonexistent/folder"], "no summary.json"),
+    ],
+)
+def test_bad_input_exits_2(args: list[str], message: str) -> None:
+    rc, _, err = _cli(*args)
+    assert rc == 2 and message in err and err.count("\n") == 1
+
+
+def test_every_study_is_registered() -> None:
+    assert set(STUDIES) == {"linreg", "strategies", "temperature", "weight-bound", "domain-mix"}

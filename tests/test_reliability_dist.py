@@ -1,0 +1,62 @@
+"""Under torchrun (2 gloo ranks on CPU): a rank that dies or stalls makes the others exit with a
+clear error within a bounded time instead of hanging; SIGTERM (preemption) saves one
+checkpoint for all ranks."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_reliability_helpers import RUN, child_env, finish, logged_steps, wait_for
+
+pytestmark = pytest.mark.xdist_group("reliability")
+
+
+def torchrun(out: Path, *extra: str, fault: str | None = None, timeout: str = "30") -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lossreweight.cli", "train", "tiny", "--out", str(out), *RUN, *extra]
+    env = child_env(fault, LOSSREWEIGHT_DIST_TIMEOUT=timeout)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize(
+    ("action", "timeout", "bound"),
+    [("kill", "30", 15), ("hang", "5", 25)],
+    ids=["rank1-killed", "rank1-stalls-past-the-timeout"],
+)
+def test_lost_rank_stops_the_others_with_a_clear_error(tmp_path: Path, action: str, timeout: str, bound: float) -> None:
+    # Killed: gloo sees the closed connection at once. Stalled: the collective timeout
+    # ($LOSSREWEIGHT_DIST_TIMEOUT) fires on rank 0; rank 1 then finds rank 0 gone.
+    out = tmp_path / "run"
+    proc = torchrun(out, fault=f"step:3:{action}:1", timeout=timeout)
+    wait_for(lambda: max(logged_steps(out), default=0) >= 3, proc)  # rank 1's fault fires now
+    lost = time.monotonic()
+    code, err = finish(proc, timeout=120)
+    assert code != 0 and time.monotonic() - lost < bound
+    ours = [line for line in err.splitlines() if line.startswith("lossreweight train: error:")]
+    assert ours and all("another rank died or stopped answering during step" in line for line in ours), err[-3000:]
+    assert "step_00000002" in ours[0]  # where a re-run resumes
+    frames = [line for line in err.splitlines() if line.strip().startswith('File "') and "lossreweight" in line]
+    assert not frames  # no traceback through our code (torchrun prints its own summary)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]
+    assert (out / "checkpoints" / "step_00000002" / "COMPLETE").is_file()
+
+
+def test_sigterm_to_torchrun_saves_one_checkpoint_for_all_ranks(tmp_path: Path) -> None:
+    # torchrun forwards SIGTERM to every rank; they agree on a step, save it together and
+    # exit 0 (torchrun itself then reports the signal with a non-zero code).
+    out = tmp_path / "run"
+    proc = torchrun(out, "checkpoint.every=0")
+    wait_for(lambda: max(logged_steps(out), default=0) >= 3, proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = finish(proc)
+    assert time.monotonic() - sent < 15
+    stopped = int(re.search(r"stopped at step (\d+); checkpoint saved", err).group(1))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step_{stopped:08d}"]
+    assert (out / "checkpoints" / f"step_{stopped:08d}" / "rng_rank1.safetensors").is_file()
