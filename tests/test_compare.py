@@ -6,10 +6,12 @@ import contextlib
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from train_utils import TINY_OVERRIDES, deterministic
 
 from lossreweight.cli import main
@@ -21,6 +23,18 @@ from lossreweight.train.metrics import read_metrics
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("loss_curves", "val_loss_by_domain", "weight_diagnostics", "domain_weight_share", "domain_share_ratio")
 pytestmark = pytest.mark.xdist_group("compare")
+
+
+def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
+    """A folder shared by the xdist workers of this session, and a lock for it.
+
+    The module's tests can land on both workers (`--dist loadgroup` does not keep an
+    xdist_group together with pytest 9 / xdist 3.8 here), so the first worker builds the
+    folder under the lock and the second finds every run cached."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / name, FileLock(str(base / f"{name}.lock"))
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -37,8 +51,9 @@ def _compare(out: Path, *extra: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    out = tmp_path_factory.mktemp("compare")
-    rc, stdout, err = _compare(out)
+    out, lock = shared_dir(tmp_path_factory, "compare-2-seeds")
+    with lock:
+        rc, stdout, err = _compare(out)
     assert rc == 0, err
     return out, json.loads((out / "summary.json").read_text()), stdout
 
@@ -96,11 +111,15 @@ def test_report_plots_and_table(compared: tuple[Path, dict[str, Any], str]) -> N
     assert f"report: {out / 'report.html'}" in stdout
 
 
-def test_second_invocation_reuses_finished_runs(compared: tuple[Path, dict[str, Any], str]) -> None:
+def test_second_invocation_reuses_finished_runs(
+    compared: tuple[Path, dict[str, Any], str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     out, s, _ = compared
+    factory = tmp_path_factory
     finals = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/final.json")}
     metrics = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.jsonl")}
-    rc, stdout, _ = _compare(out, "log.progress=true")  # a logging-only change keeps the cache
+    with shared_dir(factory, "compare-2-seeds")[1]:
+        rc, stdout, _ = _compare(out, "log.progress=true")  # a logging-only change keeps the cache
     assert rc == 0
     assert stdout.count("cached") == 4 and "training" not in stdout
     assert {p: p.stat().st_mtime_ns for p in finals} == finals

@@ -6,10 +6,12 @@ import contextlib
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from lossreweight.cli import main
 from lossreweight.experiments.demo import QUICK_OVERRIDES, STRATEGIES
@@ -18,11 +20,23 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.xdist_group("demo")
 
 
+def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
+    """A folder shared by the xdist workers of this session, and a lock for it.
+
+    The module's tests can land on both workers (`--dist loadgroup` does not keep an
+    xdist_group together with pytest 9 / xdist 3.8 here), so the first worker builds the
+    folder under the lock and the second finds every run cached."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / name, FileLock(str(base / f"{name}.lock"))
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    out = tmp_path_factory.mktemp("demo")
+    out, lock = shared_dir(tmp_path_factory, "demo-quick")
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with lock, contextlib.redirect_stdout(buf):
         rc = main(["demo", "--quick", "--out", str(out)])
     assert rc == 0
     return out, json.loads((out / "summary.json").read_text()), buf.getvalue()

@@ -6,11 +6,13 @@ import contextlib
 import io
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from lossreweight.cli import main
 from lossreweight.experiments.studies import STUDIES
@@ -18,6 +20,18 @@ from lossreweight.experiments.studies import STUDIES
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # One worker runs the module, so each quick study runs once and later tests reuse it.
 pytestmark = pytest.mark.xdist_group("studies")
+
+
+def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
+    """A folder shared by the xdist workers of this session, and a lock for it.
+
+    The module's tests can land on both workers (`--dist loadgroup` does not keep an
+    xdist_group together with pytest 9 / xdist 3.8 here), so the first worker builds the
+    folder under the lock and the second finds every run cached."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / name, FileLock(str(base / f"{name}.lock"))
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -31,34 +45,36 @@ Run = tuple[Path, dict[str, Any], str]  # (folder, summary.json, stdout)
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("studies")
+def root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FileLock]:
+    return shared_dir(tmp_path_factory, "studies")
 
 
-def _study(root: Path, name: str) -> Run:
-    out = root / name  # sibling folders: a study copies the finished runs it shares with another
-    rc, stdout, err = _cli("experiment", name, "--quick", "--out", str(out))
+def _study(root: tuple[Path, FileLock], name: str) -> Run:
+    folder, lock = root
+    out = folder / name  # sibling folders: a study copies the finished runs it shares with another
+    with lock:
+        rc, stdout, err = _cli("experiment", name, "--quick", "--out", str(out))
     assert rc == 0, err
     return out, json.loads((out / "summary.json").read_text()), stdout
 
 
 @pytest.fixture(scope="module")
-def strategies(root: Path) -> Run:
+def strategies(root: tuple[Path, FileLock]) -> Run:
     return _study(root, "strategies")
 
 
 @pytest.fixture(scope="module")
-def temperature(root: Path) -> Run:
+def temperature(root: tuple[Path, FileLock]) -> Run:
     return _study(root, "temperature")
 
 
 @pytest.fixture(scope="module")
-def weight_bound(root: Path, strategies: Run) -> Run:
+def weight_bound(root: tuple[Path, FileLock], strategies: Run) -> Run:
     return _study(root, "weight-bound")  # after strategies: its uniform and linupper are copied
 
 
 @pytest.fixture(scope="module")
-def domain_mix(root: Path) -> Run:
+def domain_mix(root: tuple[Path, FileLock]) -> Run:
     return _study(root, "domain-mix")
 
 
@@ -131,7 +147,11 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 def test_weight_bound_quick(weight_bound: Run) -> None:
     out, s, stdout = weight_bound
     _check_common(out, s, stdout, ["uniform", "linupper", "linupper-cap2", "linupper-r0.2", "linupper-r0.2-cap2"])
-    assert "copied from" in stdout
+    # uniform and linupper (seed 0) were copied from the strategies study, not retrained:
+    # the same records, and no checkpoints (a copy leaves them behind).
+    for arm in ("uniform", "linupper"):
+        copy, source = out / "runs" / f"{arm}-seed0", out.parent / "strategies" / "runs" / f"{arm}-seed0"
+        assert _metrics(copy) == _metrics(source) and not (copy / "checkpoints").exists()
     syn = s["synthetic"]
     assert syn["explained_by_top_half"] is True and syn["cap_holds"] is True
     res = syn["results"]
@@ -181,7 +201,7 @@ def test_report_combines_study_folders(strategies: Run, domain_mix: Run, tmp_pat
 
 
 def test_experiment_linreg_is_wired_and_report_takes_it(
-    root: Path, domain_mix: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    domain_mix: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`experiment linreg` calls run_linreg (stubbed here: tests/test_experiment_linreg.py runs
     it); its summary has no report block, so `report` falls back to conclusions and PNGs."""
@@ -201,7 +221,7 @@ def test_experiment_linreg_is_wired_and_report_takes_it(
         return summary
 
     monkeypatch.setattr(linreg, "run_linreg", fake)
-    lin = root / "linreg"
+    lin = tmp_path / "linreg"
     rc, stdout, err = _cli("experiment", "linreg", "--quick", "--out", str(lin))
     assert rc == 0, err
     assert calls == [(lin, True)] and "- linupper is fastest" in stdout

@@ -55,10 +55,14 @@ def test_kill9_anywhere_then_resume_equals_uninterrupted(tmp_path: Path, referen
     assert run_cli(out, fault="save:4:kill").returncode == -signal.SIGKILL
     assert (out / "checkpoints" / ".tmp-step_00000004" / "model.safetensors").is_file()
     assert complete_checkpoints(out) == [2]
-    # Two random moments (seeded): mid-step, mid-evaluation, mid-save or mid-log-write.
+    # Two random moments (seeded): mid-step, mid-evaluation, mid-save or mid-log-write. The
+    # kill follows a step past every record already in the file (those of the killed run are
+    # still there until the re-run truncates them), and leaves >= 4 steps of margin.
     rng = random.Random(1234)
     for _ in range(2):
-        k = rng.randint(max(logged_steps(out)) + 1, MAX_STEPS - 3)
+        done = max(logged_steps(out))
+        assert done + 1 <= MAX_STEPS - 4
+        k = rng.randint(done + 1, min(done + 3, MAX_STEPS - 4))
         proc = start(out)
         wait_for(lambda k=k: max(logged_steps(out), default=0) >= k, proc)
         time.sleep(rng.uniform(0.0, 0.1))  # about one step

@@ -22,8 +22,8 @@ from train_utils import TINY_OVERRIDES, deterministic
 from lossreweight.train import load_config, train
 from lossreweight.train.metrics import read_metrics
 
-# 12 steps, an evaluation every 4 and a checkpoint every 2: several kill points per run.
-MAX_STEPS = 12
+# 16 steps, an evaluation every 4 and a checkpoint every 2: several kill points per run.
+MAX_STEPS = 16
 RUN = [*TINY_OVERRIDES, f"train.max_steps={MAX_STEPS}", "eval.every=4", "checkpoint.every=2"]
 
 

@@ -64,8 +64,9 @@ def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_O
         report = s.get("report")
         subs = ([section_from_dict(d, prefix) for d in report["sections"]] if report
                 else _fallback_sections(s, prefix))
+        short = s.get("study") or s.get("command") or folder.name
         for sub in subs:
-            sub.heading = f"{title} \u2014 {sub.heading}"
+            sub.heading = f"{short} \u2014 {sub.heading}"
             sections.append(sub)
     head = Section("Studies", [], tables=[Table(["study", "folder", "quick", "runtime (s)", "page"], overview)])
     return write_html_report(out_dir, "lossreweight: results", [head, *sections], filename=out_file.name,
