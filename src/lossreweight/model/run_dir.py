@@ -106,11 +106,12 @@ def load_run_model(
 def load_model_weights(model: nn.Module, path: str | Path, *, assign: bool = False) -> None:
     """Load a model.safetensors state_dict, accepting a tied weight stored once and
     torch.compile/DDP name prefixes. `assign=True` for a model built on the meta device."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}; the file is damaged") from None
     load_state_into(model, state, source=str(path), assign=assign)
 
@@ -167,9 +168,16 @@ def _strip_prefixes(name: str) -> str:
 
 
 def _embedding_rows(weights: Path) -> int:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(weights), framework="pt") as f:
+    try:
+        return _embedding_rows_of(safe_open(str(weights), framework="pt"), weights)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot read {weights}: {exc}; the file is damaged, delete its checkpoint") from None
+
+
+def _embedding_rows_of(handle, weights: Path) -> int:  # noqa: ANN001 - a safetensors handle
+    with handle as f:
         # A tied matrix may be stored under either name (safetensors.save_model keeps one).
         wanted = ("tok_embeddings.weight", "output.weight")
         name = next((k for k in f.keys() if _strip_prefixes(k) in wanted), None)  # noqa: SIM118

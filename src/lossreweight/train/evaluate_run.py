@@ -23,7 +23,13 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     cfg_file = run_dir / "resolved_config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{run_dir} is not a run directory (no resolved_config.json); give the --out of `lossreweight train`")
-    cfg = validate_config(json.loads(cfg_file.read_text()), where=str(cfg_file))
+    try:
+        saved = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {cfg_file}: {exc}; the run directory is damaged") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{cfg_file} is not a run config (expected a mapping); the run directory is damaged")
+    cfg = validate_config(saved, where=str(cfg_file))
     rt = setup_runtime(cfg.train)
     model, ckpt = load_run_model(run_dir)
     state = read_state(ckpt)
