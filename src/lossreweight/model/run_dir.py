@@ -116,19 +116,30 @@ def load_model_weights(model: nn.Module, path: str | Path, *, assign: bool = Fal
     load_state_into(model, state, source=str(path), assign=assign)
 
 
-def load_state_into(
-    model: nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False
-) -> None:
-    """`model.load_state_dict` with tied-weight aliases filled in and one-line errors."""
-    state = {_strip_prefixes(k): v for k, v in state.items()}
+def _tied_groups(model: nn.Module) -> dict[int, list[str]]:
     groups: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         groups.setdefault(id(p), []).append(name)
-    for names in groups.values():
+    return groups
+
+
+def fill_tied_aliases(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A tied weight may be stored under one of its names: copy it to the others."""
+    state = dict(state)
+    for names in _tied_groups(model).values():
         present = [n for n in names if n in state]
         for n in names:
             if present and n not in state:
                 state[n] = state[present[0]]
+    return state
+
+
+def load_state_into(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False
+) -> None:
+    """`model.load_state_dict` with tied-weight aliases filled in and one-line errors."""
+    state = fill_tied_aliases(model, {_strip_prefixes(k): v for k, v in state.items()})
+    groups = _tied_groups(model)
     expected = model.state_dict(keep_vars=True)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -39,6 +39,7 @@ from lossreweight.model.run_dir import (
     COMPLETE_MARKER,
     MODEL_WEIGHTS,
     checkpoint_dir_name,
+    fill_tied_aliases,
     find_latest_checkpoint,
 )
 from lossreweight.train.runtime import Runtime, fault_point
@@ -236,7 +237,7 @@ def load_checkpoint(
     inner = _unwrapped(model).model
     check_compatible(inner, model_sd, ckpt)
     full = StateDictOptions(full_state_dict=True, strict=False)
-    model_sd = {MODEL_PREFIX + k: v for k, v in _complete_tied(inner, model_sd).items()}
+    model_sd = {MODEL_PREFIX + k: v for k, v in fill_tied_aliases(inner, model_sd).items()}
     try:
         optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
@@ -283,21 +284,8 @@ def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _complete_tied(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    sd = dict(sd)
-    groups: dict[int, list[str]] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        groups.setdefault(id(p), []).append(name)
-    for names in groups.values():
-        present = [n for n in names if n in sd]
-        for n in names:
-            if present and n not in sd:
-                sd[n] = sd[present[0]]
-    return sd
-
-
 def check_compatible(model: torch.nn.Module, sd: dict[str, torch.Tensor], ckpt: Path) -> None:
-    sd = _complete_tied(model, sd)
+    sd = fill_tied_aliases(model, sd)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
