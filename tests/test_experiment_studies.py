@@ -25,9 +25,9 @@ pytestmark = pytest.mark.xdist_group("studies")
 def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
     """A folder shared by the xdist workers of this session, and a lock for it.
 
-    The module's tests can land on both workers (`--dist loadgroup` does not keep an
-    xdist_group together with pytest 9 / xdist 3.8 here), so the first worker builds the
-    folder under the lock and the second finds every run cached."""
+    The module's tests can land on both workers when the xdist_group is not honoured (seen
+    with pytest 9.2 + xdist 3.8: the group suffix is missing from node ids), so the first
+    worker builds the folder under the lock and the second finds every run cached."""
     base = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent

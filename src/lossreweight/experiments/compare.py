@@ -89,8 +89,9 @@ def standard_sections(summary: dict[str, Any], files: dict[str, str], *, intro: 
     setup = [
         *intro,
         f"Config {summary['config']} with overrides: {' '.join(summary['overrides']) or '(none)'}. "
-        f"Seeds {summary['seeds']}; within a seed every arm has the same model init and the same "
-        f"training batches (batch-order checksums equal across arms: {same}).",
+        f"Seeds {summary['seeds']}; within a seed every arm has the same model init and, with the "
+        f"same data settings, the same training batches (batch-order checksums equal across the "
+        f"arms that should share them: {same}).",
     ]
     if base:
         setup.append(

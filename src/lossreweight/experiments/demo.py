@@ -24,6 +24,7 @@ QUICK_OUT = Path("runs/demo-quick")
 FULL_OVERRIDES: tuple[str, ...] = (
     "train.max_steps=250",
     "eval.every=50",
+    "log.every=1",  # weight diagnostics at every step, and step 1 (same batch, same init) logged
     "log.tensorboard=false",
 )
 

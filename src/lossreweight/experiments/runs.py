@@ -5,6 +5,9 @@ the config asked for; it is then reused without training. A directory whose conf
 but that has no `final.json` was interrupted: training it again resumes from its newest
 checkpoint (the trainer does that by itself). A directory trained with other settings is
 *stale*: it is removed and trained afresh, so a cache hit always means the same results.
+A new run whose config matches a finished run in a sibling study folder is copied from it
+(studies share e.g. uniform at seed 0). Identity ignores settings that never change results
+(IGNORED_KEYS: logging, checkpoint cadence, CPU threads).
 """
 
 from __future__ import annotations
@@ -221,9 +224,9 @@ def ensure_run(
         start = time.perf_counter()
         result = train(cfg, run_dir)
         seconds = time.perf_counter() - start
+        _add_train_time(run_dir, seconds, fresh=status != "partial")
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
-        _add_train_time(run_dir, seconds, fresh=status != "partial")
     final = json.loads((run_dir / FINAL_FILE).read_text())
     if "val_loss" not in final:
         final = _complete_final(run_dir, final)
