@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from filelock import FileLock
+from cli_utils import PNG_MAGIC, shared_dir
+from cli_utils import run_cli as _cli
 from train_utils import TINY_OVERRIDES, deterministic
 
-from lossreweight.cli import main
 from lossreweight.experiments.runs import run_status
 from lossreweight.experiments.summary import steps_to_reach
 from lossreweight.train import load_config
 from lossreweight.train.metrics import read_metrics
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("loss_curves", "val_loss_by_domain", "weight_diagnostics", "domain_weight_share", "domain_share_ratio")
 pytestmark = pytest.mark.xdist_group("compare")
-
-
-def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
-    """A folder shared by the xdist workers of this session, and a lock for it.
-
-    The module's tests can land on both workers when the xdist_group is not honoured (seen
-    with pytest 9.2 + xdist 3.8: the group suffix is missing from node ids), so the first
-    worker builds the folder under the lock and the second finds every run cached."""
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    return base / name, FileLock(str(base / f"{name}.lock"))
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _compare(out: Path, *extra: str) -> tuple[int, str, str]:

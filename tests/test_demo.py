@@ -6,30 +6,16 @@ import contextlib
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from filelock import FileLock
+from cli_utils import PNG_MAGIC, shared_dir
 
 from lossreweight.cli import main
 from lossreweight.experiments.demo import QUICK_OVERRIDES, STRATEGIES
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.xdist_group("demo")
-
-
-def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
-    """A folder shared by the xdist workers of this session, and a lock for it.
-
-    The module's tests can land on both workers when the xdist_group is not honoured (seen
-    with pytest 9.2 + xdist 3.8: the group suffix is missing from node ids), so the first
-    worker builds the folder under the lock and the second finds every run cached."""
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    return base / name, FileLock(str(base / f"{name}.lock"))
 
 
 @pytest.fixture(scope="module")

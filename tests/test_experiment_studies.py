@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_utils import PNG_MAGIC, shared_dir
+from cli_utils import run_cli as _cli
 from filelock import FileLock
 
-from lossreweight.cli import main
 from lossreweight.experiments.studies import STUDIES
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # One worker runs the module, so each quick study runs once and later tests reuse it.
 pytestmark = pytest.mark.xdist_group("studies")
-
-
-def shared_dir(factory: pytest.TempPathFactory, name: str) -> tuple[Path, FileLock]:
-    """A folder shared by the xdist workers of this session, and a lock for it.
-
-    The module's tests can land on both workers when the xdist_group is not honoured (seen
-    with pytest 9.2 + xdist 3.8: the group suffix is missing from node ids), so the first
-    worker builds the folder under the lock and the second finds every run cached."""
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    return base / name, FileLock(str(base / f"{name}.lock"))
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
 
 
 Run = tuple[Path, dict[str, Any], str]  # (folder, summary.json, stdout)
