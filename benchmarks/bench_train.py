@@ -1,7 +1,8 @@
 """Training throughput of `lossreweight train` against a minimal hand-written loop on the same
 model and batches (target >= 0.97), and reweighted (linupper) against uniform within our
 trainer (target >= 0.98). Runs are interleaved in rounds; rates are medians over 10-step
-windows, the first window of each run (warm-up, compilation) dropped.
+windows, the first window of each run (warm-up, compilation) dropped; ratios are paired
+within each round and the median over rounds is reported.
 
     .venv/bin/python benchmarks/bench_train.py [--preset tiny|small] [--steps N] [--rounds R] [--compile]
 """
@@ -9,6 +10,7 @@ windows, the first window of each run (warm-up, compilation) dropped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -57,7 +59,7 @@ def minimal_loop_rates(cfg) -> list[float]:
     for step in range(cfg.train.max_steps):
         set_lr(opt, lr_at(step, cfg.train))
         ids = next(loader)["input_ids"].to(dev, non_blocking=True)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             if fused:
                 losses, _ = per_sample_loss(hidden_states=model.hidden_states(ids), lm_head_weight=model.output_weight, labels=ids)
             else:
@@ -97,12 +99,19 @@ def main() -> None:
         torch.set_num_threads(cfg.train.threads)
     prepare_data(cfg.data, None, progress=True)
     runs: dict[str, list[float]] = {"minimal": [], "uniform": [], "linupper": []}
+    # Paired per round: machine load drifts over minutes, so each round's ratio compares runs
+    # made next to each other, and the reported ratio is the median over rounds.
+    paired: dict[str, list[float]] = {"uniform/minimal": [], "linupper/uniform": []}
     for r in range(args.rounds):
         order = ["minimal", "uniform", "linupper"] if r % 2 == 0 else ["linupper", "uniform", "minimal"]
+        round_med = {}
         for name in order:
             rates = minimal_loop_rates(cfg) if name == "minimal" else trainer_rates(cfg, name)
             runs[name] += rates
-            print(f"round {r} {name:9s} median {statistics.median(rates):,.0f} tok/s", file=sys.stderr)
+            round_med[name] = statistics.median(rates)
+            print(f"round {r} {name:9s} median {round_med[name]:,.0f} tok/s", file=sys.stderr)
+        paired["uniform/minimal"].append(round_med["uniform"] / round_med["minimal"])
+        paired["linupper/uniform"].append(round_med["linupper"] / round_med["uniform"])
     med = {k: statistics.median(v) for k, v in runs.items()}
     res = {
         "preset": args.preset,
@@ -111,14 +120,16 @@ def main() -> None:
         "steps_per_run": args.steps,
         "rounds": args.rounds,
         "median_tokens_per_s": med,
-        "ratio_trainer_uniform_over_minimal": med["uniform"] / med["minimal"],
-        "ratio_linupper_over_uniform": med["linupper"] / med["uniform"],
+        "ratio_trainer_uniform_over_minimal": statistics.median(paired["uniform/minimal"]),
+        "ratio_linupper_over_uniform": statistics.median(paired["linupper/uniform"]),
+        "per_round_ratios": paired,
     }
     if torch.cuda.is_available():
         res["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(res, indent=1))
-    print(f"trainer(uniform)/minimal loop = {res['ratio_trainer_uniform_over_minimal']:.3f} (target >= 0.97); "
-          f"linupper/uniform = {res['ratio_linupper_over_uniform']:.3f} (target >= 0.98); "
+    spread = {k: f"{min(v):.3f}-{max(v):.3f}" for k, v in paired.items()}
+    print(f"trainer(uniform)/minimal loop = {res['ratio_trainer_uniform_over_minimal']:.3f} (rounds {spread['uniform/minimal']}; target >= 0.97); "
+          f"linupper/uniform = {res['ratio_linupper_over_uniform']:.3f} (rounds {spread['linupper/uniform']}; target >= 0.98); "
           f"tok/s minimal {med['minimal']:,.0f}, uniform {med['uniform']:,.0f}, linupper {med['linupper']:,.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
