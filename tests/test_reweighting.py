@@ -191,7 +191,7 @@ def test_weighted_loss_is_weighted_sum_and_detached():
     loss.backward()
     torch.testing.assert_close(losses.grad, w)  # no gradient through the weights
     half = rw.weighted_loss(losses, accumulation_steps=2)
-    assert float(half) == pytest.approx(float(loss) / 2)
+    assert float(half.detach()) == pytest.approx(float(loss.detach()) / 2)
 
 
 def test_uniform_equals_mean_loss():
