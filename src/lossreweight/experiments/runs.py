@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lossreweight.errors import ConfigError
+from lossreweight.model.run_dir import RESOLVED_CONFIG
 from lossreweight.train import RunConfig, train
 from lossreweight.train.loop import FINAL_FILE
 from lossreweight.train.metrics import read_metrics
 
-RESOLVED_FILE = "resolved_config.json"
 TIMING_FILE = "train_time.json"  # wall seconds of the training that produced the run
 # Settings that never change what a run computes, so a cached run with other values of them
 # is still the same run (where logs go, how often checkpoints are written, CPU threads).
 IGNORED_KEYS: tuple[str, ...] = ("log", "checkpoint", "train.threads", "data.cache_dir")
 # Files that mark a directory as a run of ours (safe to remove when stale).
-_RUN_MARKERS = (RESOLVED_FILE, "metrics.jsonl", "checkpoints", FINAL_FILE, "config.yaml")
+_RUN_MARKERS = (RESOLVED_CONFIG, "metrics.jsonl", "checkpoints", FINAL_FILE, "config.yaml")
 
 Status = Literal["new", "done", "partial", "stale"]
 Log = Callable[[str], None]
@@ -124,7 +124,7 @@ def config_hash(cfg: RunConfig) -> str:
 
 def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     run_dir = Path(run_dir)
-    saved_path = run_dir / RESOLVED_FILE
+    saved_path = run_dir / RESOLVED_CONFIG
     if not saved_path.is_file():
         # Interrupted before the trainer wrote its config, or never started.
         return "partial" if (run_dir / "checkpoints").exists() else "new"

@@ -27,7 +27,8 @@ CHECKPOINTS_DIR = "checkpoints"
 COMPLETE_MARKER = "COMPLETE"
 MODEL_WEIGHTS = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
-RUN_CONFIG_FILES = ("resolved_config.json", "config.yaml")
+RESOLVED_CONFIG = "resolved_config.json"  # written first by the trainer: marks a run directory
+RUN_CONFIG_FILES = (RESOLVED_CONFIG, "config.yaml")
 _STEP_DIR = re.compile(r"step_(\d+)")
 # Wrappers that prefix state_dict names: torch.compile, DDP.
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")

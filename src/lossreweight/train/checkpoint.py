@@ -42,6 +42,7 @@ from lossreweight.model.run_dir import (
     fill_tied_aliases,
     find_latest_checkpoint,
 )
+from lossreweight.train.files import read_json_object
 from lossreweight.train.runtime import Runtime, fault_point
 
 # The trainer checkpoints its PerSampleLoss module; files hold the bare model's names so that
@@ -192,12 +193,7 @@ def _prune(root: Path, keep: int) -> None:
 def read_state(ckpt: Path) -> dict[str, Any]:
     """state.json, checked: a damaged or edited file is a CheckpointError, not a crash later."""
     file = ckpt / STATE_FILE
-    try:
-        state = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {file}: {' '.join(str(exc).split())[:120]}; {_damaged(ckpt)}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{file} is not a checkpoint state (not a mapping); {_damaged(ckpt)}")
+    state = read_json_object(file, what="a checkpoint state", fix=_damaged(ckpt), error=CheckpointError)
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{ckpt} was written by another version of lossreweight (format {state.get('format')!r}); "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +10,21 @@ import torch
 from lossreweight.data import prepare_data
 from lossreweight.errors import CheckpointError
 from lossreweight.model import load_run_model
+from lossreweight.model.run_dir import RESOLVED_CONFIG
 from lossreweight.train.checkpoint import read_state
 from lossreweight.train.config import validate_config
 from lossreweight.train.evaluate import evaluate
+from lossreweight.train.files import read_json_object
 from lossreweight.train.loss_module import PerSampleLoss
 from lossreweight.train.runtime import setup_runtime
 
 
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    cfg_file = run_dir / "resolved_config.json"
+    cfg_file = run_dir / RESOLVED_CONFIG
     if not cfg_file.is_file():
-        raise CheckpointError(f"{run_dir} is not a run directory (no resolved_config.json); give the --out of `lossreweight train`")
-    try:
-        saved = json.loads(cfg_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {cfg_file}: {exc}; the run directory is damaged") from None
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{cfg_file} is not a run config (expected a mapping); the run directory is damaged")
+        raise CheckpointError(f"{run_dir} is not a run directory (no {RESOLVED_CONFIG}); give the --out of `lossreweight train`")
+    saved = read_json_object(cfg_file, what="a run config", fix="the run directory is damaged", error=CheckpointError)
     cfg = validate_config(saved, where=str(cfg_file))
     rt = setup_runtime(cfg.train)
     model, ckpt = load_run_model(run_dir)

@@ -24,19 +24,19 @@ import yaml
 from lossreweight.data import PreparedData, check_vocab_fits, prepare_data
 from lossreweight.errors import ConfigError, UserError
 from lossreweight.model import build_model
-from lossreweight.model.run_dir import find_latest_checkpoint
+from lossreweight.model.run_dir import RESOLVED_CONFIG, find_latest_checkpoint
 from lossreweight.reweighting import Reweighter, accumulate_step
 from lossreweight.reweighting.weights import stats_to_python
 from lossreweight.train.checkpoint import load_checkpoint, save_checkpoint
 from lossreweight.train.config import RunConfig
 from lossreweight.train.evaluate import evaluate
+from lossreweight.train.files import read_json_object
 from lossreweight.train.loss_module import PerSampleLoss
 from lossreweight.train.metrics import MetricsLogger, check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
 from lossreweight.train.runtime import PeerFailure, Runtime, fault_point, setup_runtime
 
 FINAL_FILE = "final.json"
-RESOLVED_CONFIG = "resolved_config.json"
 # Settings that may change between a run and its resume without changing its results.
 RESUMABLE_CHANGES = {"train.max_steps", "train.threads", "log", "checkpoint", "eval.every", "train.compile"}
 # Settings a user changes on purpose to get a diverged run past its NaNs (TrainingDiverged's
@@ -149,16 +149,9 @@ def _read_saved_config(run_dir: Path) -> dict[str, Any] | None:
                 "is missing); choose a new or empty --out directory"
             )
         return None
-    try:
-        saved = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read {file}: {' '.join(str(exc).split())[:120]}; it is damaged: restore it, "
-            "or train into a new --out directory"
-        ) from None
-    if not isinstance(saved, dict):
-        raise ConfigError(f"{file} is not a run config (not a mapping); restore it, or use a new --out directory")
-    return saved
+    return read_json_object(
+        file, what="a run config", fix="it is damaged: restore it, or train into a new --out directory", error=ConfigError
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:
