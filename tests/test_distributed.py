@@ -8,7 +8,7 @@ from distributed_utils import run_ranks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lossreweight import Reweighter
-from lossreweight.reweighting import accumulate_step
+from lossreweight.reweighting import accumulate_step, stats_to_python
 
 pytestmark = pytest.mark.xdist_group("dist")
 
@@ -47,8 +47,9 @@ def _weights_worker(rank, world, cases):
         sl = _slices(sizes)[rank]
         for s in STRATS:
             rw = Reweighter(s, 0.4, max_batch_size=max_batch_size, num_domains=3)
-            out[f"{c}/{s}"] = rw.weights(losses[sl], step=1, domain_ids=doms[sl])
-            out[f"{c}/{s}/stats"] = torch.tensor([rw.stats_dict()[k] for k in STAT_KEYS])
+            w, stats = rw.weights_and_stats(losses[sl], step=1, domain_ids=doms[sl])
+            out[f"{c}/{s}"] = w
+            out[f"{c}/{s}/stats"] = torch.tensor([stats_to_python(stats)[k] for k in STAT_KEYS])
     return out
 
 
@@ -59,8 +60,8 @@ def test_weights_are_global_slices():
         _, _, losses, doms = _global_batch(sizes)
         for s in STRATS:
             rw = Reweighter(s, 0.4, num_domains=3)
-            want = rw.weights(losses, step=1, domain_ids=doms)
-            st = rw.stats_dict()
+            want, stats = rw.weights_and_stats(losses, step=1, domain_ids=doms)
+            st = stats_to_python(stats)
             for rank, sl in enumerate(_slices(sizes)):
                 torch.testing.assert_close(results[rank][f"{c}/{s}"], want[sl], atol=1e-7, rtol=0)
                 got = results[rank][f"{c}/{s}/stats"].tolist()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lossreweight import Reweighter, per_sample_loss
+from lossreweight.reweighting import stats_to_python
 
 pytestmark = [
     pytest.mark.gpu,
@@ -32,8 +33,9 @@ def test_step_path_has_no_host_sync(strategy, max_weight):
         h = torch.randn(8, 64, 128, device=dev, requires_grad=True)
         wt = torch.randn(512, 128, device=dev, requires_grad=True)
         l2, _ = per_sample_loss(hidden_states=h, lm_head_weight=wt, labels=labels)
-        rw.weighted_loss(l2, step=5).backward()
+        out = rw.reweight(l2, step=5)
+        out.loss.backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    stats = rw.stats_dict()
+    stats = stats_to_python(out.stats)
     assert stats["num_invalid"] == 1

@@ -22,6 +22,7 @@ from lossreweight.reweighting import (
     get_strategy,
     make_schedule,
     register_strategy,
+    stats_to_python,
 )
 
 ALL = ["uniform", "linupper", "quadratic", "extremes", "linear"]
@@ -152,19 +153,19 @@ def test_linupper_monotone_and_flat_at_top(losses):
 def test_invalid_samples_get_zero_and_are_counted():
     rw = Reweighter("linupper", 0.4)
     losses = torch.tensor([1.0, float("nan"), 2.0, float("inf"), 3.0])
-    w = rw.weights(losses)
+    w, stats = rw.weights_and_stats(losses)
     assert w[1] == 0 and w[3] == 0
     assert float(w.sum()) == pytest.approx(1.0)
-    s = rw.stats_dict()
+    s = stats_to_python(stats)
     assert s["num_invalid"] == 2 and s["num_samples"] == 3 and s["all_invalid"] == 0.0
 
 
 def test_all_invalid_gives_zero_weights_and_flag():
     rw = Reweighter("linupper", 0.4)
     losses = torch.tensor([float("nan"), float("inf")], requires_grad=True)
-    w = rw.weights(losses.detach())
+    w, stats = rw.weights_and_stats(losses.detach())
     assert torch.equal(w, torch.zeros(2))
-    assert rw.stats_dict()["all_invalid"] == 1.0
+    assert stats_to_python(stats)["all_invalid"] == 1.0
     loss = rw.weighted_loss(losses)
     assert torch.isfinite(loss)
     loss.backward()
@@ -218,8 +219,8 @@ def test_schedules_are_pure_functions_of_step():
     assert exp(50) == pytest.approx(0.1)
     assert make_schedule({"kind": "cosine", "r_start": 1.0, "r_end": 0.2, "span": 100}) == cos
     rw = Reweighter("linupper", {"kind": "linear", "r_start": 1.0, "r_end": 0.2, "span": 10})
-    rw.weights(torch.tensor([1.0, 2.0]), step=5)
-    assert rw.stats_dict()["temperature"] == pytest.approx(0.6)
+    _, stats = rw.weights_and_stats(torch.tensor([1.0, 2.0]), step=5)
+    assert stats_to_python(stats)["temperature"] == pytest.approx(0.6)
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -227,8 +228,8 @@ def test_stats_against_definitions():
     losses = torch.tensor([0.5, 1.0, 1.5, 4.0, float("nan")])
     doms = torch.tensor([0, 0, 1, 1, 1])
     rw = Reweighter("linupper", 0.4, num_domains=2)
-    w = rw.weights(losses, domain_ids=doms).double()
-    s = rw.stats_dict()
+    w, stats = rw.weights_and_stats(losses, domain_ids=doms)
+    w, s = w.double(), stats_to_python(stats)
     wv = w[:4]
     m = 4
     assert s["num_samples"] == m and s["num_invalid"] == 1

@@ -97,9 +97,9 @@ class ReweightedLossFunc(TrainerCallback):
                 "ReweightedLossFunc was not registered as a callback: call loss_func.attach(trainer) "
                 "before trainer.train()"
             )
-        loss = self.reweighter.weighted_loss(losses, step=self._step, accumulation_steps=self._window)
-        self._stats.add(self.reweighter.stats)
-        return loss / self._trainer_multiplier(num_items_in_batch)
+        out = self.reweighter.reweight(losses, step=self._step, accumulation_steps=self._window)
+        self._stats.add(out.stats)
+        return out.loss / self._trainer_multiplier(num_items_in_batch)
 
     # -- callback events --------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

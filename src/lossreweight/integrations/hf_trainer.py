@@ -126,10 +126,9 @@ class ReweightingTrainer(Trainer):
             w = self._rw_window.popleft()
             loss = self.reweighter.weighted_loss(losses, weights=w) * self._divisor()
         else:
-            loss = self.reweighter.weighted_loss(
-                losses, step=self.state.global_step, domain_ids=domain_ids
-            )
-            self._rw_stats.add(self.reweighter.stats)
+            out = self.reweighter.reweight(losses, step=self.state.global_step, domain_ids=domain_ids)
+            loss = out.loss
+            self._rw_stats.add(out.stats)
         return (loss, outputs) if return_outputs else loss
 
     # -- scope="step": weights over the whole window before any backward --------------------
@@ -156,8 +155,10 @@ class ReweightingTrainer(Trainer):
         domain_ids = None
         if all(d is not None for d in doms):
             domain_ids = torch.cat([d.reshape(-1) for d in doms if d is not None])
-        weights = self.reweighter.weights(torch.cat(parts), step=self.state.global_step, domain_ids=domain_ids)
-        self._rw_stats.add(self.reweighter.stats)
+        weights, stats = self.reweighter.weights_and_stats(
+            torch.cat(parts), step=self.state.global_step, domain_ids=domain_ids
+        )
+        self._rw_stats.add(stats)
         return list(torch.split(weights, [p.numel() for p in parts]))
 
     # -- logging ----------------------------------------------------------------------------

@@ -67,7 +67,9 @@ class ReweightingMixin:
         step = int(self.global_step)  # type: ignore[attr-defined]
         if domain_ids is not None:
             domain_ids = domain_ids.reshape(-1)
-        return rw.weighted_loss(losses, step=step, domain_ids=domain_ids)
+        out = rw.reweight(losses, step=step, domain_ids=domain_ids)
+        self._reweight_stats = out.stats  # read by ReweightingStatsCallback
+        return out.loss
 
     def causal_lm_reweighted_loss(
         self,
@@ -97,11 +99,11 @@ class ReweightingStatsCallback(pl.Callback):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        rw = getattr(pl_module, "reweighter", None)
-        if rw is None or not rw.stats or not trainer.loggers:
+        stats = getattr(pl_module, "_reweight_stats", None)
+        if not stats or not trainer.loggers:
             return
         metrics: dict[str, torch.Tensor] = {}
-        for key, value in rw.stats.items():
+        for key, value in stats.items():
             if value.dim() == 0:
                 metrics[self.prefix + key] = value
             else:

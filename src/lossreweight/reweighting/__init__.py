@@ -4,7 +4,7 @@ Pure PyTorch, no I/O, and nothing else of this package is imported here.
 """
 
 from lossreweight.reweighting.accumulation import StepResult, accumulate_step
-from lossreweight.reweighting.reweighter import Reweighter
+from lossreweight.reweighting.reweighter import Reweighted, Reweighter
 from lossreweight.reweighting.schedules import (
     SCHEDULES,
     Constant,
@@ -21,18 +21,22 @@ from lossreweight.reweighting.strategies import (
     register_strategy,
 )
 from lossreweight.reweighting.weights import (
+    COUNT_STATS,
     cap_weights,
+    combine_stats,
     compute_weights,
     stats_to_python,
     weight_stats,
 )
 
 __all__ = [
+    "COUNT_STATS",
     "SCHEDULES",
     "Constant",
     "Cosine",
     "Exponential",
     "Linear",
+    "Reweighted",
     "Reweighter",
     "StepResult",
     "StepSchedule",
@@ -40,6 +44,7 @@ __all__ = [
     "accumulate_step",
     "available_strategies",
     "cap_weights",
+    "combine_stats",
     "compute_weights",
     "get_strategy",
     "make_schedule",

@@ -25,6 +25,7 @@ class StepResult:
     loss: torch.Tensor  # detached sum of the backpropagated micro-batch losses
     weights: torch.Tensor  # this rank's weights for the whole step, in micro-batch order
     losses: torch.Tensor  # this rank's no-grad per-sample losses, in micro-batch order
+    stats: dict[str, torch.Tensor]  # SPEC 5 statistics over the whole step (device tensors)
 
 
 def _no_sync(model: torch.nn.Module | None, last: bool) -> contextlib.AbstractContextManager:
@@ -60,7 +61,7 @@ def accumulate_step(
     sizes = [p.numel() for p in parts]
     losses = torch.cat(parts)
     doms = torch.cat([d.reshape(-1) for d in domain_ids]) if domain_ids is not None else None
-    weights = reweighter.weights(losses, step=step, domain_ids=doms)
+    weights, stats = reweighter.weights_and_stats(losses, step=step, domain_ids=doms)
     total = torch.zeros((), device=losses.device)
     start = 0
     for i, mb in enumerate(micro_batches):
@@ -71,4 +72,4 @@ def accumulate_step(
             loss = reweighter.weighted_loss(mb_losses, weights=w)
             loss.backward()
         total = total + loss.detach()
-    return StepResult(loss=total, weights=weights, losses=losses)
+    return StepResult(loss=total, weights=weights, losses=losses, stats=stats)

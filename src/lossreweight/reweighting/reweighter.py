@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -13,13 +14,28 @@ from lossreweight.reweighting.schedules import TemperatureSchedule, make_schedul
 from lossreweight.reweighting.strategies import StrategyFn, get_strategy, strategy_name
 from lossreweight.reweighting.weights import (
     compute_weights,
-    stats_to_python,
     uniform_weights,
     valid_mask,
     weight_stats,
 )
 
 Scope = Literal["micro", "step"]
+Stats = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Reweighted:
+    """What one `Reweighter.reweight` call hands back (nothing is kept on the Reweighter).
+
+    loss: the scalar to backpropagate, W * sum_i w_i l_i / accumulation_steps (SPEC 4).
+    weights: this rank's detached float32 weights.
+    stats: SPEC 5 statistics over the whole scope as device tensors (no host sync); combine
+        several with `combine_stats`, fetch with `stats_to_python` when logging.
+    """
+
+    loss: torch.Tensor
+    weights: torch.Tensor
+    stats: Stats
 
 
 class Reweighter:
@@ -76,7 +92,6 @@ class Reweighter:
         self.group = group
         self.max_batch_size = max_batch_size
         self.num_domains = int(num_domains)
-        self.stats: dict[str, torch.Tensor] = {}
 
     # -- the method -------------------------------------------------------------------------
     def temperature(self, step: int) -> float:
@@ -97,6 +112,16 @@ class Reweighter:
         Under torch.distributed the losses of all ranks are gathered so the weights are
         normalised over the global scope; they sum to 1 over all ranks' valid samples.
         """
+        return self.weights_and_stats(losses, step=step, domain_ids=domain_ids)[0]
+
+    def weights_and_stats(
+        self,
+        losses: torch.Tensor,
+        *,
+        step: int = 0,
+        domain_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Stats]:
+        """`weights(...)` and the scope's SPEC 5 statistics (device tensors, no host sync)."""
         if losses.dim() != 1:
             raise ValueError(
                 f"losses must be 1-D (one loss per sample), got shape {tuple(losses.shape)}; "
@@ -106,7 +131,7 @@ class Reweighter:
             raise ValueError(
                 f"domain_ids shape {tuple(domain_ids.shape)} must match losses {tuple(losses.shape)}"
             )
-        g = gather_rows(losses, domain_ids, group=self.group, capacity=self.max_batch_size)
+        g = gather_rows(losses.detach(), domain_ids, group=self.group, capacity=self.max_batch_size)
         valid = valid_mask(g.losses, g.present)
         r = self.temperature(step)
         if self.is_uniform(step):
@@ -120,7 +145,7 @@ class Reweighter:
                 max_weight=self.max_weight,
                 valid=valid,
             )
-        self.stats = weight_stats(
+        stats = weight_stats(
             w,
             g.losses,
             valid,
@@ -129,7 +154,20 @@ class Reweighter:
             domain_ids=g.domain_ids,
             num_domains=self.num_domains,
         )
-        return w[g.offset : g.offset + g.count]
+        return w[g.offset : g.offset + g.count], stats
+
+    def reweight(
+        self,
+        losses: torch.Tensor,
+        *,
+        step: int = 0,
+        domain_ids: torch.Tensor | None = None,
+        accumulation_steps: int = 1,
+    ) -> Reweighted:
+        """Weights, the loss to backpropagate and the statistics of one scope, in one call."""
+        w, stats = self.weights_and_stats(losses, step=step, domain_ids=domain_ids)
+        loss = self.weighted_loss(losses, weights=w, accumulation_steps=accumulation_steps)
+        return Reweighted(loss=loss, weights=w, stats=stats)
 
     def weighted_loss(
         self,
@@ -162,10 +200,6 @@ class Reweighter:
         return (w * safe).sum() * scale
 
     # -- bookkeeping ------------------------------------------------------------------------
-    def stats_dict(self) -> dict[str, float | list[float]]:
-        """The last call's statistics as Python numbers (one device-to-host transfer)."""
-        return stats_to_python(self.stats)
-
     def config(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,

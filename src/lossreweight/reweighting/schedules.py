@@ -4,7 +4,7 @@ survives a resume without state."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
@@ -131,6 +131,13 @@ def make_schedule(spec: float | int | TemperatureSchedule | dict[str, Any]) -> T
         if cls is None:
             raise ValueError(
                 f"unknown temperature schedule {kind!r}; valid: {', '.join(SCHEDULES)}"
+            )
+        valid = [f.name for f in fields(cls)]
+        unknown = [str(k) for k in params if k not in valid]
+        if unknown:
+            raise ValueError(
+                f"unknown key {', '.join(map(repr, unknown))} for temperature schedule {kind!r}; "
+                f"valid: kind, {', '.join(valid)}"
             )
         try:
             return cls(**params)

@@ -6,6 +6,7 @@ Pure tensor functions: float32, on the losses' device, no host synchronisation.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -142,6 +143,41 @@ def weight_stats(
         stats["domain_weight_share"] = w_share
         stats["domain_sample_share"] = n_share / m1
     return stats
+
+
+# Statistics that are counts: they add up when scopes are combined. Every other statistic is
+# a per-scope mean, combined weighted by the scope's number of valid samples.
+COUNT_STATS = ("num_samples", "num_invalid", "all_invalid")
+
+
+def combine_stats(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One set of statistics for several scopes (the micro-batches of a step, the steps of a
+    logging interval): counts add, means are weighted by each scope's valid samples.
+
+    Statistics from `Reweighter` are already global over ranks (computed after the gather),
+    so this is the only combination needed, in the trainer and in every integration. On
+    device, no host synchronisation. `all_invalid` becomes the number of scopes that had no
+    valid sample.
+    """
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return dict(parts[0])
+    n = torch.stack([p["num_samples"].to(torch.float32) for p in parts])
+    total = n.sum()
+    share = n / torch.clamp(total, min=1.0)  # all scopes empty: every mean becomes 0
+    out: dict[str, torch.Tensor] = {}
+    for key in parts[0]:
+        vals = torch.stack([p[key].to(torch.float32) for p in parts])
+        if key in COUNT_STATS:
+            out[key] = vals.sum(0)
+        elif key == "temperature":  # a setting, not a sample statistic: its plain mean
+            out[key] = vals.mean(0)
+        else:
+            w = share.reshape(-1, *([1] * (vals.dim() - 1)))
+            out[key] = (vals * w).sum(0)
+    return out
 
 
 def stats_to_python(stats: dict[str, torch.Tensor]) -> dict[str, float | list[float]]:

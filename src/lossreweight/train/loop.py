@@ -25,7 +25,7 @@ from lossreweight.data import PreparedData, check_vocab_fits, prepare_data
 from lossreweight.errors import ConfigError, UserError
 from lossreweight.model import build_model
 from lossreweight.model.run_dir import RESOLVED_CONFIG, find_latest_checkpoint
-from lossreweight.reweighting import Reweighter, accumulate_step
+from lossreweight.reweighting import Reweighter, accumulate_step, combine_stats
 from lossreweight.reweighting.weights import stats_to_python
 from lossreweight.train.checkpoint import load_checkpoint, save_checkpoint
 from lossreweight.train.config import RunConfig
@@ -290,7 +290,7 @@ class Trainer:
             cfg.reweight.strategy,
             cfg.reweight.temperature,
             delta=cfg.reweight.delta,
-            warmup_steps=cfg.reweight.warmup_steps,
+            warmup_steps=cfg.burn_in_steps,
             max_weight=cfg.reweight.max_weight,
             scope=cfg.reweight.scope,
             max_batch_size=cfg.train.batch_size * (cfg.train.grad_accum if cfg.reweight.scope == "step" else 1),
@@ -352,7 +352,7 @@ class Trainer:
                 grad_norm = self._clip(wrapped, loss_module)
                 # Non-finite loss or gradient, or no valid sample at all (a NaN storm: all
                 # weights 0, a zero gradient AdamW would still step on): skip the update.
-                ok = torch.isfinite(grad_norm) & torch.isfinite(stats["weighted_loss"]) & (stats["all_invalid"] < 1)
+                ok = torch.isfinite(grad_norm) & torch.isfinite(stats["weighted_loss"]) & (stats["num_samples"] > 0)
                 finite = self._all_ranks(ok)  # the step's one sync
                 if finite:
                     optimizer.step()
@@ -428,21 +428,18 @@ class Trainer:
         ids = [b["input_ids"].to(dev, non_blocking=True) for b in batches]
         doms = [b["domain_ids"].to(dev, non_blocking=True) for b in batches]
         if rw.scope == "step":
-            accumulate_step(wrapped, ids, rw, step=step, model=wrapped, domain_ids=doms)
-            return dict(rw.stats)
+            return accumulate_step(wrapped, ids, rw, step=step, model=wrapped, domain_ids=doms).stats
         a = len(batches)
         collected: list[dict[str, torch.Tensor]] = []
         for i in range(a):
             sync_ctx = wrapped.no_sync() if (a > 1 and i < a - 1 and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
             with sync_ctx:
                 losses = wrapped(ids[i])
-                loss = rw.weighted_loss(losses, step=step, domain_ids=doms[i], accumulation_steps=a)
-                loss.backward()
-            collected.append(rw.stats)
-        if a == 1:
-            return dict(collected[0])
-        # The step's statistics: the mean over its micro-batches (on device).
-        return {k: torch.stack([c[k] for c in collected]).mean(0) for k in collected[0]}
+                out = rw.reweight(losses, step=step, domain_ids=doms[i], accumulation_steps=a)
+                out.loss.backward()
+            collected.append(out.stats)
+        # The step's statistics over its micro-batches (on device): counts add, means weight by samples.
+        return combine_stats(collected)
 
     def _clip(self, wrapped: torch.nn.Module, loss_module: PerSampleLoss) -> torch.Tensor:
         max_norm = self.cfg.train.grad_clip or math.inf

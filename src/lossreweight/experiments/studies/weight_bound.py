@@ -33,7 +33,7 @@ from lossreweight.experiments.runs import Arm, Log
 from lossreweight.experiments.studies.common import BASE_CONFIG, full_scale, quick_scale, study_dir
 from lossreweight.experiments.study import write_study
 from lossreweight.experiments.summary import Records, paired, series
-from lossreweight.reweighting import Reweighter
+from lossreweight.reweighting import Reweighter, stats_to_python
 
 NAME = "weight-bound"
 CAP = 2.0
@@ -91,10 +91,9 @@ def synthetic_sweep(sizes: list[int], temperatures: list[float], draws: int, see
                 mw, mw_cap, ess, ess_cap, ntop = [], [], [], [], []
                 for _ in range(draws):
                     losses = sample(m, g)
-                    w = plain.weights(losses)
-                    s = plain.stats_dict()
-                    capped.weights(losses)
-                    c = capped.stats_dict()
+                    w, s = plain.weights_and_stats(losses)
+                    s = stats_to_python(s)
+                    c = stats_to_python(capped.weights_and_stats(losses)[1])
                     x = 2 * losses - losses.max() - losses.min()
                     n_top = int((x >= 0).sum())
                     explained &= float(w.max()) * m <= m / n_top * (1 + 1e-4)
