@@ -24,10 +24,11 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
-    if cfg.lr_warmup_steps and step < cfg.lr_warmup_steps:
-        return cfg.lr * (step + 1) / cfg.lr_warmup_steps
-    span = max(cfg.max_steps - cfg.lr_warmup_steps, 1)
-    progress = min(max(step - cfg.lr_warmup_steps, 0) / span, 1.0)
+    warmup = cfg.lr_warmup  # lr_warmup_steps, or lr_warmup_fraction of max_steps
+    if warmup and step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    span = max(cfg.max_steps - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))
 
