@@ -1,20 +1,104 @@
-"""`lossreweight eval RUN_DIR`: per-domain validation loss of the newest complete checkpoint."""
+"""`lossreweight eval RUN_DIR`: per-domain validation loss of the newest complete checkpoint;
+with --tasks, downstream scores through lm-evaluation-harness; with --all-checkpoints, a curve
+over every saved checkpoint. See docs/evaluation.md."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
+
+from lossreweight.errors import ConfigError
+
+DTYPES = ("float32", "bfloat16")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto" or text.startswith("auto:"):
+        return text  # lm-eval finds the largest batch that fits
+    return _int_at_least(1)(text)
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a directory written by `lossreweight train`")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `lossreweight train`")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--device", metavar="D", help="auto, cpu, cuda or cuda:N (default: the run's train.device)"
+    )
+    p.add_argument(
+        "--all-checkpoints",
+        action="store_true",
+        help="evaluate every saved complete checkpoint into RUN_DIR/eval/curve.json (+ .png); "
+        "train with checkpoint.keep high enough to keep them",
+    )
+    g = p.add_argument_group(
+        "downstream tasks (lm-evaluation-harness; pip install 'lossreweight[eval]')"
+    )
+    g.add_argument(
+        "--tasks", metavar="TASKS", help="comma-separated lm-eval task names, e.g. sciq,piqa"
+    )
+    g.add_argument(
+        "--num-fewshot",
+        type=_int_at_least(0),
+        metavar="K",
+        help="few-shot examples (default: the task's own, else 0)",
+    )
+    g.add_argument(
+        "--limit",
+        type=_int_at_least(1),
+        metavar="N",
+        help="only the first N examples of each task (quick checks, not comparable scores)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=8,
+        metavar="B",
+        help="sequences per forward pass, or auto (default: 8)",
+    )
+    g.add_argument(
+        "--include-path",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of your own lm-eval task YAMLs (repeatable)",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="weights of the exported model (default: float32)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    spec = _downstream_spec(args)
+    if spec is not None:
+        from lossreweight.evaluation.downstream import require_lm_eval
+
+        require_lm_eval()  # one line now, not after minutes of work
+    if args.all_checkpoints:
+        return _run_curve(args, spec)
+    if spec is not None:
+        return _run_downstream(args, spec)
     from lossreweight.train.evaluate_run import evaluate_run
 
-    result = evaluate_run(args.run_dir)
+    result = evaluate_run(args.run_dir, device=args.device)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -25,3 +109,113 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'overall':<12} {result['val_loss']:8.4f} {result['val_ppl']:9.2f}")
     print(f"{'domain avg':<12} {result['val_loss_domain_avg']:8.4f}")
     return 0
+
+
+def _downstream_spec(args: argparse.Namespace) -> Any:
+    if not args.tasks:
+        given = [
+            flag
+            for flag, value in (
+                ("--num-fewshot", args.num_fewshot),
+                ("--limit", args.limit),
+                ("--include-path", args.include_path),
+            )
+            if value is not None and value != []
+        ]
+        if given:
+            raise ConfigError(f"{given[0]} applies to downstream tasks; add --tasks TASKS")
+        return None
+    from lossreweight.evaluation.downstream import DownstreamSpec
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise ConfigError(
+            "--tasks is empty; give comma-separated lm-eval task names, e.g. sciq,piqa"
+        )
+    return DownstreamSpec(
+        tasks=list(dict.fromkeys(tasks)),
+        num_fewshot=args.num_fewshot,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        include_paths=list(args.include_path),
+        dtype=args.dtype,
+    )
+
+
+def _prepare_tasks(spec: Any) -> Any:
+    from lossreweight.evaluation.downstream import check_tasks_load, task_manager
+
+    tm = task_manager(spec)
+    check_tasks_load(tm, spec)
+    return tm
+
+
+def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
+    from lossreweight.evaluation.downstream import evaluate_downstream
+    from lossreweight.evaluation.files import EVAL_DIR, downstream_stem, write_new_json
+    from lossreweight.train.evaluate_run import read_run_config, require_checkpoint, resolve_device
+
+    run_dir = Path(args.run_dir)
+    cfg = read_run_config(run_dir)
+    require_checkpoint(run_dir)
+    device = resolve_device(cfg.train.device, args.device)
+    tm = _prepare_tasks(spec)
+    record = evaluate_downstream(run_dir, None, spec, device, tm)
+    path = write_new_json(run_dir / EVAL_DIR, downstream_stem(record["step"]), record)
+    if args.json:
+        print(json.dumps({**record, "file": str(path)}, indent=1))
+        return 0
+    shots = "task default shots" if spec.num_fewshot is None else f"{spec.num_fewshot}-shot"
+    limit = f", first {spec.limit} examples per task" if spec.limit else ""
+    print(f"checkpoint {record['checkpoint']} (step {record['step']}), {shots}{limit}")
+    print(f"{'task':<20} {'metric':<16} {'value':>8} {'stderr':>8}")
+    metrics = record["metrics"]
+    for name, value in metrics.items():
+        if name.endswith("_stderr"):
+            continue
+        _, task, metric = name.split("/", 2)
+        err = metrics.get(f"{name}_stderr")
+        print(f"{task:<20} {metric:<16} {_num(value):>8} {_num(err):>8}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_curve(args: argparse.Namespace, spec: Any) -> int:
+    from lossreweight.evaluation.curve import evaluate_curve
+    from lossreweight.evaluation.names import LOSS, WORST_DOMAIN_LOSS
+    from lossreweight.train.evaluate_run import read_run_config, require_checkpoint
+
+    run_dir = Path(args.run_dir)
+    read_run_config(run_dir)
+    require_checkpoint(run_dir)
+    tm = _prepare_tasks(spec) if spec is not None else None
+
+    def show(point: dict[str, Any]) -> None:
+        if args.json:
+            return
+        m = point["metrics"]
+        extra = "".join(
+            f"  {k.removeprefix('downstream/')} {_num(v)}"
+            for k, v in m.items()
+            if k.startswith("downstream/") and not k.endswith("_stderr")
+        )
+        print(
+            f"step {point['step']:>8}  tokens {point['tokens']:>12,}  loss {_num(m[LOSS])}  "
+            f"worst {point['worst_domain']} {_num(m.get(WORST_DOMAIN_LOSS))}{extra}",
+            flush=True,
+        )
+
+    path, png, curve = evaluate_curve(run_dir, device=args.device, spec=spec, tm=tm, on_point=show)
+    if args.json:
+        print(json.dumps({**curve, "file": str(path), "plot": str(png) if png else None}, indent=1))
+        return 0
+    print(f"wrote {path}" + (f" and {png}" if png else " (no plot: matplotlib is not installed)"))
+    if len(curve["points"]) == 1:
+        print(
+            "only one checkpoint was kept; train with checkpoint.keep=N (N >= the number of saves) for a curve"
+        )
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
