@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
+from lossreweight.config import RunConfig, validate_config
 from lossreweight.data import prepare_data
 from lossreweight.errors import CheckpointError, ConfigError
 from lossreweight.evaluation.names import eval_metrics, worst_domain
 from lossreweight.model import load_run_model
 from lossreweight.model.run_dir import CHECKPOINTS_DIR, COMPLETE_MARKER, RESOLVED_CONFIG
 from lossreweight.train.checkpoint import read_state
-from lossreweight.train.config import RunConfig, validate_config
 from lossreweight.train.evaluate import evaluate
 from lossreweight.train.files import read_json_object
 from lossreweight.train.loss_module import PerSampleLoss
