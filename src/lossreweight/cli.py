@@ -14,17 +14,30 @@ from collections.abc import Sequence
 
 from lossreweight import __version__
 from lossreweight.errors import UserError
+from lossreweight.extras import require_extra
 
-# (subcommand, module under lossreweight.commands, one-line help)
-COMMANDS: list[tuple[str, str, str]] = [
-    ("prepare", "prepare", "tokenize a corpus into token shards"),
-    ("train", "train", "pretrain a model with loss-based sample reweighting"),
-    ("eval", "evaluate", "evaluate a run's newest checkpoint per domain"),
-    ("compare", "compare", "train several strategies on the same batches and report"),
-    ("export-hf", "export_hf", "export a run as a Hugging Face LlamaForCausalLM"),
-    ("demo", "demo", "uniform vs linupper on the embedded corpus, with a report"),
-    ("experiment", "experiment", "run one of the paper's studies"),
-    ("report", "report", "combine study directories into one HTML page"),
+# (subcommand, module under lossreweight.commands, one-line help, extras it needs). A missing
+# extra is checked before the command runs: one line naming `pip install 'lossreweight[X]'`.
+COMMANDS: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("prepare", "prepare", "tokenize a corpus into token shards", ("train",)),
+    ("train", "train", "pretrain a model with loss-based sample reweighting", ("train",)),
+    ("eval", "evaluate", "evaluate a run's newest checkpoint per domain", ("train",)),
+    (
+        "compare",
+        "compare",
+        "train several strategies on the same batches and report",
+        ("train", "report"),
+    ),
+    ("export-hf", "export_hf", "export a run as a Hugging Face LlamaForCausalLM", ("train",)),
+    (
+        "demo",
+        "demo",
+        "uniform vs linupper on the embedded corpus, with a report",
+        ("train", "report", "corpus"),
+    ),
+    ("experiment", "experiment", "run one of the paper's studies", ("train", "report")),
+    ("report", "report", "combine study directories into one HTML page", ("report",)),
+    ("config", "config", "print a resolved configuration, each key with its meaning", ("train",)),
 ]
 
 
@@ -43,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lossreweight {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name, help_text in COMMANDS:
+    for name, module_name, help_text, *extras in COMMANDS:
         try:
             module = importlib.import_module(f"lossreweight.commands.{module_name}")
         except ModuleNotFoundError as exc:
@@ -52,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_parser(p)
-        p.set_defaults(_run=module.run, _overrides=getattr(module, "ACCEPTS_OVERRIDES", False))
+        p.set_defaults(
+            _run=module.run,
+            _overrides=getattr(module, "ACCEPTS_OVERRIDES", False),
+            _extras=tuple(extras[0]) if extras else ("train",),
+        )
     return parser
 
 
@@ -73,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        require_extra(*args._extras)
         return int(args._run(args) or 0)
     except UserError as exc:
         message = " ".join(str(exc).splitlines())  # always one line, whatever a path holds
@@ -85,8 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.filename is None:  # not about a file: a bug, keep the traceback
             raise
         # Disk full, read-only or missing paths: the environment, not a bug; one line.
-        print(f"lossreweight {args.command}: error: {exc.strerror or exc}: {exc.filename}; "
-              "free disk space or fix the path/permissions and re-run", file=sys.stderr)
+        print(
+            f"lossreweight {args.command}: error: {exc.strerror or exc}: {exc.filename}; "
+            "free disk space or fix the path/permissions and re-run",
+            file=sys.stderr,
+        )
         return 2
 
 
