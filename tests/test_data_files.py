@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest_data import sentences, write_jsonl
 
-import lossreweight.data.sources.files as files_mod
+import lossreweight.data.readers as files_mod
 from lossreweight.data import Corpus, DataConfig, prepare_data
 from lossreweight.errors import DataError
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest_data import small_config, small_data, small_docs
 
+import lossreweight.data.build as build_mod
 import lossreweight.data.prepare as prepare_mod
 from lossreweight.data import Corpus, PreparedData, prepare_data
+from lossreweight.data.outdir import settings_of
 from lossreweight.data.shards import INDEX_FILE, StreamWriter, dtype_for_vocab, file_dtype
 from lossreweight.errors import DataError
 
@@ -44,7 +46,7 @@ def test_index_describes_the_data(data):
     idx = data.index
     assert idx["dtype"] == "uint16" and data.seq_len == 32
     assert idx["tokenizer"]["kind"] == "bpe"
-    assert data.domains == sorted(data.domains) and len(data.domains) == 6
+    assert data.domains == sorted(data.domains) and len(data.domains) == 7
     total = 0
     for domain in data.domains:
         entry = idx["splits"]["train"][domain]
@@ -103,14 +105,14 @@ def test_second_prepare_is_cached(data, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("re-tokenized although the data was cached")
 
-    monkeypatch.setattr(prepare_mod, "_build", no_build)
+    monkeypatch.setattr(prepare_mod, "build", no_build)
     again = prepare_data(small_config(data.root.parent.parent), progress=False)
     assert again.root == data.root
 
 
 def test_settings_change_the_cache_key(data, tmp_path):
     cfg = small_config(data.root.parent.parent)
-    assert prepare_mod._settings(cfg, Corpus.from_config(cfg)) != prepare_mod._settings(
+    assert settings_of(cfg, Corpus.from_config(cfg)) != settings_of(
         cfg.model_copy(update={"seq_len": 64}), Corpus.from_config(cfg)
     )
     # The mixture only changes the loader, not the shards.
@@ -122,7 +124,7 @@ def test_a_crash_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepare_mod, "write_index", crash)
+    monkeypatch.setattr(build_mod, "write_index", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_data(
             small_config(tmp_path, domains=["math", "docs"]), tmp_path / "out", progress=False
@@ -130,12 +132,20 @@ def test_a_crash_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no output, no leftover temp folder
 
 
-def test_out_dir_with_other_settings_is_replaced(tmp_path):
+def test_data_prepared_with_other_settings_is_never_replaced_unasked(tmp_path):
     out = tmp_path / "out"
     first = prepare_data(small_config(tmp_path, domains=["math", "docs"]), out, progress=False)
-    second = prepare_data(
-        small_config(tmp_path, domains=["math", "docs"], seq_len=16), out, progress=False
-    )
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = small_config(tmp_path, domains=["math", "docs"], seq_len=16)
+    with pytest.raises(DataError) as e:
+        prepare_data(other, out, progress=False)
+    message = str(e.value)
+    # One line: what differs, and both ways on.
+    assert "\n" not in message and "seq_len is 32 there, 16 here" in message
+    assert f"data.prepared={out}" in message and "--force" in message
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # Asked to (prepare --force), it is replaced, leaving nothing beside it.
+    second = prepare_data(other, out, progress=False, replace=True)
     assert second.fingerprint != first.fingerprint and PreparedData.open(out).seq_len == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

@@ -8,13 +8,8 @@ import pytest
 from conftest_data import small_config, small_data, small_docs
 
 from lossreweight.data import check_vocab_fits, load_tokenizer, prepare_data
-from lossreweight.data.tokenizer import (
-    EOS_TOKEN,
-    _byte_decoder,
-    import_tiktoken,
-    read_tiktoken_file,
-    write_tiktoken_file,
-)
+from lossreweight.data.tiktoken_bpe import _byte_decoder, read_tiktoken_file, write_tiktoken_file
+from lossreweight.data.tokenizer import EOS_TOKEN, import_tiktoken
 from lossreweight.errors import DataError
 
 

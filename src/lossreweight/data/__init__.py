@@ -12,6 +12,7 @@ from __future__ import annotations
 from lossreweight.data.config import DataConfig, TokenizerConfig
 from lossreweight.data.corpus import Corpus, DataWarning
 from lossreweight.data.documents import Document
+from lossreweight.data.embedded import CORPUS_EXTRA, EMBEDDED
 from lossreweight.data.loader import TrainLoader
 from lossreweight.data.mixture import resolve_mixture
 from lossreweight.data.prepare import cache_root, prepare_data
@@ -31,6 +32,8 @@ def check_vocab_fits(data_vocab_size: int, model_vocab_size: int) -> None:
 
 
 __all__ = [
+    "CORPUS_EXTRA",
+    "EMBEDDED",
     "Corpus",
     "DataConfig",
     "DataWarning",

@@ -23,16 +23,28 @@ class TokenizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["bpe", "hf", "tiktoken"] = "bpe"
-    # bpe: size of the vocabulary to train, special tokens included.
-    vocab_size: int = Field(4096, ge=258, le=1 << 20)
-    # hf: a local tokenizer directory; tiktoken: a local .tiktoken BPE file.
-    path: str | None = None
-    # bpe: train on at most this many characters of the training split (large corpora).
-    max_train_chars: int = Field(50_000_000, gt=0)
-    # tiktoken: the pre-tokenizer regex, a name ("gpt2", "r50k", "p50k", "cl100k") or a
-    # pattern; None guesses from the file name and falls back to GPT-2's.
-    pattern: str | None = None
+    kind: Literal["bpe", "hf", "tiktoken"] = Field(
+        "bpe",
+        description="bpe: a byte-level BPE trained on the corpus; hf: a local Hugging Face "
+        "tokenizer folder; tiktoken: a local tiktoken BPE file",
+    )
+    vocab_size: int = Field(
+        4096, ge=258, le=1 << 20, description="bpe: vocabulary to train, end-of-text included"
+    )
+    path: str | None = Field(
+        None, description="hf: a local tokenizer folder; tiktoken: a local .tiktoken BPE file"
+    )
+    max_train_chars: int = Field(
+        50_000_000,
+        gt=0,
+        description="bpe: train on an even sample of at most this many training characters",
+    )
+    # None guesses from the file name and falls back to GPT-2's.
+    pattern: str | None = Field(
+        None,
+        description="tiktoken: pre-tokenizer regex, a name (gpt2, r50k, p50k, cl100k) or a "
+        "pattern; default: from the file name, else gpt2",
+    )
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> TokenizerConfig:
@@ -54,20 +66,48 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # "embedded" (the built-in multi-domain corpus), or paths to text files/folders, .jsonl
-    # (a "text" field, optional "domain") or .parquet. "DOMAIN=PATH" names a source's domain;
-    # the word "embedded" may be one of the entries to mix the built-in corpus with files.
-    sources: Literal["embedded"] | list[str] = "embedded"
-    domains: list[str] | None = None
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    seq_len: int = Field(128, ge=2, le=1 << 20)
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    seed: int = Field(0, ge=0)
+    sources: Literal["embedded"] | list[str] = Field(
+        "embedded",
+        description="'embedded' (the built-in corpus) or a list of files/folders (text, "
+        ".jsonl[.gz|.zst], .parquet, Hugging Face save_to_disk folders); 'DOMAIN=PATH' names a "
+        "source's domain; 'embedded' may be one entry among paths",
+    )
+    domains: list[str] | None = Field(None, description="keep only these domains (None: all)")
+    domain_field: str | None = Field(
+        None,
+        description="where each record names its domain: a dotted path into the record "
+        "(meta.redpajama_set_name) or a column name; None: an optional top-level 'domain'",
+    )
+    text_field: str = Field(
+        "text", description="the record field (or column) that holds the document's text"
+    )
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig, description="which tokenizer turns text into ids"
+    )
+    seq_len: int = Field(128, ge=2, le=1 << 20, description="tokens per training sequence")
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="fraction of each domain's documents for validation"
+    )
+    seed: int = Field(0, ge=0, description="document order, cap and train/val split")
     # None: EMBEDDED_DEFAULT_MAX_CHARS for embedded domains, no cap for your own files.
-    max_chars_per_domain: int | None = Field(None, gt=0)
-    mixture: Literal["natural", "uniform"] | dict[str, float] = "natural"
-    cache_dir: str | None = None
-    shard_size_tokens: int = Field(DEFAULT_SHARD_TOKENS, gt=0)
+    max_chars_per_domain: int | None = Field(
+        None, gt=0, description="cap per domain (None: 1M characters embedded, no cap for files)"
+    )
+    mixture: Literal["natural", "uniform"] | dict[str, float] = Field(
+        "natural",
+        description="sampling weights: natural (by size), uniform, or {domain: weight}",
+    )
+    cache_dir: str | None = Field(
+        None, description="cache folder (None: $LOSSREWEIGHT_CACHE, else ~/.cache/lossreweight)"
+    )
+    shard_size_tokens: int = Field(
+        DEFAULT_SHARD_TOKENS, gt=0, description="tokens per shard file (2^27: 256 MiB of uint16)"
+    )
+    prepared: str | None = Field(
+        None,
+        description="train on this prepared-data folder as it is (its domains, tokenizer and "
+        "seq_len), read-only; the corpus and tokenizer keys are then unused",
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -103,6 +143,13 @@ class DataConfig(BaseModel):
                 f"({self.seq_len}): a shard must hold at least one sequence"
             )
         return self
+
+    @field_validator("domain_field", "text_field")
+    @classmethod
+    def _field_path(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(not p for p in v.split("."))):
+            raise ValueError(f"{v!r} is not a field name or dotted path (e.g. meta.source)")
+        return v
 
     def source_list(self) -> list[str]:
         return ["embedded"] if self.sources == "embedded" else list(self.sources)

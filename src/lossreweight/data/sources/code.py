@@ -12,7 +12,6 @@ from lossreweight.data.documents import LazyDocument
 
 DOMAIN = "code"
 PACKAGE = None
-IMPORT_NAME = None
 
 # Test suites, and generated tables (codecs, the pydoc topics that are the `docs` domain).
 _SKIP_DIRS = {

@@ -8,7 +8,6 @@ from lossreweight.data.documents import LazyDocument
 
 DOMAIN = "docs"
 PACKAGE = None
-IMPORT_NAME = None
 
 
 def version() -> str:

