@@ -69,7 +69,6 @@ def task_manager(spec: DownstreamSpec) -> TaskManager:
     """lm-eval's task registry with the user's --include-path folders; unknown names are a
     ConfigError that suggests close matches."""
     from lm_eval.tasks import TaskManager
-    from lm_eval.tasks._index import Kind
 
     for folder in spec.include_paths:
         if not folder.is_dir():
@@ -77,13 +76,8 @@ def task_manager(spec: DownstreamSpec) -> TaskManager:
                 f"--include-path {folder} is not a directory; give a folder of task YAMLs"
             )
     paths = [str(p) for p in spec.include_paths]
-    if paths:
-        # Indexing lm-eval's ~15k built-in tasks takes seconds; tasks found in the user's own
-        # folders (plain tasks, not groups that may name built-ins) do not need it.
-        local = TaskManager(include_path=paths, include_defaults=False)
-        kinds = [getattr(local.task_index.get(t), "kind", None) for t in spec.tasks]
-        if all(k in (Kind.TASK, Kind.PY_TASK) for k in kinds):
-            return local
+    if paths and (local := _local_only(TaskManager, paths, spec.tasks)) is not None:
+        return local
     tm = TaskManager(include_path=paths or None)
     known = set(tm.all_tasks)
     for name in spec.tasks:
@@ -95,6 +89,20 @@ def task_manager(spec: DownstreamSpec) -> TaskManager:
                 "or add a folder of your own task YAMLs with --include-path DIR"
             )
     return tm
+
+
+def _local_only(manager: Any, paths: list[str], tasks: list[str]) -> Any:
+    """A registry of the user's folders alone when every task is a plain task there: indexing
+    lm-eval's ~15k built-in tasks takes seconds, and groups may name built-ins. None otherwise,
+    and on lm-eval versions without the registry's `Kind` index."""
+    try:
+        from lm_eval.tasks._index import Kind
+
+        local = manager(include_path=paths, include_defaults=False)
+        kinds = [getattr(local.task_index.get(t), "kind", None) for t in tasks]
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return local if all(k in (Kind.TASK, Kind.PY_TASK) for k in kinds) else None
 
 
 def check_tasks_load(tm: TaskManager, spec: DownstreamSpec) -> None:
