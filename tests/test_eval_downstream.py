@@ -150,12 +150,13 @@ def test_all_checkpoints_curve(setup):
 
 def test_missing_task_data_is_one_line(setup, tmp_path):
     run, _ = setup
+    before = read_downstream(run)
     _write_task(tmp_path / "tasks", tmp_path / "absent.jsonl")
     rc, _, err = run_cli(
         "eval", str(run), "--tasks", TASK, "--include-path", str(tmp_path / "tasks")
     )
     assert rc == 2 and err.count("\n") == 1 and TASK in err, err[-2000:]
-    assert not (tmp_path / "eval").exists()
+    assert read_downstream(run) == before
 
 
 def test_without_lm_eval_names_the_extra(tmp_path, monkeypatch):

@@ -96,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         return _run_curve(args, spec)
     if spec is not None:
         return _run_downstream(args, spec)
-    from lossreweight.train.evaluate_run import evaluate_run
+    from lossreweight.evaluation.names import eval_metrics, worst_domain
+    from lossreweight.train.evaluate_run import open_run
 
-    result = evaluate_run(args.run_dir, device=args.device)
+    result = open_run(args.run_dir, args.device).evaluate()
     if args.json:
-        print(json.dumps(result, indent=1))
+        extra = {"worst_domain": worst_domain(result), "metrics": eval_metrics(result)}
+        print(json.dumps({**result, **extra}, indent=1))
         return 0
     print(f"checkpoint {result['checkpoint']} (step {result['step']})")
     print(f"{'domain':<12} {'loss':>8} {'ppl':>9}")
@@ -159,6 +161,7 @@ def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
     cfg = read_run_config(run_dir)
     require_checkpoint(run_dir)
     device = resolve_device(cfg.train.device, args.device)
+    (run_dir / EVAL_DIR).mkdir(exist_ok=True)  # a read-only run fails now, not after the work
     tm = _prepare_tasks(spec)
     record = evaluate_downstream(run_dir, None, spec, device, tm)
     path = write_new_json(run_dir / EVAL_DIR, downstream_stem(record["step"]), record)
@@ -182,12 +185,14 @@ def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
 
 def _run_curve(args: argparse.Namespace, spec: Any) -> int:
     from lossreweight.evaluation.curve import evaluate_curve
+    from lossreweight.evaluation.files import EVAL_DIR
     from lossreweight.evaluation.names import LOSS, WORST_DOMAIN_LOSS
     from lossreweight.train.evaluate_run import read_run_config, require_checkpoint
 
     run_dir = Path(args.run_dir)
     read_run_config(run_dir)
     require_checkpoint(run_dir)
+    (run_dir / EVAL_DIR).mkdir(exist_ok=True)  # a read-only run fails now, not after the work
     tm = _prepare_tasks(spec) if spec is not None else None
 
     def show(point: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from lossreweight.evaluation.files import (
     downstream_stem,
     write_new_json,
 )
+from lossreweight.evaluation.names import eval_metrics, worst_domain
 from lossreweight.evaluation.plot import plot_curve
 from lossreweight.train.evaluate_run import complete_checkpoints, open_run
 
@@ -58,8 +59,8 @@ def evaluate_curve(
             "step": result["step"],
             "tokens": result["tokens"],
             "checkpoint": str(ckpt.relative_to(run_dir)),
-            "worst_domain": result["worst_domain"],
-            "metrics": dict(result["metrics"]),
+            "worst_domain": worst_domain(result),
+            "metrics": eval_metrics(result),
         }
         if spec is not None:
             from lossreweight.evaluation.downstream import evaluate_downstream

@@ -55,7 +55,10 @@ class DownstreamSpec:
 
 def require_lm_eval() -> None:
     """Import lm-eval now, so a missing install is one line before any work is done."""
-    try:
+    from lossreweight.extras import require_extra
+
+    require_extra("eval")
+    try:  # installed but broken (a dependency of lm-eval missing): still one line
         import lm_eval  # noqa: F401
         from lm_eval.models.huggingface import HFLM  # noqa: F401
     except ImportError as exc:

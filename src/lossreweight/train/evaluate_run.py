@@ -14,7 +14,6 @@ import torch
 from lossreweight.config import RunConfig, validate_config
 from lossreweight.data import prepare_data
 from lossreweight.errors import CheckpointError, ConfigError
-from lossreweight.evaluation.names import eval_metrics, worst_domain
 from lossreweight.model import load_run_model
 from lossreweight.model.run_dir import CHECKPOINTS_DIR, COMPLETE_MARKER, RESOLVED_CONFIG
 from lossreweight.train.checkpoint import read_state
@@ -100,14 +99,7 @@ class RunEvaluator:
         )
         with torch.no_grad():
             result = evaluate(module, self.batches, self.domains, self.rt)
-        return {
-            "checkpoint": str(ckpt),
-            "step": state["step"],
-            "tokens": state["tokens"],
-            **result,
-            "worst_domain": worst_domain(result),
-            "metrics": eval_metrics(result),
-        }
+        return {"checkpoint": str(ckpt), "step": state["step"], "tokens": state["tokens"], **result}
 
 
 def open_run(run_dir: str | Path, device: str | None = None) -> RunEvaluator:
@@ -131,5 +123,8 @@ def open_run(run_dir: str | Path, device: str | None = None) -> RunEvaluator:
 def evaluate_run(
     run_dir: str | Path, checkpoint: str | Path | None = None, device: str | None = None
 ) -> dict[str, Any]:
-    """Per-domain validation loss of one checkpoint of a run (default: its newest complete one)."""
-    return open_run(run_dir, device).evaluate(Path(checkpoint) if checkpoint else None)
+    """Per-domain validation loss of one checkpoint of a run (default: its newest complete one):
+    `checkpoint`, `step` and `evaluate()`'s keys (callers merge these into final.json)."""
+    result = open_run(run_dir, device).evaluate(Path(checkpoint) if checkpoint else None)
+    del result["tokens"]
+    return result
