@@ -31,7 +31,9 @@ def _write_task(folder, data_file):
     (folder / "toy.yaml").write_text(
         f"task: {TASK}\n"
         "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data_file}\n"
+        # cache_dir: the `datasets` cache of this test, not the user's ~/.cache
+        f"dataset_kwargs:\n  cache_dir: {folder / 'hf-datasets'}\n"
+        f"  data_files:\n    test: {data_file}\n"
         "test_split: test\n"
         "output_type: multiple_choice\n"
         'doc_to_text: "{{q}}"\n'
