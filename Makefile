@@ -1,6 +1,6 @@
 # `make demo` and `make test` do all the set-up on a fresh machine: they create .venv when it
-# is missing and install what they need. Re-running is fast: the install is redone only when
-# pyproject.toml changes.
+# is missing and install the package with every extra (`.[all,test]`). Re-running is fast:
+# the install is redone only when pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: test demo lint bench clean install
+.PHONY: test demo lint bench clean install sdist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[all,test]"
 	touch $@
 
 install: $(STAMP)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+
+# The source distribution and wheel, into dist/ (what `pip install lossreweight` gets).
+sdist: $(STAMP)
+	$(PY) -m build --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
