@@ -172,6 +172,7 @@ def test_without_lm_eval_names_the_extra(tmp_path, monkeypatch):
     ("args", "message"),
     [
         (["--num-fewshot", "5"], "--num-fewshot applies to downstream tasks"),
+        (["--dtype", "bfloat16"], "--dtype applies to downstream tasks"),
         (["--tasks", " , "], "--tasks is empty"),
         (["--tasks", "x", "--include-path", "/nonexistent-dir"], "is not a directory"),
         (["--device", "tpu"], "--device 'tpu'"),

@@ -121,6 +121,8 @@ def _downstream_spec(args: argparse.Namespace) -> Any:
                 ("--num-fewshot", args.num_fewshot),
                 ("--limit", args.limit),
                 ("--include-path", args.include_path),
+                ("--batch-size", None if args.batch_size == 8 else args.batch_size),
+                ("--dtype", None if args.dtype == "float32" else args.dtype),
             )
             if value is not None and value != []
         ]
