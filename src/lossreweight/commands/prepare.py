@@ -1,4 +1,6 @@
-"""`lossreweight prepare CONFIG [--out DIR]`: tokenize a corpus into token shards."""
+"""`lossreweight prepare CONFIG [--out DIR] [--workers N] [--force] [data.key=value ...]`:
+tokenize a corpus into token shards; `lossreweight prepare --join DIR DIR ... --out DIR`:
+join folders prepared on several machines into one."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "config",
         metavar="CONFIG",
+        nargs="?",
         help="a YAML file (its data: section, or the whole file) or a preset name",
     )
     p.add_argument(
@@ -23,22 +26,78 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         help="where to write the shards (default: a cache folder keyed by the settings)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="data.key=value",
-                   help="override a data setting by dotted path, as for train")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=None,
+        help="tokenizer processes (default: one per core); the output is the same for any N",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace data prepared with other settings in --out (never a folder that is not "
+        "prepared data)",
+    )
+    p.add_argument(
+        "--join",
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="join these prepared folders (same tokenizer and seq_len) into --out",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="data.key=value",
+        help="override a data setting by dotted path, as for train",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from lossreweight.data import DataWarning, prepare_data
+    from lossreweight.errors import ConfigError
 
+    progress = not args.quiet and sys.stderr.isatty()
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.join is not None:
+        return _join(args, progress)
+    if args.config is None:
+        raise ConfigError("give a CONFIG (a preset or YAML file), or --join DIR DIR ... --out DIR")
     cfg = load_data_config(args.config, getattr(args, "overrides", []))
+    if cfg.prepared is not None:
+        raise ConfigError(
+            f"data.prepared={cfg.prepared} names data that is already prepared: train on it "
+            "with lossreweight train CONFIG data.prepared=DIR; prepare needs sources"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        data = prepare_data(cfg, args.out, progress=not args.quiet and sys.stderr.isatty())
+        data = prepare_data(
+            cfg, args.out, progress=progress, workers=args.workers, replace=args.force
+        )
     for w in caught:
         if issubclass(w.category, DataWarning):
             print(f"lossreweight prepare: warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    _report(data)
+    return 0
+
+
+def _join(args: argparse.Namespace, progress: bool) -> int:
+    from lossreweight.data.join import join_prepared
+    from lossreweight.errors import ConfigError
+
+    if args.out is None or args.config is not None or getattr(args, "overrides", []):
+        raise ConfigError(
+            "--join takes prepared folders and --out DIR only: prepare --join A B --out C"
+        )
+    _report(join_prepared(args.join, args.out, progress=progress))
+    return 0
+
+
+def _report(data: Any) -> None:
     print(format_table(data.stats()))
     tok = data.index["tokenizer"]
     print(f"\ndata: {data.root}")
@@ -46,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
         f"tokenizer: {tok['kind']}, {data.vocab_size} tokens, end-of-text id {data.eos_id} "
         f"({data.tokenizer_dir}); seq_len {data.seq_len}; ids stored as {data.index['dtype']}"
     )
-    return 0
 
 
 def load_data_config(name: str, overrides: list[str] | None = None) -> Any:

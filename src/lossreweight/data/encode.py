@@ -42,9 +42,10 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def split_long(text: str, limit: int = MAX_PIECE_CHARS) -> list[str]:
-    """`text` as consecutive pieces of at most `limit` characters, cut where the pre-tokenizer
-    would split anyway when possible."""
+def split_long(text: str, limit: int | None = None) -> list[str]:
+    """`text` as consecutive pieces of at most `limit` (default `MAX_PIECE_CHARS`) characters,
+    cut where the pre-tokenizer would split anyway when possible."""
+    limit = limit or MAX_PIECE_CHARS
     if len(text) <= limit:
         return [text]
     pieces, start = [], 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +118,14 @@ class PreparedData:
         shards = self.index["splits"][split][domain]["shards"]
         parts = [self._map(s["file"]) for s in shards]
         return np.concatenate(parts) if parts else np.empty(0, dtype=self.dtype)
+
+    def tokens_by_chunk(self, split: str, domain: str, chunk: int) -> Iterator[np.ndarray]:
+        """A domain's whole token stream (tail included) in pieces of at most `chunk` ids."""
+        for shard in self.index["splits"][split][domain]["shards"]:
+            mm = np.memmap(self.root / shard["file"], dtype=self.dtype, mode="r")
+            for start in range(0, mm.size, chunk):
+                yield np.array(mm[start : start + chunk])
+            del mm
 
     def verify(self) -> None:
         """Read every shard and compare its full CRC-32 with the index (DataError if not)."""

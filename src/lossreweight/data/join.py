@@ -1,0 +1,143 @@
+"""Joining prepared folders into one: how a corpus larger than one machine is prepared.
+
+Each node prepares its share of the files with the same tokenizer and seq_len; `join` then
+concatenates, per (split, domain), the parts' token streams into new shards and writes one
+index. The parts are only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lossreweight.data.build import progress_bar
+from lossreweight.data.outdir import check_replaceable, move_into
+from lossreweight.data.prepared import PreparedData
+from lossreweight.data.shards import FORMAT, FORMAT_VERSION, SPLITS, StreamWriter, write_index
+from lossreweight.errors import DataError
+from lossreweight.locking import DirectoryLock
+
+_CHUNK_TOKENS = 1 << 24
+
+
+def join_prepared(
+    parts: list[str | Path], out: str | Path, *, progress: bool = False
+) -> PreparedData:
+    """Write the union of the prepared folders `parts` (same tokenizer, seq_len and dtype)
+    into the new folder `out`, and open it."""
+    if len(parts) < 2:
+        raise DataError("--join needs at least two prepared folders")
+    datas = [PreparedData.open(p) for p in parts]
+    _check_compatible(datas)
+    out = Path(out)
+    roots = {d.root.resolve() for d in datas}
+    if out.resolve() in roots:
+        raise DataError(f"--out {out} is one of the folders to join; give a new folder")
+    settings = {"joined": [d.index.get("settings") for d in datas]}
+    check_replaceable(out, settings, replace=False)
+    if (out / "index.json").exists():
+        raise DataError(f"{out} already holds prepared data; give a new folder for the join")
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    created = not out.exists()
+    try:
+        with DirectoryLock(out, what="prepared-data directory"):
+            tmp.mkdir(parents=True)
+            _write(datas, tmp, settings, progress)
+            move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and out.is_dir() and not (out / "index.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+    return PreparedData.open(out)
+
+
+def _check_compatible(datas: list[PreparedData]) -> None:
+    first = datas[0]
+    tok = _tokenizer_hash(first)
+    for d in datas[1:]:
+        for what, a, b in (
+            ("seq_len", first.seq_len, d.seq_len),
+            ("dtype", first.index["dtype"], d.index["dtype"]),
+            ("tokenizer", tok, _tokenizer_hash(d)),
+        ):
+            if a != b:
+                raise DataError(
+                    f"cannot join {first.root} and {d.root}: their {what} differs; prepare every "
+                    "part with the same tokenizer (tokenizer.kind=hf with one tokenizer folder) "
+                    "and seq_len"
+                )
+
+
+def _tokenizer_hash(data: PreparedData) -> str:
+    h = hashlib.sha256()
+    for f in sorted(data.tokenizer_dir.iterdir()):
+        if f.is_file():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _write(datas: list[PreparedData], root: Path, settings: dict[str, Any], progress: bool) -> None:
+    first = datas[0]
+    shutil.copytree(first.tokenizer_dir, root / "tokenizer")
+    domains = sorted({d for data in datas for d in data.domains})
+    seq_len, shard_sequences = first.seq_len, first.shard_sequences
+    splits: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
+    totals = dict.fromkeys(SPLITS, 0)
+    total_bytes = sum(f.stat().st_size for d in datas for f in d.root.glob("*/*.bin"))
+    with progress_bar(progress, total_bytes, "joining") as bar:
+        for number, domain in enumerate(domains):
+            for split in SPLITS:
+                writer = StreamWriter(root, split, number, first.dtype, shard_sequences * seq_len)
+                for data in datas:
+                    if domain not in data.domains:
+                        continue
+                    stream = data.tokens_by_chunk(split, domain, _CHUNK_TOKENS)
+                    for chunk in stream:
+                        writer.write(chunk)
+                        bar.update(chunk.nbytes)
+                shards = writer.close()
+                n = writer.tokens // seq_len
+                splits[split][domain] = {
+                    "first_sequence": totals[split],
+                    "sequences": n,
+                    "tokens": writer.tokens,
+                    "shards": [s.to_json() for s in shards],
+                }
+                totals[split] += n
+    stats: dict[str, dict[str, int]] = {}
+    for domain in domains:
+        summed: dict[str, int] = {}
+        for data in datas:
+            for key, value in data.index["stats"].get(domain, {}).items():
+                if isinstance(value, int):
+                    summed[key] = summed.get(key, 0) + value
+        summed["train_sequences"] = splits["train"][domain]["sequences"]
+        summed["val_sequences"] = splits["val"][domain]["sequences"]
+        stats[domain] = summed
+    fingerprint = hashlib.sha256(
+        ("join:" + ",".join(d.fingerprint for d in datas)).encode()
+    ).hexdigest()
+    write_index(
+        root,
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_by": first.index.get("created_by", "lossreweight"),
+            "fingerprint": fingerprint,
+            "settings": settings,
+            "joined_from": [str(d.root) for d in datas],
+            "tokenizer": first.index["tokenizer"],
+            "dtype": first.index["dtype"],
+            "seq_len": seq_len,
+            "shard_sequences": shard_sequences,
+            "domains": domains,
+            "stats": stats,
+            "num_train_sequences": totals["train"],
+            "num_val_sequences": totals["val"],
+            "splits": splits,
+        },
+    )
