@@ -1,6 +1,6 @@
 """Reading a model back from a run directory written by the trainer.
 
-Layout (names shared with the trainer):
+Layout (every name comes from lossreweight.rundir):
 
     RUN_DIR/resolved_config.json      the full run config (or RUN_DIR/config.yaml); its `model`
                                       section is a ModelConfig with vocab_size resolved
@@ -12,7 +12,6 @@ Layout (names shared with the trainer):
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -23,32 +22,20 @@ from lossreweight.errors import CheckpointError
 from lossreweight.model.base import CausalLM
 from lossreweight.model.config import ModelConfig
 
-CHECKPOINTS_DIR = "checkpoints"
-COMPLETE_MARKER = "COMPLETE"
-MODEL_WEIGHTS = "model.safetensors"
-TOKENIZER_DIR = "tokenizer"
-RESOLVED_CONFIG = "resolved_config.json"  # written first by the trainer: marks a run directory
-RUN_CONFIG_FILES = (RESOLVED_CONFIG, "config.yaml")
-_STEP_DIR = re.compile(r"step_(\d+)")
+# The run directory's names live in lossreweight.rundir; re-exported for the model layer's users.
+from lossreweight.rundir import (  # noqa: F401
+    CHECKPOINTS_DIR,
+    COMPLETE_MARKER,
+    MODEL_WEIGHTS,
+    RESOLVED_CONFIG,
+    RUN_CONFIG_FILES,
+    TOKENIZER_DIR,
+    checkpoint_dir_name,
+    find_latest_checkpoint,
+)
+
 # Wrappers that prefix state_dict names: torch.compile, DDP.
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
-
-
-def checkpoint_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
-
-
-def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The complete checkpoint directory with the highest step, or None."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    steps = [
-        (int(m.group(1)), d)
-        for d in root.iterdir()
-        if (m := _STEP_DIR.fullmatch(d.name)) and (d / COMPLETE_MARKER).is_file()
-    ]
-    return max(steps)[1] if steps else None
 
 
 def read_run_model_config(run_dir: str | Path) -> ModelConfig:
