@@ -95,7 +95,7 @@ def test_ctrl_c_during_evaluation_finishes_it_and_saves(tmp_path: Path) -> None:
     proc = run_cli(out, fault="eval:4:int")  # SIGINT as the evaluation after step 4 starts
     assert proc.returncode == 0 and "stopped at step 4" in one_line(proc.stderr)
     last = read_metrics(out)[-1]
-    assert last["step"] == 4 and "val_loss" in last  # the evaluation completed and was logged
+    assert last["step"] == 4 and "eval/loss" in last  # the evaluation completed and was logged
     assert complete_checkpoints(out) == [2, 4]
 
 

@@ -150,10 +150,11 @@ def test_nan_samples_get_zero_weight_and_are_counted(tmp_path: Path, monkeypatch
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     for r in rows:
-        assert r["num_invalid"] == 1 and r["num_samples"] == 3 and not r["skipped"]
-        assert sum(r["domain_weight_share"].values()) == pytest.approx(1.0, abs=1e-5)  # the 3 valid ones
-        assert all(r[k] is not None for k in ("train_loss", "weighted_loss", "grad_norm"))
-    assert rows[0]["train_loss"] != rows[-1]["train_loss"]  # it trains
+        assert r["reweight/num_invalid"] == 1 and r["reweight/num_samples"] == 3 and not r["train/skipped"]
+        shares = [v for k, v in r.items() if k.startswith("reweight/domain_weight_share/")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-5)  # the 3 valid ones
+        assert all(r[k] is not None for k in ("train/loss", "train/weighted_loss", "train/grad_norm"))
+    assert rows[0]["train/loss"] != rows[-1]["train/loss"]  # it trains
     assert torch.isfinite(torch.tensor(result.final_eval["val_loss"]))
 
 
@@ -164,7 +165,7 @@ def test_skipped_step_leaves_params_and_adamw_state_bitwise_unchanged(
     poison(monkeypatch, {4}, how)
     out = tmp_path / "run"
     train(load_config("tiny", [*SHORT, "train.max_steps=4", "checkpoint.every=1"]), out)
-    assert [r["skipped"] for r in read_metrics(out)] == [False, False, False, True]
+    assert [r["train/skipped"] for r in read_metrics(out)] == [False, False, False, True]
     before, after = (out / "checkpoints" / f"step_0000000{s}" for s in (3, 4))
     m3, m4 = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
     assert m3.keys() == m4.keys() and all(torch.equal(m3[k], m4[k]) for k in m3)
@@ -184,13 +185,13 @@ def test_nan_storm_stops_with_exit_3_and_resumes_after_lowering_lr(
     err = one_line(capsys.readouterr().err)
     assert "2 non-finite steps in a row" in err and "last good checkpoint: " in err
     assert err.split("last good checkpoint: ")[1].startswith(str(out / "checkpoints" / "step_00000002"))
-    assert [r["skipped"] for r in read_metrics(out)] == [False, False, True, True]
+    assert [r["train/skipped"] for r in read_metrics(out)] == [False, False, True, True]
     monkeypatch.undo()
     # The error's advice works: a lower lr is accepted on resume (with a note).
     assert train_main(out, "train.max_nonfinite_steps=2", "train.lr=1e-3") == 0
     assert "resuming" in capsys.readouterr().err
     rows = read_metrics(out)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and not any(r["skipped"] for r in rows)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and not any(r["train/skipped"] for r in rows)
 
 
 # -- re-running a finished command -------------------------------------------------------------

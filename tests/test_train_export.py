@@ -43,6 +43,6 @@ def test_any_transformers_causal_lm_trains(tmp_path, arch):
     cfg = load_config("tiny", [*TINY_OVERRIDES, f"model.hf={tmp_path / 'cfg'}", "train.max_steps=8", "train.lr=1e-2"])
     result = train(cfg, tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
-    assert result.steps == 8 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert result.steps == 8 and rows[-1]["train/loss"] < rows[0]["train/loss"]
     assert main(["export-hf", str(tmp_path / "run"), str(tmp_path / "hf")]) == 0
     assert (tmp_path / "hf" / "config.json").is_file()

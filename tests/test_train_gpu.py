@@ -21,9 +21,9 @@ def test_bf16_training_on_cuda(tmp_path, extra):
     cfg = load_config("tiny", [*TINY_OVERRIDES, "train.max_steps=20", "train.device=cuda", *extra])
     result = train(cfg, tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
-    assert result.steps == 20 and all(r["skipped"] is False for r in rows)
-    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    assert "mfu" in rows[-1] or torch.cuda.get_device_name()  # mfu only for known GPUs
+    assert result.steps == 20 and all(r["train/skipped"] is False for r in rows)
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"]
+    assert "train/mfu" in rows[-1] or torch.cuda.get_device_name()  # mfu only for known GPUs
 
 
 def test_fsdp2_single_gpu_matches_plain(tmp_path):
@@ -36,4 +36,4 @@ def test_fsdp2_single_gpu_matches_plain(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "fsdp")
     for x, y in zip(a, b, strict=True):
-        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)
+        assert y["train/loss"] == pytest.approx(x["train/loss"], rel=1e-4)

@@ -27,7 +27,7 @@ TINY_OVERRIDES = [
 ]
 
 # Fields of a metrics record that depend on wall-clock time.
-TIMING_KEYS = {"tokens_per_s", "mfu"}
+TIMING_KEYS = {"train/tokens_per_s", "train/mfu"}
 
 
 def deterministic(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

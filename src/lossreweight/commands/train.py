@@ -35,7 +35,10 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from lossreweight.train import load_config, train
+    from lossreweight.train.console import send_to_stdout
     from lossreweight.train.runtime import teardown_runtime
+
+    send_to_stdout()  # a line per evaluation and a summary (library code only logs)
 
     cfg = load_config(args.config, overrides_from_args(args))
     try:

@@ -49,9 +49,9 @@ from lossreweight.train.evaluator import Evaluator
 from lossreweight.train.fetch import Pending
 from lossreweight.train.flops import mfu, peak_flops
 from lossreweight.train.guard import StepGuard, StopSignals, check_divergence
-from lossreweight.train.loss_module import PerSampleLoss
 from lossreweight.train.metrics import MetricsLogger, check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
+from lossreweight.train.parallel import wrap_model
 from lossreweight.train.records import rate_metrics, step_metrics
 from lossreweight.train.runtime import PeerFailure, Runtime, fault_point, setup_runtime
 from lossreweight.train.step import clip_gradients, forward_backward
@@ -156,29 +156,6 @@ class Trainer:
         if step < self.cfg.train.max_steps:
             (self.run_dir / FINAL_FILE).unlink(missing_ok=True)  # stale: the run goes on
 
-    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        cfg, rt = self.cfg.train, self.rt
-        vocab = model.vocab_size
-        fused = cfg.loss_path == "fused" or (cfg.loss_path == "auto" and vocab >= 16384)
-        if cfg.compile:
-            for block in model.blocks:  # per-block compile (torchtitan): small graphs, fast warm-up
-                block.compile()
-        module = PerSampleLoss(model, fused=fused, autocast_dtype=rt.autocast_dtype)
-        if cfg.fsdp:
-            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-            mp = MixedPrecisionPolicy(param_dtype=rt.autocast_dtype, reduce_dtype=torch.float32) if rt.autocast_dtype else MixedPrecisionPolicy()
-            for block in model.blocks:
-                fully_shard(block, mp_policy=mp)
-            fully_shard(module, mp_policy=mp)
-            return module
-        if rt.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [rt.device.index] if rt.device.type == "cuda" else None
-            return DDP(module, device_ids=ids, broadcast_buffers=False)
-        return module
-
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
         """Train; errors a user can act on come out as UserError subclasses (one line each)."""
@@ -255,7 +232,7 @@ class Trainer:
         check_logging_deps(cfg.log.wandb_project)
         rt.barrier()
         model.to(rt.device)
-        wrapped = self._wrap(model)
+        wrapped = wrap_model(model, cfg.train, rt)
         optimizer = build_optimizer(wrapped, cfg.train, rt.device)
         reweighter = Reweighter(
             cfg.reweight.strategy,

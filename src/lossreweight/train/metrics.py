@@ -1,4 +1,8 @@
-"""Where metrics go: metrics.jsonl (always), TensorBoard, optional Weights & Biases."""
+"""Where metrics go: metrics.jsonl (always), TensorBoard, optional Weights & Biases.
+
+A record is flat: `step` and `tokens` (the x axes) and metric names such as `train/loss` or
+`eval/<domain>/loss` (docs/metrics.md). The same names are the TensorBoard tags and the
+wandb keys; the step is the x axis there, never a scalar."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
+X_AXES = ("step", "tokens")  # the x axes of every chart, not metrics
 
 
 def _finite(v: Any) -> Any:
@@ -78,20 +83,13 @@ class MetricsLogger:
         self._wandb = None
         if not enabled:
             return
-        check_logging_deps(wandb_project)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
         if wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                from lossreweight.errors import ConfigError
+            import wandb  # checked by check_logging_deps before the run wrote anything
 
-                raise ConfigError(
-                    "log.wandb_project is set but wandb is not installed; pip install wandb, or unset it"
-                ) from None
             self._wandb = wandb.init(project=wandb_project, name=wandb_run_name, config=config, resume="allow")
 
     def log(self, record: dict[str, Any]) -> None:
@@ -101,13 +99,14 @@ class MetricsLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         step = record["step"]
-        scalars = _flatten(record)
+        scalars = {k: float(v) for k, v in record.items() if isinstance(v, bool | int | float) and k not in X_AXES}
         if self._tb is not None:
             for k, v in scalars.items():
                 self._tb.add_scalar(k, v, step)
             self._tb.flush()
         if self._wandb is not None:
-            self._wandb.log(scalars, step=step)
+            # `tokens` too: wandb lets a chart use any logged key as its x axis.
+            self._wandb.log({**scalars, "tokens": record.get("tokens")}, step=step)
 
     def close(self) -> None:
         if self._tb is not None:
@@ -115,13 +114,3 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.finish()
 
-
-def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in record.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, bool | int | float):
-            out[key] = float(v)
-        elif isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-    return out
