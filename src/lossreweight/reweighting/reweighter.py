@@ -9,11 +9,23 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
-from lossreweight.reweighting.distributed import gather_rows, world_size
+from lossreweight.reweighting.checks import (
+    DELTA_RANGE,
+    accumulation_value,
+    domain_ids_arg,
+    is_integer,
+    is_number,
+    losses_arg,
+    non_negative_int,
+    number_in,
+    step_value,
+    weights_arg,
+)
+from lossreweight.reweighting.distributed import gather_rows, is_distributed, world_size
 from lossreweight.reweighting.schedules import TemperatureSchedule, make_schedule
-from lossreweight.reweighting.strategies import StrategyFn, get_strategy, strategy_name
+from lossreweight.reweighting.strategies import StrategyFn, get_strategy, is_builtin, strategy_name
 from lossreweight.reweighting.weights import (
-    compute_weights,
+    scope_weights,
     uniform_weights,
     valid_mask,
     weight_stats,
@@ -73,32 +85,32 @@ class Reweighter:
         self.strategy_fn = get_strategy(strategy)
         self.strategy = strategy_name(strategy)
         self.schedule = make_schedule(temperature)
-        if isinstance(delta, bool) or not isinstance(delta, int | float) or not delta > 0 or not math.isfinite(delta):
-            raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
-        if max_weight is not None and (not isinstance(max_weight, int | float) or not max_weight >= 1):
+        lo, hi = DELTA_RANGE
+        self.delta = number_in("delta", delta, lo, hi, " (losses are normalised to [-delta, delta]; the paper uses 1)")
+        self.warmup_steps = non_negative_int("warmup_steps", warmup_steps)
+        if max_weight is not None and (
+            not is_number(max_weight) or not math.isfinite(max_weight) or not max_weight >= 1
+        ):
             raise ValueError(
-                f"max_weight must be >= 1 (a multiple of the uniform weight 1/M) or None, got {max_weight!r}"
+                f"max_weight must be a finite number >= 1 (a multiple of the uniform weight 1/M), "
+                f"or None for no cap; got {max_weight!r}"
             )
         if scope not in ("micro", "step"):
             raise ValueError(f"scope must be 'micro' or 'step', got {scope!r}")
-        if max_batch_size is not None and max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1 or None, got {max_batch_size!r}")
-        self.delta = float(delta)
-        self.warmup_steps = warmup_steps
+        if max_batch_size is not None and (not is_integer(max_batch_size) or max_batch_size < 1):
+            raise ValueError(f"max_batch_size must be an integer >= 1 or None, got {max_batch_size!r}")
         self.max_weight = None if max_weight is None else float(max_weight)
         self.scope: Scope = scope
         self.group = group
-        self.max_batch_size = max_batch_size
-        self.num_domains = int(num_domains)
+        self.max_batch_size = None if max_batch_size is None else int(max_batch_size)
+        self.num_domains = non_negative_int("num_domains", num_domains, " (0: no per-domain statistics)")
 
     # -- the method -------------------------------------------------------------------------
     def temperature(self, step: int) -> float:
-        return self.schedule(step)
+        return self.schedule(step_value(step))
 
     def is_uniform(self, step: int) -> bool:
-        return self.strategy == "uniform" or step < self.warmup_steps
+        return self.strategy == "uniform" or step_value(step) < self.warmup_steps
 
     def weights(
         self,
@@ -122,28 +134,30 @@ class Reweighter:
         domain_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Stats]:
         """`weights(...)` and the scope's SPEC 5 statistics (device tensors, no host sync)."""
-        if losses.dim() != 1:
-            raise ValueError(
-                f"losses must be 1-D (one loss per sample), got shape {tuple(losses.shape)}; "
-                "use per_sample_loss(logits, labels) to reduce token losses per sample"
-            )
-        if domain_ids is not None and domain_ids.shape != losses.shape:
-            raise ValueError(
-                f"domain_ids shape {tuple(domain_ids.shape)} must match losses {tuple(losses.shape)}"
-            )
+        losses = losses_arg(losses)
+        step = step_value(step)
+        if domain_ids is not None:
+            domain_ids = domain_ids_arg(domain_ids, losses, self.num_domains)
+        if losses.numel() == 0 and not is_distributed(self.group):
+            raise ValueError("losses is empty: pass the per-sample losses of at least one sample")
         g = gather_rows(losses.detach(), domain_ids, group=self.group, capacity=self.max_batch_size)
+        if g.losses.numel() == 0:  # every rank passed an empty batch
+            raise ValueError("losses is empty on every rank: pass the per-sample losses of at least one sample")
         valid = valid_mask(g.losses, g.present)
         r = self.temperature(step)
         if self.is_uniform(step):
             w = uniform_weights(valid)
         else:
-            w = compute_weights(
+            # A sample whose score is not finite (a custom strategy's NaN) becomes invalid.
+            w, valid = scope_weights(
                 g.losses,
                 strategy=self.strategy_fn,
                 temperature=r,
                 delta=self.delta,
                 max_weight=self.max_weight,
                 valid=valid,
+                name=self.strategy,
+                check=not is_builtin(self.strategy_fn),
             )
         stats = weight_stats(
             w,
@@ -165,6 +179,7 @@ class Reweighter:
         accumulation_steps: int = 1,
     ) -> Reweighted:
         """Weights, the loss to backpropagate and the statistics of one scope, in one call."""
+        accumulation_steps = accumulation_value(accumulation_steps)
         w, stats = self.weights_and_stats(losses, step=step, domain_ids=domain_ids)
         loss = self.weighted_loss(losses, weights=w, accumulation_steps=accumulation_steps)
         return Reweighted(loss=loss, weights=w, stats=stats)
@@ -186,14 +201,12 @@ class Reweighter:
         scope); then `accumulation_steps` should stay 1 since they already sum to 1 over the
         whole step.
         """
+        losses = losses_arg(losses)
+        accumulation_steps = accumulation_value(accumulation_steps)
         if weights is None:
             weights = self.weights(losses.detach(), step=step, domain_ids=domain_ids)
-        elif weights.shape != losses.shape:
-            raise ValueError(
-                f"weights shape {tuple(weights.shape)} must match losses {tuple(losses.shape)}"
-            )
-        if accumulation_steps < 1:
-            raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
+        else:
+            weights = weights_arg(weights, losses)
         w = weights.detach().to(torch.float32)
         safe = torch.where(torch.isfinite(losses), losses.to(torch.float32), 0.0)
         scale = world_size(self.group) / accumulation_steps

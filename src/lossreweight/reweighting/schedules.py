@@ -4,15 +4,17 @@ survives a resume without state."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+import numbers
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
+from lossreweight.reweighting.checks import is_integer, non_negative_int, temperature_value
 
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
+
+def _positive(name: str, value: Any) -> float:
+    # Every r of every schedule lies in TEMPERATURE_RANGE; the annealing schedules move
+    # between r_start and r_end, so checking the ends bounds every step.
+    return temperature_value(name, value)
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,7 @@ class StepSchedule(TemperatureSchedule):
     def __post_init__(self) -> None:
         _positive("temperature r", self.r)
         _positive("r_warm", self.r_warm)
-        if self.switch_step < 0:
-            raise ValueError(f"switch_step must be >= 0, got {self.switch_step}")
+        non_negative_int("switch_step", self.switch_step)
 
     def __call__(self, step: int) -> float:
         return float(self.r_warm if step < self.switch_step else self.r)
@@ -69,10 +70,9 @@ class _Annealing(TemperatureSchedule):
     def __post_init__(self) -> None:
         _positive("r_start", self.r_start)
         _positive("r_end", self.r_end)
-        if self.span <= 0:
-            raise ValueError(f"annealing span must be > 0 steps, got {self.span}")
-        if self.start_step < 0:
-            raise ValueError(f"start_step must be >= 0, got {self.start_step}")
+        if not is_integer(self.span) or self.span <= 0:
+            raise ValueError(f"span must be an integer number of steps > 0, got {self.span!r}")
+        non_negative_int("start_step", self.start_step)
 
     def progress(self, step: int) -> float:
         return min(max((step - self.start_step) / self.span, 0.0), 1.0)
@@ -122,12 +122,12 @@ def make_schedule(spec: float | int | TemperatureSchedule | dict[str, Any]) -> T
         return spec
     if isinstance(spec, bool):
         raise ValueError("temperature must be a number > 0 or a schedule, not a boolean")
-    if isinstance(spec, int | float):
-        return Constant(float(spec))
+    if isinstance(spec, numbers.Real):
+        return Constant(temperature_value("temperature", spec))
     if isinstance(spec, dict):
         params = dict(spec)
         kind = params.pop("kind", "constant")
-        cls = SCHEDULES.get(kind)
+        cls = SCHEDULES.get(kind) if isinstance(kind, str) else None
         if cls is None:
             raise ValueError(
                 f"unknown temperature schedule {kind!r}; valid: {', '.join(SCHEDULES)}"
@@ -139,10 +139,12 @@ def make_schedule(spec: float | int | TemperatureSchedule | dict[str, Any]) -> T
                 f"unknown key {', '.join(map(repr, unknown))} for temperature schedule {kind!r}; "
                 f"valid: kind, {', '.join(valid)}"
             )
-        try:
-            return cls(**params)
-        except TypeError as exc:
-            raise ValueError(f"bad parameters for temperature schedule {kind!r}: {exc}") from None
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in params]
+        if missing:
+            raise ValueError(
+                f"temperature schedule {kind!r} needs {', '.join(missing)}; valid keys: kind, {', '.join(valid)}"
+            )
+        return cls(**params)
     raise ValueError(
         f"temperature must be a number > 0, a TemperatureSchedule or a dict, got {type(spec).__name__}"
     )

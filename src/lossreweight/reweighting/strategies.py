@@ -45,6 +45,14 @@ _REFUSED = {
 }
 
 
+_BUILTIN = frozenset({uniform, linupper, quadratic, extremes, linear})
+
+
+def is_builtin(fn: StrategyFn) -> bool:
+    """One of the paper's strategies (finite scores for finite inputs, nothing to check)."""
+    return fn in _BUILTIN
+
+
 def available_strategies() -> list[str]:
     return sorted(_REGISTRY)
 

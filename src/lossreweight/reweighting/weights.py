@@ -63,6 +63,61 @@ def cap_weights(weights: torch.Tensor, valid: torch.Tensor, max_weight: float) -
     return torch.where(valid, capped, 0.0)
 
 
+def strategy_scores(
+    strategy: StrategyFn, x: torch.Tensor, delta: float, valid: torch.Tensor, *, name: str, check: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """s = f(x, delta) as float32, and `valid` without the samples whose score is not finite.
+
+    The shape is always checked (free). A non-finite score (a custom strategy's bug, or its
+    answer to an extreme input) makes its sample invalid (weight 0, counted in num_invalid),
+    so one bad score cannot turn every weight into NaN. With `check`, on CPU, it is an error
+    instead: reading the values there costs no device synchronisation.
+    """
+    scores = strategy(x, delta)
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(
+            f"strategy {name!r} returned {type(scores).__name__}; it must return a tensor of scores "
+            f"shaped like its input x {tuple(x.shape)}"
+        )
+    if scores.shape != x.shape:
+        raise ValueError(
+            f"strategy {name!r} returned scores of shape {tuple(scores.shape)} for x of shape "
+            f"{tuple(x.shape)}; it must return one score per sample (elementwise in x)"
+        )
+    scores = scores.to(torch.float32)
+    finite = torch.isfinite(scores)
+    if check and scores.device.type == "cpu" and bool((valid & ~finite).any()):
+        raise ValueError(
+            f"strategy {name!r} returned a non-finite score for a finite loss; it must map every "
+            f"x in [-{delta:g}, {delta:g}] to a finite score"
+        )
+    return scores, valid & finite
+
+
+def scope_weights(
+    losses: torch.Tensor,
+    *,
+    strategy: StrategyFn,
+    temperature: float,
+    delta: float = 1.0,
+    max_weight: float | None = None,
+    valid: torch.Tensor | None = None,
+    name: str = "custom",
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights over one scope (SPEC 2) and the valid mask they were computed over (the given
+    one, less the samples with a non-finite score)."""
+    losses = losses.detach().to(torch.float32)
+    if valid is None:
+        valid = valid_mask(losses)
+    x = normalise(losses, valid, delta)
+    scores, valid = strategy_scores(strategy, x, delta, valid, name=name, check=check)
+    w = softmax_weights(scores, valid, temperature)
+    if max_weight is not None:
+        w = cap_weights(w, valid, max_weight)
+    return w, valid
+
+
 def compute_weights(
     losses: torch.Tensor,
     *,
@@ -73,15 +128,9 @@ def compute_weights(
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weights over one scope (SPEC 2): sum to 1 over valid samples, 0 elsewhere."""
-    losses = losses.detach().to(torch.float32)
-    if valid is None:
-        valid = valid_mask(losses)
-    x = normalise(losses, valid, delta)
-    scores = strategy(x, delta).to(torch.float32)
-    w = softmax_weights(scores, valid, temperature)
-    if max_weight is not None:
-        w = cap_weights(w, valid, max_weight)
-    return w
+    return scope_weights(
+        losses, strategy=strategy, temperature=temperature, delta=delta, max_weight=max_weight, valid=valid
+    )[0]
 
 
 def uniform_weights(valid: torch.Tensor) -> torch.Tensor:
@@ -137,7 +186,10 @@ def weight_stats(
         "weighted_loss": (w * safe_l).sum(),
     }
     if domain_ids is not None and num_domains > 0:
-        d = torch.where(valid, domain_ids.to(torch.long), num_domains)  # invalid -> overflow bin
+        # Invalid samples, and ids outside [0, num_domains) (checked eagerly only on CPU, see
+        # checks.domain_ids_arg), go to an overflow bin that is dropped: no device-side assert.
+        d = domain_ids.to(torch.long)
+        d = torch.where(valid & (d >= 0) & (d < num_domains), d, num_domains)
         w_share = torch.zeros(num_domains + 1, device=dev).scatter_add_(0, d, w)[:num_domains]
         n_share = torch.zeros(num_domains + 1, device=dev).scatter_add_(0, d, vf)[:num_domains]
         stats["domain_weight_share"] = w_share
@@ -157,7 +209,10 @@ def combine_stats(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     Statistics from `Reweighter` are already global over ranks (computed after the gather),
     so this is the only combination needed, in the trainer and in every integration. On
     device, no host synchronisation. `all_invalid` becomes the number of scopes that had no
-    valid sample.
+    valid sample. The temperature is weighted like the other means (scopes of one step share
+    it); only when no scope has a valid sample is it their plain mean. Weighting everything
+    by samples makes the combination associative: combining partial combinations gives the
+    same result as combining all the scopes at once, so a logger can fold as it goes.
     """
     parts = [p for p in parts if p]
     if not parts:
@@ -168,12 +223,14 @@ def combine_stats(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     total = n.sum()
     share = n / torch.clamp(total, min=1.0)  # all scopes empty: every mean becomes 0
     out: dict[str, torch.Tensor] = {}
-    for key in parts[0]:
+    # Keys every part has (a caller that passes domain ids only sometimes gets no shares).
+    keys = [k for k in parts[0] if all(k in p for p in parts[1:])]
+    for key in keys:
         vals = torch.stack([p[key].to(torch.float32) for p in parts])
         if key in COUNT_STATS:
             out[key] = vals.sum(0)
-        elif key == "temperature":  # a setting, not a sample statistic: its plain mean
-            out[key] = vals.mean(0)
+        elif key == "temperature":  # a setting: never 0 for lack of samples
+            out[key] = torch.where(total > 0, (vals * share).sum(0), vals.mean(0))
         else:
             w = share.reshape(-1, *([1] * (vals.dim() - 1)))
             out[key] = (vals * w).sum(0)
