@@ -355,3 +355,15 @@ def test_combine_keeps_only_keys_every_part_has():
     b = rw.weights_and_stats(LOSSES)[1]
     out = combine_stats([a, b])
     assert "domain_weight_share" not in out and out["num_samples"].item() == 6
+
+
+def test_value_checks_stay_out_of_vmap():
+    """Under torch.func.vmap values are not concrete: the checks must not read them."""
+    rw = Reweighter(lambda x, d: x**3, 0.5)
+
+    def one(losses):
+        w = rw.weights(losses.detach(), step=1)
+        return rw.weighted_loss(losses, weights=w)
+
+    out = torch.func.vmap(one)(torch.rand(3, 5))
+    assert out.shape == (3,) and torch.all(torch.isfinite(out))

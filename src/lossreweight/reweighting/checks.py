@@ -97,8 +97,12 @@ def tensor_arg(name: str, value: Any, *, fix: str = "") -> torch.Tensor:
 
 
 def on_cpu(t: torch.Tensor) -> bool:
-    """Values of this tensor can be read without a device synchronisation."""
-    return t.device.type == "cpu"
+    """Values of this tensor can be read without a device synchronisation (and without
+    breaking a transform: under vmap or torch.compile the values are not concrete)."""
+    if t.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return not (wrapped is not None and wrapped(t))
 
 
 def losses_arg(losses: Any) -> torch.Tensor:

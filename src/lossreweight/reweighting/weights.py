@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from lossreweight.reweighting.checks import on_cpu
 from lossreweight.reweighting.strategies import StrategyFn
 
 EPS = 1e-6
@@ -86,7 +87,7 @@ def strategy_scores(
         )
     scores = scores.to(torch.float32)
     finite = torch.isfinite(scores)
-    if check and scores.device.type == "cpu" and bool((valid & ~finite).any()):
+    if check and on_cpu(scores) and bool((valid & ~finite).any()):
         raise ValueError(
             f"strategy {name!r} returned a non-finite score for a finite loss; it must map every "
             f"x in [-{delta:g}, {delta:g}] to a finite score"
