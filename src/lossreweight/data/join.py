@@ -18,6 +18,7 @@ from lossreweight.data.build import progress_bar
 from lossreweight.data.outdir import check_replaceable, move_into
 from lossreweight.data.prepared import PreparedData
 from lossreweight.data.shards import FORMAT, FORMAT_VERSION, SPLITS, StreamWriter, write_index
+from lossreweight.data.tokenizer import INFO_FILE
 from lossreweight.errors import DataError
 from lossreweight.locking import DirectoryLock
 
@@ -38,9 +39,9 @@ def join_prepared(
     if out.resolve() in roots:
         raise DataError(f"--out {out} is one of the folders to join; give a new folder")
     settings = {"joined": [d.index.get("settings") for d in datas]}
-    check_replaceable(out, settings, replace=False)
     if (out / "index.json").exists():
         raise DataError(f"{out} already holds prepared data; give a new folder for the join")
+    check_replaceable(out, settings, replace=False)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     created = not out.exists()
     try:
@@ -73,9 +74,11 @@ def _check_compatible(datas: list[PreparedData]) -> None:
 
 
 def _tokenizer_hash(data: PreparedData) -> str:
-    h = hashlib.sha256()
+    """The tokenizer's files (not its info file, which also records how it was made: a
+    BPE trained here and the same folder imported as 'hf' are one tokenizer) and its ids."""
+    h = hashlib.sha256(f"{data.vocab_size}:{data.eos_id}".encode())
     for f in sorted(data.tokenizer_dir.iterdir()):
-        if f.is_file():
+        if f.is_file() and f.name != INFO_FILE:
             h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
