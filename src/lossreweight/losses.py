@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from lossreweight.reweighting.checks import on_cpu, tensor_arg
+
 IGNORE_INDEX = -100
 # Elements (tokens x vocab) per chunk. CPU: 2**22 floats = 16 MiB of float32 temporaries.
 # GPU: 2**26 (256 MiB): smaller chunks leave the GPU idle between many small kernels.
@@ -117,6 +119,23 @@ def _aligned_targets(labels: torch.Tensor, shift: bool) -> torch.Tensor:
     return torch.cat([labels[:, 1:], pad], dim=1)
 
 
+def _checked_targets(targets: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Targets outside [0, vocab) would index out of bounds (a device-side assert on CUDA).
+    On CPU they are an error, found eagerly; elsewhere (reading them would synchronise) their
+    positions are ignored and their samples get a NaN loss: invalid, weight 0, counted in the
+    reweighting statistics' num_invalid. Returns (targets, samples with such a label or None)."""
+    bad = (targets != IGNORE_INDEX) & ((targets < 0) | (targets >= vocab))
+    if on_cpu(targets):
+        if bool(bad.any()):
+            value = int(targets[bad][0])
+            raise ValueError(
+                f"labels hold {value}, outside the vocabulary [0, {vocab}) (ignored positions must be "
+                f"{IGNORE_INDEX} or ignore_index); check the tokenizer's vocabulary size against the model's"
+            )
+        return targets, None
+    return torch.where(bad, IGNORE_INDEX, targets), bad.any(dim=1)
+
+
 def _reduce(token_losses: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     active = targets != IGNORE_INDEX
     n = active.sum(dim=1)
@@ -143,16 +162,22 @@ def per_sample_loss(
     input ids when `shift=True` (position t predicts label t+1), or already aligned with
     `shift=False`. Positions equal to `ignore_index` do not count. A sample with no active
     position gets a NaN loss, which `Reweighter` treats as invalid (weight 0).
+
+    A label outside [0, vocab) is a ValueError on CPU. On other devices it is not looked for
+    (that would synchronise the host); its sample gets a NaN loss instead, so it is invalid,
+    with no gradient and no device-side assert.
     """
     if labels is None:
         raise ValueError("labels are required: per_sample_loss(logits, labels)")
     if (logits is None) == (hidden_states is None):
         raise ValueError("pass exactly one of logits or hidden_states (with lm_head_weight)")
-    x = logits if logits is not None else hidden_states
-    assert x is not None
     name = "logits" if logits is not None else "hidden_states"
+    x = tensor_arg(name, logits if logits is not None else hidden_states)
+    labels = tensor_arg("labels", labels)
     if x.dim() != 3:
         raise ValueError(f"{name} must be [batch, seq, {'vocab' if logits is not None else 'dim'}], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if labels.dim() != 2 or labels.shape != x.shape[:2]:
         raise ValueError(
             f"labels shape {tuple(labels.shape)} must be [batch, seq] = {tuple(x.shape[:2])} to match {name}"
@@ -161,25 +186,29 @@ def per_sample_loss(
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     if shift and x.shape[1] < 2:
         raise ValueError("with shift=True sequences need at least 2 positions")
-    labels = labels.to(torch.int64)
-    if ignore_index != IGNORE_INDEX:
-        labels = torch.where(labels == ignore_index, IGNORE_INDEX, labels)
-    targets = _aligned_targets(labels, shift)
-    b, t = targets.shape
-    flat_targets = targets.reshape(-1)
-    if logits is not None:
-        vocab = x.shape[-1]
-        token = _TokenCrossEntropy.apply(
-            x.reshape(b * t, vocab), flat_targets, _chunk_tokens(vocab, chunk_size, x.device)
-        )
-    else:
+    if logits is None:
+        lm_head_weight = tensor_arg("lm_head_weight", lm_head_weight) if lm_head_weight is not None else None
         if lm_head_weight is None or lm_head_weight.dim() != 2 or lm_head_weight.shape[1] != x.shape[-1]:
             raise ValueError(
                 "the fused path needs lm_head_weight of shape [vocab, dim] with dim = "
                 f"hidden_states.shape[-1] = {x.shape[-1]}"
             )
-        vocab = lm_head_weight.shape[0]
+    vocab = x.shape[-1] if logits is not None else lm_head_weight.shape[0]
+    labels = labels.to(torch.int64)
+    if ignore_index != IGNORE_INDEX:
+        labels = torch.where(labels == ignore_index, IGNORE_INDEX, labels)
+    targets, outside = _checked_targets(_aligned_targets(labels, shift), vocab)
+    b, t = targets.shape
+    flat_targets = targets.reshape(-1)
+    if logits is not None:
+        token = _TokenCrossEntropy.apply(
+            x.reshape(b * t, vocab), flat_targets, _chunk_tokens(vocab, chunk_size, x.device)
+        )
+    else:
         token = _FusedLinearCrossEntropy.apply(
             x.reshape(b * t, x.shape[-1]), lm_head_weight, flat_targets, _chunk_tokens(vocab, chunk_size, x.device)
         )
-    return _reduce(token.reshape(b, t), targets)
+    losses, n = _reduce(token.reshape(b, t), targets)
+    if outside is not None:  # a label outside the vocabulary makes its sample invalid
+        losses = torch.where(outside, torch.nan, losses)
+    return losses, n
