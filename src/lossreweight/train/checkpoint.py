@@ -5,10 +5,12 @@ A checkpoint is a directory `checkpoints/step_XXXXXXXX/` with
   optimizer.pt          the optimizer state, read back with torch.load(weights_only=True)
   rng_rankK.safetensors each rank's torch RNG states
   state.json            step, tokens, loader position, reweighter config, config hash
+  manifest.json         every file's sha256 and size, and whether the weights were finite
   COMPLETE              written last
 It is written to a temporary directory that is renamed into place only when whole, so a
 crash (or a full disk) while saving never leaves a broken newest checkpoint; older ones are
-deleted only after the new one is complete.
+deleted only after the new one is complete. Files are hashed as they are written (no second
+read) and checked against the manifest on load (lossreweight.integrity).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import json
 import os
 import re
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -34,23 +37,30 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from lossreweight.errors import CheckpointError
-from lossreweight.model.run_dir import (
+from lossreweight.integrity import HashingWriter, damaged_advice, verify_checkpoint, write_manifest
+from lossreweight.model.run_dir import fill_tied_aliases
+from lossreweight.rundir import (
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
     MODEL_WEIGHTS,
+    OPTIMIZER_FILE,
+    STATE_FILE,
     checkpoint_dir_name,
-    fill_tied_aliases,
     find_latest_checkpoint,
+    read_json_object,
 )
-from lossreweight.train.files import read_json_object
 from lossreweight.train.runtime import Runtime, fault_point
 
 # The trainer checkpoints its PerSampleLoss module; files hold the bare model's names so that
 # export and `load_run_model` read them directly.
 MODEL_PREFIX = "model."
-OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "state.json"
 FORMAT_VERSION = 1
+# safetensors' names of the dtypes a checkpoint holds.
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
 
 
 def _fsync_dir(path: Path) -> None:
@@ -92,20 +102,29 @@ def save_checkpoint(
     if rt.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(rt.device)
 
+    hashes: dict[str, dict[str, Any]] = {}  # rank 0's files, hashed as they are written
+
     def write_main() -> None:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         # Tied weights share storage; safetensors wants each tensor once.
-        save_file(_dedupe(model_sd), str(tmp / MODEL_WEIGHTS))
+        hashes[MODEL_WEIGHTS] = save_safetensors(_dedupe(model_sd), tmp / MODEL_WEIGHTS)
         fault_point("save", step, rt.rank)  # test-only: a crash mid-write
-        torch.save(optim_sd, tmp / OPTIMIZER_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1))
+        # Into a Python file, not a path: a full disk is then an OSError, not torch's RuntimeError.
+        with HashingWriter(tmp / OPTIMIZER_FILE) as f:
+            torch.save(optim_sd, f)
+            hashes[OPTIMIZER_FILE] = f.close()
+        with HashingWriter(tmp / STATE_FILE) as f:
+            f.write(json.dumps({"format": FORMAT_VERSION, **state}, indent=1).encode())
+            hashes[STATE_FILE] = f.close()
 
     def write_rng() -> None:  # every rank, into the temporary directory
-        save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / f"rng_rank{rt.rank}.safetensors"))
+        save_safetensors({k: v.contiguous() for k, v in rng.items()}, tmp / f"rng_rank{rt.rank}.safetensors")
 
     def publish() -> None:
+        # Only finite weights make a good checkpoint (one to go back to after a divergence).
+        write_manifest(tmp, step, finite=_all_finite(model_sd), known=hashes)
         for f in tmp.iterdir():
             _fsync_file(f)
         (tmp / COMPLETE_MARKER).write_text(f"{step}\n")
@@ -165,6 +184,34 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
+    """Write `tensors` (CPU) in the safetensors format, hashing as it goes; its manifest entry.
+
+    Our own writer, not safetensors.torch.save_file: that one returns without an error when
+    the disk is full (safetensors 0.8 on /dev/full), and it would need a second read to hash."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, t in tensors.items():
+        if t.dtype not in _ST_DTYPES:
+            raise TypeError(f"cannot checkpoint {name}: dtype {t.dtype}")
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with HashingWriter(path) as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for t in tensors.values():
+            if t.numel():  # raw little-endian bytes, as safetensors stores them
+                f.write(memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+        return f.close()
+
+
+def _all_finite(sd: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in sd.values() if t.is_floating_point())
+
+
 def _dedupe(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     seen: dict[int, str] = {}
     out = {}
@@ -193,7 +240,7 @@ def _prune(root: Path, keep: int) -> None:
 def read_state(ckpt: Path) -> dict[str, Any]:
     """state.json, checked: a damaged or edited file is a CheckpointError, not a crash later."""
     file = ckpt / STATE_FILE
-    state = read_json_object(file, what="a checkpoint state", fix=_damaged(ckpt), error=CheckpointError)
+    state = read_json_object(file, what="a checkpoint state", fix=damaged_advice(ckpt), error=CheckpointError)
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{ckpt} was written by another version of lossreweight (format {state.get('format')!r}); "
@@ -207,17 +254,8 @@ def read_state(ckpt: Path) -> dict[str, Any]:
     if not problems and m and int(m.group(1)) != state["step"]:
         problems.append(f"step {state['step']} does not match the directory name")
     if problems:
-        raise CheckpointError(f"{file} is not a valid checkpoint state ({'; '.join(problems)}); {_damaged(ckpt)}")
+        raise CheckpointError(f"{file} is not a valid checkpoint state ({'; '.join(problems)}); {damaged_advice(ckpt)}")
     return state
-
-
-def _damaged(ckpt: Path) -> str:
-    """What to do about a damaged checkpoint: delete it, and say what a resume then uses."""
-    older = sorted(
-        d for d in ckpt.parent.glob("step_*") if d.name < ckpt.name and (d / COMPLETE_MARKER).is_file()
-    )
-    then = f"a re-run then resumes from {older[-1]}" if older else "a re-run then starts from scratch"
-    return f"the checkpoint is damaged or was tampered with: delete {ckpt} ({then})"
 
 
 def load_checkpoint(
@@ -225,8 +263,10 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore model, optimizer and this rank's RNG; return the saved trainer state.
 
-    Only safe formats are read (JSON, safetensors, torch.load with weights_only=True): a
-    tampered file is rejected with a CheckpointError, never executed."""
+    Every file is first checked against the checkpoint's manifest (sha256), and a checkpoint of
+    non-finite weights is refused. Only safe formats are read (JSON, safetensors, torch.load
+    with weights_only=True): a tampered file is rejected with a CheckpointError, never executed."""
+    _verify(ckpt, rt)
     state = read_state(ckpt)
     model_sd = _load_tensors(ckpt / MODEL_WEIGHTS, ckpt)
     # Validate names and shapes against the model first, for a one-line error.
@@ -237,7 +277,7 @@ def load_checkpoint(
     try:
         optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"cannot read {ckpt / OPTIMIZER_FILE}: {_load_failure(exc)}; {_damaged(ckpt)}") from None
+        raise CheckpointError(f"cannot read {ckpt / OPTIMIZER_FILE}: {_load_failure(exc)}; {damaged_advice(ckpt)}") from None
     rng_file = ckpt / f"rng_rank{rt.rank}.safetensors"
     rng = _load_tensors(rng_file, ckpt) if rng_file.is_file() else {}
     set_model_state_dict(model, model_sd, options=full)
@@ -245,7 +285,7 @@ def load_checkpoint(
         set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
     except Exception as exc:  # noqa: BLE001 - a well-formed file of the wrong content
         raise CheckpointError(
-            f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {' '.join(str(exc).split())[:160]}; {_damaged(ckpt)}"
+            f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}"
         ) from None
     try:
         if "cpu" in rng:
@@ -253,8 +293,30 @@ def load_checkpoint(
         if "cuda" in rng and rt.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], rt.device)
     except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{rng_file} holds no valid RNG state ({exc}); {_damaged(ckpt)}") from None
+        raise CheckpointError(f"{rng_file} holds no valid RNG state ({exc}); {damaged_advice(ckpt)}") from None
     return state
+
+
+def _verify(ckpt: Path, rt: Runtime) -> None:
+    """Rank 0 checks the hashes and the finiteness; every rank learns the outcome, so all
+    raise the same kind of error and none waits for a rank that refused."""
+    error: CheckpointError | None = None
+    if rt.is_main:
+        try:
+            if not verify_checkpoint(ckpt)["finite"]:
+                raise CheckpointError(
+                    f"{ckpt} holds non-finite weights (NaN/inf): it is not a checkpoint to resume from; "
+                    f"{damaged_advice(ckpt).split(': ', 1)[1]}"
+                )
+        except CheckpointError as exc:
+            error = exc
+    if rt.distributed:
+        failed = torch.tensor([0.0 if error is None else 1.0], device=rt.device)
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item() and error is None:
+            error = CheckpointError(f"rank 0 refused checkpoint {ckpt} (see its error); {damaged_advice(ckpt)}")
+    if error is not None:
+        raise error
 
 
 def _load_failure(exc: Exception) -> str:
@@ -271,7 +333,7 @@ def _load_tensors(file: Path, ckpt: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # safetensors rejects tampered headers
-        raise CheckpointError(f"cannot read {file}: {' '.join(str(exc).split())[:160]}; {_damaged(ckpt)}") from None
+        raise CheckpointError(f"cannot read {file}: {' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}") from None
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
