@@ -197,11 +197,18 @@ def _cell(text: str) -> str:
 
 
 def _preset_summary(name: str) -> str:
-    """The first comment line of the preset file, and its steps and burn-in."""
+    """The first sentence of the preset's header comment, then its main settings."""
     text = (files(PRESET_PACKAGE) / PRESET_FOLDER / f"{name}.yaml").read_text(encoding="utf-8")
-    first = next((ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")), "")
+    header = " ".join(ln[1:].strip() for ln in text.splitlines() if ln.startswith("#"))
+    first = header.split(". ")[0].split(": ")[0].rstrip(".")
     cfg = load_config(name)
-    return f"{first} {cfg.train.max_steps} steps, burn-in {cfg.burn_in_steps}."
+    m, t = cfg.model, cfg.train
+    r = cfg.reweight.temperature
+    return (
+        f"{first}. Model {m.dim} wide x {m.n_layers} layers, seq {cfg.data.seq_len}, "
+        f"batch {t.batch_size} x {t.grad_accum} per rank, {t.max_steps:,} steps, lr {t.lr:g}, "
+        f"burn-in {cfg.burn_in_steps:,} steps, {cfg.reweight.strategy} r={flow(r)}"
+    )
 
 
 if __name__ == "__main__":

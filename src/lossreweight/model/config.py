@@ -29,7 +29,7 @@ class ModelConfig(BaseModel):
     multiple_of: int = Field(
         256, ge=1, description="rounding of the default ffn_hidden (Llama: 256)"
     )
-    norm_eps: float = Field(1e-5, gt=0.0)
+    norm_eps: float = Field(1e-5, gt=0.0, description="epsilon of the RMSNorm layers")
     rope_theta: float = Field(10000.0, gt=0.0, description="RoPE base wavelength")
     max_seq_len: int = Field(1024, ge=1, description="longest sequence (RoPE table size)")
     vocab_size: int | None = Field(None, ge=1, description="None = the tokenizer's vocabulary size")
