@@ -36,7 +36,7 @@ def trainer_rates(cfg, strategy: str) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, Path(tmp) / "run")
         rows = read_metrics(Path(tmp) / "run")
-    rates = [r["tokens_per_s"] for r in rows if r["step"] % WINDOW == 0 and "val_loss" not in r]
+    rates = [r["train/tokens_per_s"] for r in rows if r["step"] % WINDOW == 0 and "eval/loss" not in r]
     return rates[1:]
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from train_utils import TINY_OVERRIDES
+from train_utils import TINY_OVERRIDES, check_steps_for_syncs
 
 from lossreweight.train import load_config, train
 from lossreweight.train.metrics import read_metrics
@@ -37,3 +37,18 @@ def test_fsdp2_single_gpu_matches_plain(tmp_path):
     a, b = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "fsdp")
     for x, y in zip(a, b, strict=True):
         assert y["train/loss"] == pytest.approx(x["train/loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("extra", [["reweight.strategy=linupper", "train.grad_accum=2"], ["reweight.strategy=quadratic", "reweight.scope=step", "train.loss_path=fused"]])
+def test_training_steps_never_synchronise(tmp_path, monkeypatch, extra):
+    """Under torch.cuda.set_sync_debug_mode("error") every step of the loop runs (logging steps
+    included) but for the evaluation and the checkpoint save of the last step."""
+    steps = check_steps_for_syncs(monkeypatch, lambda: torch.cuda.set_sync_debug_mode("error"), lambda: torch.cuda.set_sync_debug_mode(0))
+    cfg = load_config("tiny", [*TINY_OVERRIDES, "train.device=cuda", "train.max_steps=8", "log.every=2", "eval.every=0", "checkpoint.every=0", *extra])
+    try:
+        train(cfg, tmp_path / "run")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert steps == list(range(8))
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [2, 4, 6, 8] and not any(r["train/skipped"] for r in rows)

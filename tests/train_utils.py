@@ -32,3 +32,43 @@ TIMING_KEYS = {"train/tokens_per_s", "train/mfu"}
 
 def deterministic(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def check_steps_for_syncs(monkeypatch: Any, on: Any, off: Any) -> list[int]:
+    """Call `on()` as each training step starts its device work and `off()` around what may
+    wait for the device by design (evaluation, a checkpoint save) and after the loop, so a
+    sync detector armed by `on` covers every step of the loop but those. Returns the steps
+    seen (filled while training)."""
+    import lossreweight.train.loop as loop
+    from lossreweight.train.checkpointer import Checkpointer
+    from lossreweight.train.evaluator import Evaluator
+
+    steps: list[int] = []
+    real_fb, real_loop = loop.forward_backward, loop.Trainer._loop
+
+    def forward_backward(*args: Any, **kwargs: Any) -> Any:
+        steps.append(args[3])
+        on()
+        return real_fb(*args, **kwargs)
+
+    def paused(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            off()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                on()
+
+        return call
+
+    def run_loop(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_loop(*args, **kwargs)
+        finally:
+            off()
+
+    monkeypatch.setattr(loop, "forward_backward", forward_backward)
+    monkeypatch.setattr(loop.Trainer, "_loop", run_loop)
+    monkeypatch.setattr(Evaluator, "run", paused(Evaluator.run))
+    monkeypatch.setattr(Checkpointer, "save", paused(Checkpointer.save))
+    return steps

@@ -8,6 +8,8 @@ import torch
 
 from lossreweight.train.config import TrainConfig
 
+FUSED_DEVICES = ("cuda", "cpu", "mps", "xpu")
+
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
@@ -18,7 +20,9 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    fused = device.type == "cuda"
+    # The fused kernel (CUDA, and CPU since torch 2.4): one kernel per step, and it honours
+    # `optimizer.found_inf`, which is how the trainer skips a non-finite step on device.
+    fused = device.type in FUSED_DEVICES
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 

@@ -1,0 +1,255 @@
+"""The trainer's components on their own: the step guard (device-side skip), the async host
+reads, the checkpointer, metric names and sinks, the console; and the loop's promise that no
+step waits for the device (no scalar read of a device tensor between evaluations/saves)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from train_utils import TINY_OVERRIDES, check_steps_for_syncs
+
+from lossreweight.cli import main
+from lossreweight.train import load_config, train
+from lossreweight.train.checkpointer import Checkpointer, Counters
+from lossreweight.train.console import Console, eval_line
+from lossreweight.train.errors import TrainingDiverged
+from lossreweight.train.fetch import Pending
+from lossreweight.train.guard import StepGuard, check_divergence
+from lossreweight.train.metrics import MetricsLogger, read_metrics
+from lossreweight.train.records import step_metrics
+
+
+# -- the step guard ---------------------------------------------------------------------------
+def _model_and_opt(fused: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
+    return model, torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1, fused=fused, foreach=None if fused else True)
+
+
+def _backward(model: torch.nn.Module, bad: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    loss = model(torch.ones(2, 4)).sum() * (float("nan") if bad else 1.0)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"), foreach=True)
+    return norm, {"weighted_loss": loss.detach(), "num_samples": torch.tensor(2.0)}
+
+
+def _snapshot(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    out = [p.detach().clone() for p in model.parameters()]
+    for s in opt.state.values():
+        out += [t.clone() for t in s.values()]
+    return out
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-found_inf", "foreach-masked"])
+def test_skipped_step_leaves_params_and_state_bitwise(fused: bool) -> None:
+    model, opt = _model_and_opt(fused)
+    guard = StepGuard(opt, torch.device("cpu"), distributed=False)
+    assert guard.fused == fused
+    # A skipped first step: no update, and the state is a fresh optimizer's (zeros, step 0).
+    first = [p.detach().clone() for p in model.parameters()]
+    flags = guard.step(*_backward(model, bad=True))
+    opt.zero_grad(set_to_none=True)
+    assert flags["skipped"].item() == 1 and flags["nonfinite_streak"].item() == 1
+    assert all(torch.equal(a, b) for a, b in zip(first, model.parameters(), strict=True))
+    for s in opt.state.values():
+        assert all(torch.count_nonzero(t) == 0 for t in s.values())
+    # Two good steps, then a skipped one: everything as after the second.
+    for _ in range(2):
+        flags = guard.step(*_backward(model, bad=False))
+        opt.zero_grad(set_to_none=True)
+    assert flags["skipped"].item() == 0 and flags["nonfinite_streak"].item() == 0
+    before = _snapshot(model, opt)
+    flags = guard.step(*_backward(model, bad=True))
+    opt.zero_grad(set_to_none=True)
+    after = _snapshot(model, opt)
+    assert len(before) == len(after) == 4 + 4 * 3  # params; exp_avg, exp_avg_sq, step each
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert flags["nonfinite_streak"].item() == 1
+    assert guard.step(*_backward(model, bad=True))["nonfinite_streak"].item() == 2
+    opt.zero_grad(set_to_none=True)
+    assert guard.step(*_backward(model, bad=False))["nonfinite_streak"].item() == 0  # reset
+    assert not all(torch.equal(a, b) for a, b in zip(after, _snapshot(model, opt), strict=True))
+
+
+def test_no_valid_sample_is_skipped_too() -> None:
+    model, opt = _model_and_opt(True)
+    guard = StepGuard(opt, torch.device("cpu"), distributed=False)
+    norm, stats = _backward(model, bad=False)
+    flags = guard.step(norm, {**stats, "num_samples": torch.tensor(0.0)})
+    assert flags["skipped"].item() == 1
+
+
+def test_divergence_needs_the_limit_in_a_row(tmp_path: Path) -> None:
+    check_divergence(2.0, 7, 3, tmp_path)  # below the limit: nothing
+    with pytest.raises(TrainingDiverged, match=r"3 non-finite steps in a row .* the last at step 9; last good checkpoint: none"):
+        check_divergence(3.0, 9, 3, tmp_path)
+
+
+# -- async host reads ---------------------------------------------------------------------------
+def test_pending_reads_named_values() -> None:
+    x = torch.tensor([1.0, 2.0, 3.0])
+    p = Pending({"a": torch.tensor(4), "b": x, "c": torch.tensor(True)})
+    x.add_(10)  # later work on the source does not change what was taken
+    assert p.ready() and p.get() == {"a": 4.0, "b": [1.0, 2.0, 3.0], "c": 1.0}
+
+
+# -- checkpointer -------------------------------------------------------------------------------
+class _Part:
+    def __init__(self) -> None:
+        self.state = {"position": 0}
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "position" not in state:
+            raise ValueError("another kind of state")
+        self.state = dict(state)
+
+
+def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
+    from lossreweight.model import build_model
+    from lossreweight.train.loss_module import PerSampleLoss
+    from lossreweight.train.optim import build_optimizer
+    from lossreweight.train.runtime import Runtime
+
+    cfg = load_config("tiny", TINY_OVERRIDES)
+    rt = Runtime(torch.device("cpu"), 0, 0, 1, None)
+
+    def parts() -> tuple[Checkpointer, Counters, _Part, torch.nn.Module]:
+        torch.manual_seed(len(list(tmp_path.iterdir())))
+        module = PerSampleLoss(build_model(cfg.model, 64), fused=False, autocast_dtype=None)
+        counters, part = Counters(), _Part()
+        ckpt = Checkpointer(tmp_path, rt, model=module, optimizer=build_optimizer(module, cfg.train, rt.device),
+                            counters=counters, parts={"loader": part, "reweighter": _Part()}, every=3, keep=2)
+        return ckpt, counters, part, module
+
+    ckpt, counters, part, module = parts()
+    assert [s for s in range(1, 10) if ckpt.due(s)] == [3, 6, 9]
+    assert ckpt.due(4, last=True) and ckpt.due(4, stopping=True)
+    assert ckpt.restore() is None  # nothing saved yet
+    counters.step, counters.tokens, part.state = 3, 384, {"position": 12}
+    ckpt.save()
+    other, counters2, part2, module2 = parts()
+    assert other.restore() is not None
+    assert (counters2.step, counters2.tokens, part2.state) == (3, 384, {"position": 12})
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), module2.state_dict().values(), strict=True))
+
+
+# -- metric names and sinks -------------------------------------------------------------------
+def test_step_metrics_names() -> None:
+    values = {"mean_loss": 2.0, "weighted_loss": 2.5, "grad_norm": 0.3, "num_samples": 4.0, "num_invalid": 0.0,
+              "ess_fraction": 0.9, "domain_weight_share": [0.25, 0.75]}
+    rec = step_metrics(values, lr=1e-3, domains=["code", "wiki"], skipped=False)
+    assert rec == {
+        "train/loss": 2.0, "train/weighted_loss": 2.5, "train/lr": 1e-3, "train/grad_norm": 0.3, "train/skipped": False,
+        "reweight/num_samples": 4, "reweight/num_invalid": 0, "reweight/ess_fraction": 0.9,
+        "reweight/domain_weight_share/code": 0.25, "reweight/domain_weight_share/wiki": 0.75,
+    }
+
+
+def test_tensorboard_tags_are_the_metric_names(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = MetricsLogger(tmp_path, enabled=True, tensorboard=True, wandb_project=None, wandb_run_name=None, config={})
+    logger.log({"step": 5, "tokens": 640, "train/loss": 2.0, "train/skipped": False, "eval/code/loss": float("nan")})
+    logger.close()
+    assert read_metrics(tmp_path) == [{"step": 5, "tokens": 640, "train/loss": 2.0, "train/skipped": False, "eval/code/loss": None}]
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert tags == {"train/loss", "train/skipped"}  # step/tokens are axes; NaN (null) is not a scalar
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(5, 2.0)]
+
+
+def test_every_logged_key_is_documented(tmp_path: Path) -> None:
+    train(load_config("tiny", [*TINY_OVERRIDES, "train.max_steps=3"]), tmp_path / "run")
+    doc = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+    domains = set(json.loads((tmp_path / "run" / "data.json").read_text())["domains"])
+    keys = {k for r in read_metrics(tmp_path / "run") for k in r}
+    generic = {"/".join("<domain>" if part in domains else part for part in k.split("/")) for k in keys}
+    assert {"eval/<domain>/loss", "reweight/domain_weight_share/<domain>"} <= generic
+    missing = sorted(k for k in generic if f"`{k}`" not in doc)
+    assert not missing, f"keys of metrics.jsonl not in docs/metrics.md: {missing}"
+
+
+# -- console --------------------------------------------------------------------------------------
+def test_console_line_per_evaluation_and_summary_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "tiny", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "log.progress=true"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == ["step 3/6", "step 6/6"]
+    assert all(f" | {part} " in lines[0] for part in ("train loss", "val loss", "worst"))
+    assert lines[0].startswith("step 3/6 | tokens 384 |") and lines[0].endswith(" tok/s")
+    assert lines[2].startswith("trained 6 steps (768 tokens) in ") and "val loss" in lines[2]
+    assert err == ""  # stderr is not a terminal here: no progress bar at all
+
+
+def test_console_line_format() -> None:
+    rec = {"step": 300, "tokens": 9_830_400, "train/loss": 3.45121, "eval/loss": 3.50207,
+           "eval/worst_domain_loss": 4.10234, "train/tokens_per_s": 251034.2}
+    assert eval_line(300, 1000, rec, "math") == (
+        "step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | 251,034 tok/s"
+    )
+
+
+def test_console_is_silent_off_the_main_rank(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="lossreweight"):
+        Console(enabled=False, progress=True, max_steps=5, initial=0, desc="x").info("hello")
+        Console(enabled=True, progress=True, max_steps=5, initial=0, desc="x").info("hello")
+    assert [r.getMessage() for r in caplog.records] == ["hello"]
+
+
+# -- no host synchronisation in the step path ---------------------------------------------------
+class _ScalarReads(TorchDispatchMode):
+    """Counts reads of a tensor's value into Python (item(), bool(), float(), int(), `if t:`):
+    each is `aten._local_scalar_dense`, a device sync on a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = False
+        self.hits: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if self.active and func is torch.ops.aten._local_scalar_dense.default:
+            import traceback
+
+            self.hits.append("".join(traceback.format_stack(limit=8)))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("extra", [["reweight.strategy=linupper", "train.grad_accum=2"], ["reweight.strategy=quadratic", "reweight.scope=step", "train.grad_accum=2"]])
+def test_no_scalar_read_of_a_device_tensor_between_evaluations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]) -> None:
+    reads = _ScalarReads()
+
+    def on() -> None:
+        reads.active = True
+
+    def off() -> None:
+        reads.active = False
+
+    steps = check_steps_for_syncs(monkeypatch, on, off)
+    # The library checks inputs eagerly only on a CPU, where reading a value is free; take the
+    # path a GPU takes (no reads), so that any read left is the trainer's.
+    import lossreweight.losses
+    import lossreweight.reweighting.checks
+    import lossreweight.reweighting.weights
+
+    for module in (lossreweight.losses, lossreweight.reweighting.checks, lossreweight.reweighting.weights):
+        monkeypatch.setattr(module, "on_cpu", lambda t: False)
+    cfg = load_config("tiny", [*TINY_OVERRIDES, "train.max_steps=8", "log.every=2", "eval.every=0", "checkpoint.every=0", *extra])
+    with reads:
+        on()
+        assert torch.ones(()).item() == 1.0 and len(reads.hits) == 1  # the detector works
+        reads.hits.clear()
+        off()
+        train(cfg, tmp_path / "run")
+    assert steps == list(range(8))
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [2, 4, 6, 8]
+    assert not reads.hits, reads.hits[0]
