@@ -4,9 +4,11 @@ directory, non-finite losses and gradients, a re-run after the last checkpoint."
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import pathlib
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from safetensors.torch import load_file
 from test_reliability_helpers import metrics, one_line, snapshot
 from train_utils import TINY_OVERRIDES
 
+import lossreweight.integrity as integrity
 import lossreweight.train.checkpoint as checkpoint
 from lossreweight.cli import main
 from lossreweight.train import load_config, train
@@ -43,13 +46,33 @@ def enospc(path: object) -> OSError:
 
 # -- a full disk -------------------------------------------------------------------------------
 # Each fault fails one write of checkpoint 4 (the file name says which), after checkpoint 2.
+# The checkpoint's files go through integrity.HashingWriter; for them the write really goes to
+# /dev/full, so the error is the operating system's own ENOSPC (through torch.save too).
+DEV_FULL = ("model file", "optimizer file", "state file", "rng file", "manifest")
 SAVE_FAULTS = {
-    "model file": (checkpoint, "save_file", "step_00000004/model.safetensors"),
-    "optimizer file": (checkpoint.torch, "save", "step_00000004/optimizer.pt"),
-    "rng file": (checkpoint, "save_file", "step_00000004/rng_rank0.safetensors"),
+    "model file": (integrity, "open", "step_00000004/model.safetensors"),
+    "optimizer file": (integrity, "open", "step_00000004/optimizer.pt"),
+    "state file": (integrity, "open", "step_00000004/state.json"),
+    "rng file": (integrity, "open", "step_00000004/rng_rank0.safetensors"),
+    "manifest": (integrity, "open", "step_00000004/manifest.json"),
     "COMPLETE marker": (pathlib.Path, "write_text", "step_00000004/COMPLETE"),
     "rename into place": (checkpoint.os, "replace", "checkpoints/step_00000004"),
 }
+
+
+def full_disk() -> Any:
+    """A file every write to which fails with ENOSPC: /dev/full where the OS has it."""
+    if Path("/dev/full").exists() and stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        return open("/dev/full", "wb", buffering=0)  # noqa: SIM115 - closed by the writer
+
+    class Full(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return Full()
 
 
 @pytest.mark.parametrize("where", list(SAVE_FAULTS))
@@ -58,7 +81,7 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     reference: list[dict[str, Any]], where: str,
 ) -> None:
     owner, name, needle = SAVE_FAULTS[where]
-    real = getattr(owner, name)
+    real = getattr(owner, name, open)
     out = tmp_path / "run"
     before: dict[str, str] = {}
 
@@ -66,17 +89,20 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
         paths = [str(a) for a in args if isinstance(a, os.PathLike) or (isinstance(a, str) and "/" in a)]
         if any(p.endswith(needle) for p in paths):
             before.update(snapshot(out / "checkpoints" / "step_00000002"))
+            if where in DEV_FULL:
+                return full_disk()
             raise enospc(paths[-1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(owner, name, failing)
+    monkeypatch.setattr(owner, name, failing, raising=False)
     assert train_main(out) == 2
     err = one_line(capsys.readouterr().err)
     assert "could not write checkpoint at step 4" in err and "No space left on device" in err
     assert "step_00000002 is intact" in err and "re-run the same command" in err
+    assert needle.rsplit("/", 1)[1] in err  # names the file that could not be written
     assert before and snapshot(out / "checkpoints" / "step_00000002") == before
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]  # no debris
-    monkeypatch.setattr(owner, name, real)  # space freed: the same command resumes
+    monkeypatch.setattr(owner, name, real, raising=False)  # space freed: the same command resumes
     assert train_main(out) == 0
     assert metrics(out) == reference
 

@@ -15,6 +15,7 @@ were finite. Pure: no torch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,7 +42,10 @@ class HashingWriter:
         self.bytes = 0
 
     def write(self, data: bytes | memoryview) -> int:
-        n = self._file.write(data)
+        try:
+            n = self._file.write(data)
+        except OSError as exc:
+            raise self._named(exc) from None
         self._hash.update(data)
         self.bytes += memoryview(data).nbytes
         return n
@@ -54,12 +58,19 @@ class HashingWriter:
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+        except OSError as exc:  # a full disk often shows only when buffers are flushed
+            self.abort()
+            raise self._named(exc) from None
+        self._file.close()
         return {"bytes": self.bytes, "sha256": self._hash.hexdigest()}
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # closing flushes, and the disk may still be full
+            self._file.close()
+
+    def _named(self, exc: OSError) -> OSError:
+        """The same error, naming the file (the one-line message says which write failed)."""
+        return OSError(exc.errno, exc.strerror or str(exc), str(self.path)) if exc.filename is None else exc
 
     def __enter__(self) -> HashingWriter:
         return self

@@ -187,8 +187,9 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
     """Write `tensors` (CPU) in the safetensors format, hashing as it goes; its manifest entry.
 
-    Our own writer, not safetensors.torch.save_file: that one returns without an error when
-    the disk is full (safetensors 0.8 on /dev/full), and it would need a second read to hash."""
+    Our own writer rather than safetensors.torch.save_file: the bytes are hashed as they go
+    out (no second read of the file for the manifest), and a failed write (a full disk) is an
+    OSError naming the file. The result is a standard file that safetensors loads."""
     header: dict[str, Any] = {}
     offset = 0
     for name, t in tensors.items():
