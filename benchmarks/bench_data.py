@@ -3,6 +3,7 @@ against what a tiny model's training step consumes, all measured in one run.
 
     .venv/bin/python benchmarks/bench_data.py            # embedded corpus + 200 MB jsonl
     .venv/bin/python benchmarks/bench_data.py --quick    # 20 MB jsonl, fewer steps
+    .venv/bin/python benchmarks/bench_data.py --workers-only   # prepare --workers 2 vs 1
 
 Each prepare runs in a fresh subprocess, so its peak RSS is its own; the RSS right after
 `import lossreweight` (which imports torch) is reported beside it as the baseline.
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 
-def child_prepare(cfg_json: str, out: str) -> None:
+def child_prepare(cfg_json: str, out: str, workers: str = "0") -> None:
     """Run one prepare_data and print its cost as JSON (used through a subprocess)."""
     import resource
 
@@ -29,7 +30,9 @@ def child_prepare(cfg_json: str, out: str) -> None:
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    data = prepare_data(DataConfig.model_validate_json(cfg_json), out, progress=False)
+    data = prepare_data(
+        DataConfig.model_validate_json(cfg_json), out, progress=False, workers=int(workers) or None
+    )
     seconds = time.perf_counter() - t
     stats = data.stats()
     print(
@@ -40,14 +43,25 @@ def child_prepare(cfg_json: str, out: str) -> None:
                 "characters": sum(s["characters"] for s in stats.values()),
                 "base_rss_mb": base_rss / 1024,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                # CPU seconds of this process and of its (worker) children: what the work
+                # costs whatever else runs on the machine.
+                "cpu_main_s": _cpu(resource.RUSAGE_SELF),
+                "cpu_workers_s": _cpu(resource.RUSAGE_CHILDREN),
             }
         )
     )
 
 
-def run_prepare(cfg: dict, out: Path) -> dict:
+def _cpu(who: int) -> float:
+    import resource
+
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_prepare(cfg: dict, out: Path, workers: int = 0) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child-prepare", json.dumps(cfg), str(out)],
+        [sys.executable, __file__, "--child-prepare", json.dumps(cfg), str(out), str(workers)],
         capture_output=True,
         text=True,
         check=False,
@@ -123,16 +137,69 @@ def loader_samples_per_second(data, batch: int, batches: int, mixture: str) -> f
     return batch * batches / (time.perf_counter() - t)
 
 
+def bench_workers(tmp: Path, size_mb: int, rounds: int) -> None:
+    """`prepare --workers 2` against `--workers 1` on the same generated jsonl, alternated
+    round by round (the machine is shared: a ratio from neighbouring runs is fairer), and the
+    outputs compared byte for byte."""
+    import hashlib
+    import shutil
+    import statistics
+
+    from lossreweight.data import Corpus, DataConfig, prepare_data
+
+    tok = prepare_data(DataConfig(cache_dir=str(tmp / "cache")), tmp / "tok", progress=False)
+    path = tmp / "workers.jsonl"
+    generate_jsonl(path, size_mb, Corpus.from_config(DataConfig()).embedded_documents())
+    cfg = {"sources": [str(path)], "tokenizer": {"kind": "hf", "path": str(tok.tokenizer_dir)}}
+    ratios, times, cpu = [], {1: [], 2: []}, {1: [], 2: []}
+    for r in range(rounds):
+        outs = {}
+        for workers in (1, 2) if r % 2 == 0 else (2, 1):
+            out = tmp / f"w{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            result = run_prepare(cfg, out, workers)
+            times[workers].append(result["seconds"])
+            cpu[workers].append((result["cpu_main_s"], result["cpu_workers_s"]))
+            outs[workers] = {
+                str(f.relative_to(out)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(out.rglob("*.bin")) + [out / "index.json"]
+            }
+        if outs[1] != outs[2]:
+            sys.exit("workers=2 wrote other bytes than workers=1")
+        ratios.append(times[1][-1] / times[2][-1])
+        load = os.getloadavg()[0]
+        print(
+            f"  round {r + 1}: 1 worker {times[1][-1]:.1f} s (cpu {cpu[1][-1][0]:.1f} s), "
+            f"2 workers {times[2][-1]:.1f} s (cpu: main {cpu[2][-1][0]:.1f} s, workers "
+            f"{cpu[2][-1][1]:.1f} s), ratio {ratios[-1]:.2f}x, same bytes; load average {load:.1f}"
+        )
+    mb = path.stat().st_size / 1e6
+    print(
+        f"\nprepare {mb:.0f} MB jsonl, --workers 2 vs 1: median ratio "
+        f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}); "
+        f"1 worker {mb / statistics.median(times[1]):.1f} MB/s, "
+        f"2 workers {mb / statistics.median(times[2]):.1f} MB/s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 MB jsonl and fewer steps")
     parser.add_argument("--jsonl-mb", type=int, default=None, help="size of the generated jsonl")
+    parser.add_argument("--workers-only", action="store_true", help="only --workers 2 vs 1")
+    parser.add_argument("--workers-mb", type=int, default=None, help="jsonl size for --workers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --workers 2 vs 1")
     parser.add_argument(
-        "--child-prepare", nargs=2, metavar=("CONFIG_JSON", "OUT"), help=argparse.SUPPRESS
+        "--child-prepare", nargs=3, metavar=("CONFIG_JSON", "OUT", "W"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child_prepare:
         child_prepare(*args.child_prepare)
+        return
+    workers_mb = args.workers_mb or (20 if args.quick else 60)
+    if args.workers_only:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            bench_workers(Path(tmp_dir), workers_mb, args.rounds)
         return
     jsonl_mb = args.jsonl_mb or (20 if args.quick else 200)
     import torch
@@ -200,6 +267,9 @@ def main() -> None:
                 f"  loader, {name}, {mixture}: {rate:,.0f} samples/s = "
                 f"{rate / model_rate:,.0f}x what the model consumes"
             )
+
+        # 4. Parallel preparation.
+        bench_workers(tmp, workers_mb, args.rounds)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ MAX_PIECE_CHARS = 1 << 20
 _CALL_CHARS = 2 << 20
 # Below this much text, starting worker processes costs more than it saves; the work is then
 # done here with `workers` tokenizer threads instead (the same ids either way).
-MIN_CHARS_FOR_PROCESSES = 32 << 20
+MIN_CHARS_FOR_PROCESSES = 8 << 20
 _SAFE_CUT = re.compile(r"\S\s\S")
 
 
@@ -123,15 +123,27 @@ class Encoder:
 
         # spawn, not fork: the parent may hold torch's or the tokenizer's threads.
         ctx = multiprocessing.get_context("spawn")
+        it = iter(batches)
+        first = next(it, None)
+        if first is None:
+            return
+        # The first batch here: it settles whether the tokenizer's fast twin is exact, which
+        # every worker then takes as given instead of checking a batch of its own.
+        set_threads(self.workers)
+        try:
+            yield first, encode_texts(self.tokenizer, [d.text for d in first], self.dtype)
+        finally:
+            set_threads(None)
+        twin = getattr(self.tokenizer, "twin_state", None)
         pending: deque[tuple[list[Document], Future[Any]]] = deque()
         with ProcessPoolExecutor(
             self.workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(str(self.tokenizer_dir), self.dtype.str),
+            initargs=(str(self.tokenizer_dir), self.dtype.str, twin),
         ) as pool:
             try:
-                for batch in batches:
+                for batch in it:
                     pending.append((batch, pool.submit(_encode_in_worker, [d.text for d in batch])))
                     # A bounded window: memory stays that of a few batches per worker.
                     while len(pending) > 2 * self.workers:
@@ -149,12 +161,15 @@ class Encoder:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(tokenizer_dir: str, dtype: str) -> None:
+def _init_worker(tokenizer_dir: str, dtype: str, twin: bool | None) -> None:
     # One tokenizer thread per worker: the processes are the parallelism.
     os.environ["RAYON_NUM_THREADS"] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     set_threads(1)
-    _worker["tokenizer"] = load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if twin is not None and hasattr(tokenizer, "adopt_twin_state"):
+        tokenizer.adopt_twin_state(twin)
+    _worker["tokenizer"] = tokenizer
     _worker["dtype"] = file_dtype(np.dtype(dtype).name)
 
 

@@ -99,6 +99,21 @@ class FastTokenizer(TextTokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=False)
 
+    @property
+    def twin_state(self) -> bool | None:
+        """True: the tiktoken twin was checked and is used; False: it is not used; None: not
+        checked yet. Worker processes take the main process's verdict (`adopt_twin_state`)
+        instead of each checking a batch again."""
+        if self._twin is None:
+            return False
+        return True if self._twin_checked else None
+
+    def adopt_twin_state(self, state: bool | None) -> None:
+        if state is False:
+            self._twin = None
+        elif state is True and self._twin is not None:
+            self._twin_checked = True
+
 
 class AutoTokenizerAdapter(TextTokenizer):
     """A Hugging Face tokenizer without a `tokenizer.json` (e.g. sentencepiece only)."""
