@@ -146,15 +146,22 @@ def test_missing_run_dir_and_config(tmp_path, capsys):
     assert "has no resolved_config.json or config.yaml" in err
 
 
-def test_non_empty_out_dir_needs_force(tmp_path, capsys):
+def test_force_replaces_only_an_earlier_export(tmp_path, capsys):
     models = make_run(tmp_path / "run")
-    (tmp_path / "out").mkdir()
+    assert main(["export-hf", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
+    capsys.readouterr()
     (tmp_path / "out" / "old.txt").write_text("x")
     err = run_cli_error(["export-hf", str(tmp_path / "run"), str(tmp_path / "out")], capsys)
-    assert "--force" in err
+    assert "pass --force to replace this earlier export" in err
     assert main(["export-hf", str(tmp_path / "run"), str(tmp_path / "out"), "--force"]) == 0
     assert not (tmp_path / "out" / "old.txt").exists()
     assert logits_match(tmp_path / "out", models[10])
+    # A folder export-hf did not create is never replaced, --force or not.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    capsys.readouterr()
+    err = run_cli_error(["export-hf", str(tmp_path / "run"), str(tmp_path / "mine"), "--force"], capsys)
+    assert "was not created by export-hf" in err and (tmp_path / "mine" / "notes.txt").read_text() == "x"
 
 
 def test_refuses_to_replace_the_run_directory(tmp_path, capsys):

@@ -72,7 +72,7 @@ def test_export_gives_the_same_logits_in_transformers(case, tmp_path):
         diff = (hf(x).logits - model(x)).abs().max().item()
     assert diff <= 1e-4
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["config.json", "generation_config.json", "model.safetensors"]
+    assert files == [".lossreweight-export", "config.json", "generation_config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
 
 
@@ -132,10 +132,15 @@ def test_export_refuses_a_non_empty_directory_unless_forced(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(ConfigError, match="not empty; choose another OUT_DIR or pass --force"):
+    with pytest.raises(ConfigError, match="not empty; choose another OUT_DIR"):
         export_hf(ours(), out)
+    with pytest.raises(ConfigError, match="not created by export-hf"):  # --force: ours only
+        export_hf(ours(), out, force=True)
     assert (out / "keep.txt").exists()
-    export_hf(ours(), out, force=True)
+    (out / "keep.txt").unlink()
+    export_hf(ours(), out)
+    (out / "keep.txt").write_text("x")
+    export_hf(ours(), out, force=True)  # an earlier export is replaced whole
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

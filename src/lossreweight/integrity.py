@@ -176,3 +176,17 @@ def damaged_advice(ckpt: Path) -> str:
     if older and good != older[-1]:
         then += f" (the last good checkpoint is {good or 'none'})"
     return f"the checkpoint is damaged or was tampered with: delete {ckpt} ({then})"
+
+
+def describe_last_good(run_dir: str | Path) -> str:
+    """The divergence message's 'last good checkpoint': the newest with finite weights, and
+    which newer ones to delete so that a re-run resumes from it."""
+    done = complete_checkpoints(run_dir)
+    if not done:
+        return "none (no checkpoint was saved)"
+    good = last_good_checkpoint(run_dir)
+    newer = [c.name for c in done if good is None or c.name > good.name]
+    text = str(good) if good else "none (no checkpoint with finite weights)"
+    if newer:
+        text += f" (delete the newer {', '.join(newer)} first: their weights are not finite)"
+    return text

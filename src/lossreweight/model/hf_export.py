@@ -22,6 +22,11 @@ from lossreweight.model.base import CausalLM
 from lossreweight.model.config import ModelConfig
 from lossreweight.model.hf_model import HFCausalLM
 from lossreweight.model.llama import LlamaModel
+from lossreweight.rundir import CHECKPOINTS_DIR, is_run_dir
+
+# Written into every export: `--force` replaces only a directory holding it, i.e. one that
+# export_hf created, never a run, its checkpoints, or a stranger's folder.
+EXPORT_MARKER = ".lossreweight-export"
 
 # Our name inside `blocks.{i}.` -> HF's inside `model.layers.{i}.`
 _BLOCK_NAMES = {
@@ -104,7 +109,8 @@ def export_hf(
 ) -> Path:
     """Write `model` as a Hugging Face model directory that `AutoModelForCausalLM.from_pretrained`
     loads offline. Our decoder becomes a `LlamaForCausalLM`; an `HFCausalLM` is saved as itself.
-    The tokenizer files are copied when given. The directory appears whole or not at all."""
+    The tokenizer files are copied when given. The directory appears whole or not at all.
+    `force` replaces an earlier export (see `check_out_dir`), nothing else."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force)
     token_ids = _special_token_ids(Path(tokenizer_dir)) if tokenizer_dir else {}
@@ -122,6 +128,7 @@ def export_hf(
             )
         if tokenizer_dir:
             _copy_tokenizer(Path(tokenizer_dir), tmp)
+        (tmp / EXPORT_MARKER).write_text("written by lossreweight export-hf; --force may replace this directory\n")
     return out_dir
 
 
@@ -240,13 +247,38 @@ def _safetensors_files(path: Path) -> list[Path]:
 
 
 def check_out_dir(out_dir: Path, force: bool) -> None:
-    """Refuse to replace a non-empty output directory unless forced."""
-    if out_dir.is_file():
+    """A new or empty `out_dir`, or with `force` an earlier export (it holds EXPORT_MARKER).
+
+    `--force` never replaces a run directory, anything in a run's checkpoints, or a folder
+    export_hf did not create: those are refused whatever the flag says."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"output directory {out_dir} is a file; choose another OUT_DIR")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    ours = (out_dir / EXPORT_MARKER).is_file()
+    protected = _protected(out_dir)
+    if protected:
+        raise ConfigError(f"output directory {out_dir} is {protected}; it is never replaced, --force or not: choose another OUT_DIR")
+    if not force:
+        hint = "pass --force to replace this earlier export" if ours else "export into a new or empty one"
+        raise ConfigError(f"output directory {out_dir} is not empty; choose another OUT_DIR or {hint}")
+    if not ours:
         raise ConfigError(
-            f"output directory {out_dir} is not empty; choose another OUT_DIR or pass --force to replace it"
+            f"output directory {out_dir} was not created by export-hf (no {EXPORT_MARKER} file), so --force "
+            "does not replace it; choose another OUT_DIR, or empty it yourself"
         )
+
+
+def _protected(out_dir: Path) -> str | None:
+    """Why `out_dir` must never be replaced, or None: a run, or inside a run's checkpoints."""
+    if is_run_dir(out_dir):
+        return "a training run directory"
+    resolved = out_dir.resolve()
+    for parent in resolved.parents:
+        if is_run_dir(parent) and resolved.is_relative_to(parent / CHECKPOINTS_DIR):
+            return f"inside the checkpoints of the run {parent}"
+    return None
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import yaml
 from torch import nn
 
 from lossreweight.errors import CheckpointError
+from lossreweight.integrity import verify_checkpoint
 from lossreweight.model.base import CausalLM
 from lossreweight.model.config import ModelConfig
 
@@ -26,6 +27,7 @@ from lossreweight.model.config import ModelConfig
 from lossreweight.rundir import (  # noqa: F401
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
+    MANIFEST_FILE,
     MODEL_WEIGHTS,
     RESOLVED_CONFIG,
     RUN_CONFIG_FILES,
@@ -76,6 +78,8 @@ def load_run_model(
     weights = ckpt / MODEL_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {ckpt} has no {MODEL_WEIGHTS}; it is damaged, delete it")
+    if (ckpt / MANIFEST_FILE).is_file():  # the trainer's checkpoints: the weights must match their hash
+        verify_checkpoint(ckpt, only=[MODEL_WEIGHTS])
     if cfg.hf is not None:
         from lossreweight.model.hf_model import build_hf_model
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from lossreweight.model.run_dir import find_latest_checkpoint
+from lossreweight.integrity import describe_last_good
 from lossreweight.train.errors import TrainingDiverged
 
 
@@ -110,9 +110,9 @@ def check_divergence(streak: float, step: int, limit: int, run_dir: Path) -> Non
     """TrainingDiverged when `limit` steps in a row, the last `step`, were skipped."""
     if streak < limit:
         return
-    good = find_latest_checkpoint(run_dir)
+    good = describe_last_good(run_dir)  # finite weights only (lossreweight.integrity)
     raise TrainingDiverged(
         f"{int(streak)} non-finite steps in a row (loss or gradient is NaN/inf), the last at step {step}; "
-        f"last good checkpoint: {good or 'none (no checkpoint was saved)'}; lower train.lr or raise "
+        f"last good checkpoint: {good}; lower train.lr or raise "
         "train.grad_clip (allowed on resume), then re-run the command to resume from it"
     )
