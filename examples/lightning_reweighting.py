@@ -3,8 +3,10 @@
     python examples/lightning_reweighting.py
 
 Two synthetic domains: "counting" sequences (easy) and "noise" (random tokens, high loss).
-`ReweightingMixin` turns per-sample losses into the reweighted loss; `ReweightingStatsCallback`
-logs the statistics (here to a CSV logger; TensorBoard or W&B work the same way).
+`ReweightingMixin` turns per-sample losses into the reweighted loss and logs, once per
+optimizer step over the whole accumulation window, `train/loss` (unweighted mean),
+`train/weighted_loss` (what was backpropagated) and `reweight/*` statistics (here to a CSV
+logger; TensorBoard or W&B work the same way).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from lossreweight import Reweighter
-from lossreweight.integrations.lightning import ReweightingMixin, ReweightingStatsCallback
+from lossreweight.integrations.lightning import ReweightingMixin
 
 VOCAB, SEQ = 64, 16
 DOMAINS = ["counting", "noise"]
@@ -52,6 +54,8 @@ class TinyGPT(torch.nn.Module):
 
 
 class ReweightedLM(ReweightingMixin, L.LightningModule):
+    reweight_domain_names = DOMAINS  # names for reweight/domain_weight_share/<name>
+
     def __init__(self, reweighter: Reweighter, lr: float = 3e-3) -> None:
         super().__init__()
         self.model = TinyGPT()
@@ -84,7 +88,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer = L.Trainer(
             max_steps=a.steps, accumulate_grad_batches=a.grad_accum, accelerator="cpu", devices=1,
             logger=CSVLogger(out), log_every_n_steps=max(1, a.steps // 4),
-            callbacks=[ReweightingStatsCallback(domain_names=DOMAINS)],
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         )
         trainer.fit(module, loader)
@@ -93,8 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             rows = [r for r in csv.DictReader(f) if r.get("reweight/ess_fraction")]
     last = {k: float(v) for k, v in rows[-1].items() if v} if rows else {}
     shares = {k.rsplit("/", 1)[1]: round(v, 3) for k, v in last.items() if "domain_weight_share" in k}
-    print(f"step {int(last.get('step', -1))}: ess {last.get('reweight/ess_fraction', float('nan')):.3f}  "
-          f"weight share {shares}")
+    print(f"step {int(last.get('step', -1))}: loss {last.get('train/loss', float('nan')):.3f}  "
+          f"weighted {last.get('train/weighted_loss', float('nan')):.3f}  "
+          f"ess {last.get('reweight/ess_fraction', float('nan')):.3f}  weight share {shares}")
     return last
 
 

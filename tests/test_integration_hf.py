@@ -125,7 +125,9 @@ def test_uniform_equals_plain_trainer(ga: int, first_ignored: bool) -> None:
         rw = train(ReweightingTrainer, copy.deepcopy(base), ds, ga, reweighter=Reweighter("uniform", scope=scope))
         assert max_diff(plain.model, rw.model) < 1e-5, scope
         logged = [h["loss"] for h in rw.state.log_history if "loss" in h]
-        assert logged == pytest.approx([h["loss"] for h in plain.state.log_history if "loss" in h], abs=1e-5)
+        want = [h["loss"] for h in plain.state.log_history if "loss" in h]
+        assert logged == pytest.approx(want, abs=1e-5)  # uniform, equal lengths: every mean agrees
+        assert [h["weighted_loss"] for h in rw.state.log_history if "loss" in h] == pytest.approx(want, abs=1e-5)
 
 
 def test_gpt2_plain_trainer_counts_position_zero() -> None:
@@ -257,12 +259,129 @@ def test_domain_ids_survive_remove_unused_columns_and_stats_reach_callbacks() ->
     assert t.args.remove_unused_columns
     assert seen and all("domain_ids" not in kw and "text" not in kw for kw in seen)
     (logs,) = [log for log in rec.logs if "loss" in log]
-    # 8 rows of which 2 are "code": averaged over the two steps' micro-batches.
+    # 8 rows of which 2 are "code", combined over the two steps' micro-batches.
     assert logs["reweight/domain_sample_share/code"] == pytest.approx(0.25)
     assert logs["reweight/domain_weight_share/web"] + logs["reweight/domain_weight_share/code"] == pytest.approx(1.0)
-    assert logs["reweight/num_samples"] == pytest.approx(2.0)
+    assert logs["reweight/num_samples"] == 8  # counts add over the interval
     assert logs["reweight/max_weight_x_m"] > 1.0
     assert "reweight/ess_fraction" in t.state.log_history[0]
+
+
+class Masked(TokenRows):
+    """TokenRows where the rows in `masked` have no target (labels all -100): invalid samples."""
+
+    def __init__(self, n: int = 8, masked: tuple[int, ...] = (), seed: int = 0) -> None:
+        super().__init__(n, seed=seed)
+        self.masked = set(masked)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        row = super().__getitem__(i)
+        if i in self.masked:
+            row["labels"] = torch.full_like(row["labels"], -100)
+        return row
+
+
+@pytest.mark.parametrize("path", ["trainer", "loss_func"])
+def test_logged_loss_is_unweighted_beside_the_weighted_loss(path: str) -> None:
+    """`loss` = the unweighted mean per-sample loss (comparable with eval_loss and across
+    strategies), `weighted_loss` = what was backpropagated; at the end `train_loss` and
+    `train_weighted_loss` likewise."""
+    base, ds, r = llama(), TokenRows(), 0.3
+    rw = Reweighter("linupper", temperature=r)
+    if path == "trainer":
+        t = train(ReweightingTrainer, copy.deepcopy(base), ds, 2, reweighter=rw, args_kw={"max_steps": 1})
+    else:
+        t = train(Trainer, copy.deepcopy(base), ds, 2, attach=ReweightedLossFunc(rw), args_kw={"max_steps": 1})
+    with torch.no_grad():
+        losses = sample_losses(base, ds.ids[:4])  # micro-batches [0, 1] and [2, 3]
+    weighted = sum((linupper_weights(losses[k:k + 2], r) * losses[k:k + 2]).sum() for k in (0, 2)) / 2
+    (logs,) = [h for h in t.state.log_history if "loss" in h]
+    assert logs["loss"] == pytest.approx(losses.mean().item(), abs=1e-5)
+    assert logs["weighted_loss"] == pytest.approx(weighted.item(), abs=1e-5)
+    assert logs["weighted_loss"] > logs["loss"] + 1e-3  # linupper leans on the high losses
+    assert "reweight/mean_loss" not in logs and "reweight/weighted_loss" not in logs
+    (final,) = [h for h in t.state.log_history if "train_loss" in h]
+    assert final["train_loss"] == pytest.approx(logs["loss"], abs=1e-6)
+    assert final["train_weighted_loss"] == pytest.approx(logs["weighted_loss"], abs=1e-5)
+
+
+def test_train_output_reports_the_unweighted_loss() -> None:
+    with tempfile.TemporaryDirectory() as out:
+        t = ReweightingTrainer(model=llama(), args=targs(out, 1, max_steps=2), train_dataset=TokenRows(),
+                               reweighter=Reweighter("linupper", temperature=0.3))
+        t.remove_callback(PrinterCallback)
+        result = t.train()
+    assert result.training_loss == result.metrics["train_loss"]
+    assert result.metrics["train_weighted_loss"] != pytest.approx(result.training_loss, abs=1e-4)
+
+
+@pytest.mark.parametrize("path", ["trainer", "loss_func"])
+def test_per_domain_evaluation_the_trainer_way(path: str) -> None:
+    """eval_dataset={"a": ..., "b": ...} gives eval_a_loss, eval_b_loss (each the mean of
+    per-sample means, also over an uneven last batch), then eval_domain_avg_loss and
+    eval_worst_domain_loss, in the returned metrics and in the logs."""
+    model = llama()
+    domains = {"a": TokenRows(n=5, seed=1), "b": Masked(n=3, seed=2)}
+    with tempfile.TemporaryDirectory() as out:
+        args = targs(out, 1, per_device_eval_batch_size=2)
+        if path == "trainer":
+            t = ReweightingTrainer(model=model, args=args, eval_dataset=domains, reweighter=Reweighter())
+        else:
+            t = Trainer(model=model, args=args, eval_dataset=domains)
+            ReweightedLossFunc(Reweighter()).attach(t)
+        t.remove_callback(PrinterCallback)
+        metrics = t.evaluate()
+    model.eval()
+    with torch.no_grad():
+        want = {name: sample_losses(model, ds.ids).mean().item() for name, ds in domains.items()}
+    assert metrics["eval_a_loss"] == pytest.approx(want["a"], abs=1e-5)
+    assert metrics["eval_b_loss"] == pytest.approx(want["b"], abs=1e-5)
+    assert metrics["eval_domain_avg_loss"] == pytest.approx((want["a"] + want["b"]) / 2, abs=1e-5)
+    assert metrics["eval_worst_domain_loss"] == pytest.approx(max(want.values()), abs=1e-5)
+    logged = [h for h in t.state.log_history if "eval_worst_domain_loss" in h]
+    assert len(logged) == 1 and logged[0]["eval_domain_avg_loss"] == metrics["eval_domain_avg_loss"]
+
+
+def test_worst_domain_can_pick_the_best_model() -> None:
+    with tempfile.TemporaryDirectory() as out:
+        args = targs(out, 1, max_steps=2, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
+                     metric_for_best_model="eval_worst_domain_loss", greater_is_better=False)
+        t = ReweightingTrainer(model=llama(), args=args, train_dataset=TokenRows(),
+                               eval_dataset={"a": TokenRows(n=2, seed=1), "b": TokenRows(n=2, seed=2)},
+                               reweighter=Reweighter("linupper", temperature=0.5))
+        t.remove_callback(PrinterCallback)
+        t.train()
+        assert t.state.best_metric == min(h["eval_worst_domain_loss"] for h in t.state.log_history
+                                          if "eval_worst_domain_loss" in h)
+
+
+@pytest.mark.parametrize("scope", ["micro", "step"])
+def test_invalid_samples_counted_once_like_the_trainer(scope: str) -> None:
+    """4 micro-batches, one sample without a target: num_invalid = 1 and num_samples = 7 in the
+    logs, as combine_stats (the trainer's rule) gives for the same 4 micro-batches."""
+    ds = Masked(n=8, masked=(5,))
+    base = llama()
+    rw = Reweighter("linupper", temperature=0.5, scope=scope)
+    t = train(ReweightingTrainer, copy.deepcopy(base), ds, 4, reweighter=rw, args_kw={"max_steps": 1})
+    (logs,) = [h for h in t.state.log_history if "loss" in h]
+    assert logs["reweight/num_invalid"] == 1 and logs["reweight/num_samples"] == 7
+    from lossreweight.losses import per_sample_loss
+    from lossreweight.reweighting import combine_stats, stats_to_python
+
+    ids = ds.ids
+    labels = torch.stack([ds[i]["labels"] for i in range(8)])
+    with torch.no_grad():
+        losses, _ = per_sample_loss(base(input_ids=ids).logits, labels)
+    parts = [Reweighter("linupper", temperature=0.5).weights_and_stats(losses[k:k + 2])[1] for k in range(0, 8, 2)]
+    want = stats_to_python(combine_stats(parts))
+    assert want["num_invalid"] == 1 and want["num_samples"] == 7
+    if scope == "micro":
+        assert logs["loss"] == pytest.approx(want["mean_loss"], abs=1e-5)
+        assert logs["reweight/ess_fraction"] == pytest.approx(want["ess_fraction"], abs=1e-5)
+    loss_func = ReweightedLossFunc(Reweighter("linupper", temperature=0.5))
+    t2 = train(Trainer, copy.deepcopy(base), ds, 4, attach=loss_func, args_kw={"max_steps": 1})
+    (logs2,) = [h for h in t2.state.log_history if "loss" in h]
+    assert logs2["reweight/num_invalid"] == 1 and logs2["reweight/num_samples"] == 7
 
 
 def test_rejects_compute_loss_func_and_step_scope_loss_func() -> None:

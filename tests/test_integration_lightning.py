@@ -1,4 +1,5 @@
-"""Lightning integration: the mixin's loss scale, the stats callback, and the optional import."""
+"""Lightning integration: the mixin's loss scale, what it logs per optimizer step (over the
+whole accumulation window), and the optional import."""
 
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ L = pytest.importorskip("lightning")
 from lightning.pytorch.loggers import Logger  # noqa: E402
 
 from lossreweight import Reweighter  # noqa: E402
-from lossreweight.integrations.lightning import (  # noqa: E402
-    ReweightingMixin,
-    ReweightingStatsCallback,
-)
+from lossreweight.integrations.lightning import ReweightingMixin  # noqa: E402
+from lossreweight.losses import per_sample_loss  # noqa: E402
+from lossreweight.reweighting import combine_stats, stats_to_python  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, SEQ = 32, 6
@@ -37,6 +37,8 @@ class Bigram(torch.nn.Module):
 
 
 class Module(ReweightingMixin, L.LightningModule):
+    reweight_domain_names = ["a", "b"]
+
     def __init__(self, reweighter: Reweighter, lr: float = 0.5) -> None:
         super().__init__()
         self.model = Bigram()
@@ -44,7 +46,8 @@ class Module(ReweightingMixin, L.LightningModule):
         self.lr = lr
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.causal_lm_reweighted_loss(self.model(batch["ids"]), batch["ids"], domain_ids=batch["dom"])
+        labels = batch.get("labels", batch["ids"])
+        return self.causal_lm_reweighted_loss(self.model(batch["ids"]), labels, domain_ids=batch["dom"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.lr)
@@ -67,19 +70,24 @@ class Recorder(Logger):
         pass
 
     def log_metrics(self, metrics, step=None) -> None:
-        self.metrics.append(dict(metrics))
+        self.metrics.append({**metrics, "_step": step})
 
 
-def rows(n: int = 8) -> list[dict[str, torch.Tensor]]:
+def rows(n: int = 8, masked: tuple[int, ...] = ()) -> list[dict[str, torch.Tensor]]:
+    """Rows of ids (their own labels) and a domain; `masked` rows have no target (invalid)."""
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, VOCAB, (n, SEQ), generator=g)
-    return [{"ids": ids[i], "dom": torch.tensor(i % 2)} for i in range(n)]
+    out = []
+    for i in range(n):
+        labels = torch.full_like(ids[i], -100) if i in masked else ids[i]
+        out.append({"ids": ids[i], "labels": labels, "dom": torch.tensor(i % 2)})
+    return out
 
 
 def fit(module: Module, data: list, *, accumulate: int, steps: int, logger: Logger | bool = False) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=steps, accumulate_grad_batches=accumulate, accelerator="cpu", devices=1,
-        logger=logger, log_every_n_steps=1, callbacks=[ReweightingStatsCallback(domain_names=["a", "b"])],
+        logger=logger, log_every_n_steps=1,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2, shuffle=False))
@@ -111,16 +119,55 @@ def test_mixin_update_is_the_weighted_gradient_with_accumulation() -> None:
     assert diff < 1e-6
 
 
-def test_stats_callback_logs() -> None:
+def test_mixin_logs_losses_and_stats_each_step() -> None:
     logger = Recorder()
     module = Module(Reweighter("linupper", temperature=0.5, num_domains=2))
     fit(module, rows(), accumulate=1, steps=3, logger=logger)
     logged = [m for m in logger.metrics if "reweight/ess_fraction" in m]
-    assert len(logged) == 3
+    assert [m["_step"] for m in logged] == [0, 1, 2]
     last = logged[-1]
     assert isinstance(last["reweight/ess_fraction"], float) and 0 < last["reweight/ess_fraction"] <= 1
     assert last["reweight/domain_weight_share/a"] + last["reweight/domain_weight_share/b"] == pytest.approx(1.0)
     assert last["reweight/domain_sample_share/a"] == pytest.approx(0.5)
+    assert last["train/weighted_loss"] > last["train/loss"] > 0
+    assert "reweight/mean_loss" not in last
+
+
+def _window_stats(data, r=0.5):
+    """What combine_stats (the trainer's rule) gives for the 4 micro-batches of the first window."""
+    ref = Bigram()
+    parts = []
+    with torch.no_grad():
+        for k in range(0, 8, 2):
+            ids = torch.stack([row["ids"] for row in data[k:k + 2]])
+            labels = torch.stack([row["labels"] for row in data[k:k + 2]])
+            losses, _ = per_sample_loss(ref(ids), labels)
+            parts.append(Reweighter("linupper", temperature=r).weights_and_stats(losses)[1])
+    return stats_to_python(combine_stats(parts))
+
+
+def test_mixin_logs_the_whole_accumulation_window() -> None:
+    """4 micro-batches per step, one sample without a target: one log per optimizer step with
+    num_invalid = 1, num_samples = 7, and the window's losses (not its last micro-batch's)."""
+    data = rows(masked=(5,))
+    logger = Recorder()
+    module = Module(Reweighter("linupper", temperature=0.5, num_domains=2))
+    fit(module, data, accumulate=4, steps=1, logger=logger)
+    (logged,) = [m for m in logger.metrics if "reweight/ess_fraction" in m]
+    want = _window_stats(data)
+    assert logged["reweight/num_invalid"] == 1 and logged["reweight/num_samples"] == 7
+    assert logged["train/loss"] == pytest.approx(want["mean_loss"], abs=1e-6)
+    assert logged["train/weighted_loss"] == pytest.approx(want["weighted_loss"], abs=1e-6)
+    assert logged["reweight/ess_fraction"] == pytest.approx(want["ess_fraction"], abs=1e-6)
+
+
+def test_reweight_log_false_logs_nothing() -> None:
+    logger = Recorder()
+    module = Module(Reweighter("linupper", temperature=0.5, num_domains=2))
+    module.reweight_log = False
+    fit(module, rows(), accumulate=2, steps=2, logger=logger)
+    assert not any("train/loss" in m for m in logger.metrics)
+    assert not module._reweight_window()  # the window is still emptied each step
 
 
 def test_step_scope_is_refused() -> None:
@@ -136,6 +183,7 @@ def test_example_runs() -> None:
     spec.loader.exec_module(mod)
     last = mod.main(["--steps", "4", "--grad-accum", "2"])
     assert last["reweight/domain_weight_share/noise"] > 0.5
+    assert last["train/weighted_loss"] > last["train/loss"] > 0
 
 
 def test_integrations_package_does_not_import_lightning_or_transformers() -> None:
@@ -144,6 +192,29 @@ def test_integrations_package_does_not_import_lightning_or_transformers() -> Non
         "assert not {'lightning', 'pytorch_lightning', 'transformers'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_integrations_need_no_pipeline_dependencies() -> None:
+    """The HF and Lightning adapters import only the core library (reweighting, losses), never
+    the pipeline's config/training stack or its dependencies (pydantic, tensorboard, ...)."""
+    code = (
+        "import sys\n"
+        "for name in ('pydantic', 'tensorboard', 'wandb'): sys.modules[name] = None\n"
+        "import lossreweight.integrations.hf_trainer, lossreweight.integrations.hf_loss\n"
+        "import lossreweight.integrations.lightning\n"
+        "ours = {m.split('.')[1] for m in sys.modules if m.startswith('lossreweight.')}\n"
+        "assert ours <= {'integrations', 'reweighting', 'losses'}, ours\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    import ast
+
+    for path in [*(ROOT / "src/lossreweight/integrations").glob("*.py"), *(ROOT / "src/lossreweight/reweighting").glob("*.py"),
+                 ROOT / "src/lossreweight/losses.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for name in names:
+                    assert name.split(".")[0] not in {"yaml", "pydantic", "tensorboard", "matplotlib"}, (path, name)
 
 
 def test_missing_lightning_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,10 @@
-"""Reweighting statistics kept on device between logging steps, fetched in one transfer.
+"""Reweighting statistics kept on device between logging steps, combined by the one rule.
 
-Framework loggers (the HF Trainer's `log`, TensorBoard, W&B) want flat `name -> float`
-dictionaries, so per-domain vectors become one scalar per domain.
+Every integration combines the statistics of its weight computations (micro-batches,
+optimizer steps, ranks) with `combine_stats`, the function the trainer uses: counts add,
+means are weighted by valid samples. Framework loggers (the HF Trainer's `log`, Lightning's
+`log_dict`, TensorBoard, W&B) want flat `name -> value` dictionaries, so per-domain vectors
+become one scalar per domain, and the two loss statistics become the training losses.
 """
 
 from __future__ import annotations
@@ -10,52 +13,60 @@ from collections.abc import Sequence
 
 import torch
 
-# Counts add up over the logging interval; every other statistic is averaged over it.
-SUMMED = ("num_invalid", "all_invalid")
+from lossreweight.reweighting import combine_stats, stats_to_python
+
+Stats = dict[str, torch.Tensor]
+# The statistics that are losses, logged as training losses rather than under the prefix:
+# the unweighted per-sample mean (comparable across strategies and with evaluation losses)
+# and the weighted loss, the objective that was backpropagated.
+LOSS_STATS = ("mean_loss", "weighted_loss")
+# Parts kept before they are folded into one (combine_stats is associative): bounded memory
+# for any logging interval, and one stack per key per FOLD calls.
+FOLD = 32
 
 
 class StatsAccumulator:
-    """Running sums of `Reweighter.stats` (device tensors) since the last `pop()`."""
+    """The statistics of the weight computations since the last `pop`, combined with
+    `combine_stats`. `add` is a few device ops at most; nothing is read on the host until
+    `pop` (one device-to-host copy)."""
 
     def __init__(self) -> None:
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
+        self._parts: list[Stats] = []
 
-    def add(self, stats: dict[str, torch.Tensor]) -> None:
-        # A handful of tiny device ops per call; no host synchronisation.
-        for key, value in stats.items():
-            v = value.detach().to(torch.float32)
-            if key in self._sums:
-                self._sums[key] = self._sums[key] + v
-                self._counts[key] += 1
-            else:
-                self._sums[key] = v.clone()
-                self._counts[key] = 1
+    def add(self, stats: Stats) -> None:
+        self._parts.append({k: v.detach() for k, v in stats.items()})
+        if len(self._parts) >= FOLD:
+            self._parts = [combine_stats(self._parts)]
 
-    def __len__(self) -> int:
-        return max(self._counts.values(), default=0)
+    def __bool__(self) -> bool:
+        return bool(self._parts)
 
-    def pop(
-        self, prefix: str = "reweight/", domain_names: Sequence[str] | None = None
-    ) -> dict[str, float]:
-        """Interval means (sums for counts) as Python floats, then reset. One device-to-host copy."""
-        if not self._sums:
-            return {}
-        keys = list(self._sums)
-        flat = torch.cat([self._sums[k].reshape(-1) for k in keys]).cpu().tolist()
-        out: dict[str, float] = {}
-        i = 0
-        for key in keys:
-            n = self._sums[key].numel()
-            scale = 1.0 if key in SUMMED else 1.0 / self._counts[key]
-            vals = [x * scale for x in flat[i : i + n]]
-            i += n
-            if self._sums[key].dim() == 0:
-                out[prefix + key] = vals[0]
-            else:
-                for d, x in enumerate(vals):
-                    name = domain_names[d] if domain_names is not None and d < len(domain_names) else str(d)
-                    out[f"{prefix}{key}/{name}"] = x
-        self._sums.clear()
-        self._counts.clear()
+    def pop_tensors(self) -> Stats:
+        """The combined statistics as device tensors (no host sync), then reset."""
+        out = combine_stats(self._parts)
+        self._parts = []
         return out
+
+    def pop(self) -> dict[str, float | list[float]]:
+        """The combined statistics as Python numbers, then reset."""
+        return stats_to_python(self.pop_tensors())
+
+
+def flatten(
+    stats: dict, prefix: str = "reweight/", domain_names: Sequence[str] | None = None
+) -> dict:
+    """`{prefix + name: value}`, one entry per domain for per-domain vectors
+    (`reweight/domain_weight_share/<name>`). Works on device tensors and on Python values;
+    the loss statistics (LOSS_STATS) are left out: log them as training losses."""
+    out: dict = {}
+    for key, value in stats.items():
+        if key in LOSS_STATS:
+            continue
+        is_vector = isinstance(value, list) or (isinstance(value, torch.Tensor) and value.dim() > 0)
+        if not is_vector:
+            out[prefix + key] = value
+            continue
+        for d in range(len(value)):
+            name = domain_names[d] if domain_names is not None and d < len(domain_names) else str(d)
+            out[f"{prefix}{key}/{name}"] = value[d]
+    return out

@@ -9,7 +9,10 @@ their own Trainer subclass.
 The hook only receives `(outputs, labels, num_items_in_batch)`, so the object is also a
 `TrainerCallback`: it learns the optimizer step (for warm-up and the temperature schedule),
 the accumulation window and the arguments from the Trainer's callback events, and adds the
-statistics to the training logs. Limits: `scope="micro"` only (the `step` scope needs every
+statistics to the training logs, with the same names as `ReweightingTrainer`: `loss` becomes
+the unweighted mean per-sample loss, `weighted_loss` what was backpropagated, and with a dict
+`eval_dataset` `eval_domain_avg_loss` / `eval_worst_domain_loss` follow the per-domain
+`eval_<name>_loss`. Limits: `scope="micro"` only (the `step` scope needs every
 micro-batch before any backward: use `ReweightingTrainer`), and no domain ids (the hook never
 sees the batch).
 """
@@ -23,10 +26,11 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from lossreweight.integrations._stats import StatsAccumulator
+from lossreweight.integrations._stats import StatsAccumulator, flatten
+from lossreweight.integrations.hf_eval import domain_summary, eval_batch_loss
 from lossreweight.integrations.hf_outputs import logits_of
 from lossreweight.losses import per_sample_loss
-from lossreweight.reweighting import Reweighter
+from lossreweight.reweighting import Reweighter, combine_stats, stats_to_python
 
 
 class ReweightedLossFunc(TrainerCallback):
@@ -60,7 +64,10 @@ class ReweightedLossFunc(TrainerCallback):
         self._batches_per_epoch: int | None = None
         self._step = 0
         self._window = 1
-        self._stats = StatsAccumulator()
+        self._stats = StatsAccumulator()  # since the last training log
+        self._run: dict[str, torch.Tensor] = {}  # since training began
+        self._trainer: Trainer | None = None
+        self._eval_seen: dict[str, float] = {}
 
     def attach(self, trainer: Trainer) -> Trainer:
         """Use this as `trainer`'s loss, and register the callback ahead of the reporting
@@ -68,6 +75,8 @@ class ReweightedLossFunc(TrainerCallback):
         if trainer.args.n_gpu > 1:
             raise ValueError("ReweightedLossFunc needs one device per process (DDP), not DataParallel")
         trainer.compute_loss_func = self
+        self._trainer = trainer
+        self._args = trainer.args
         callbacks = trainer.callback_handler.callbacks
         if self not in callbacks:
             callbacks.insert(0, self)
@@ -90,7 +99,7 @@ class ReweightedLossFunc(TrainerCallback):
         losses, _ = per_sample_loss(logits_of(outputs), labels, shift=self.shift)
         if not torch.is_grad_enabled():
             # Evaluation / prediction: the unweighted mean of the per-sample losses.
-            loss = torch.nanmean(losses)
+            loss = eval_batch_loss(losses)
             return loss / self._trainer_multiplier(num_items_in_batch) if self._args is not None else loss
         if self._args is None:
             raise RuntimeError(
@@ -104,6 +113,7 @@ class ReweightedLossFunc(TrainerCallback):
     # -- callback events --------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._args = args
+        self._run = {}
         loader = kwargs.get("train_dataloader")
         try:
             self._batches_per_epoch = len(loader) if loader is not None else None
@@ -122,10 +132,39 @@ class ReweightedLossFunc(TrainerCallback):
                 self._window = n - (per_epoch - 1) * ga
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if logs is not None and "loss" in logs and len(self._stats):
-            stats = self._stats.pop(self.stats_prefix, self.domain_names)
-            logs.update(stats)
-            # Trainer.log appended a copy of `logs` to the history just before this event.
-            last = state.log_history[-1] if state.log_history else None
-            if last is not None and last.get("loss") == logs["loss"] and last.get("step") == state.global_step:
-                last.update(stats)
+        if logs is None:
+            return
+        update: dict[str, Any] = {}
+        if "loss" in logs and self._stats:
+            stats = self._stats.pop_tensors()
+            self._run = combine_stats([self._run, stats]) if self._run else stats
+            py = stats_to_python(stats)
+            update = {"loss": py["mean_loss"], "weighted_loss": logs["loss"], **flatten(py, self.stats_prefix, self.domain_names)}
+        elif "train_loss" in logs and (self._run or self._stats):
+            parts = [p for p in (self._run, self._stats.pop_tensors()) if p]
+            self._run = combine_stats(parts)
+            update = {"train_loss": stats_to_python({"m": self._run["mean_loss"]})["m"], "train_weighted_loss": logs["train_loss"]}
+        if not update:
+            return
+        # Trainer.log appended a copy of `logs` to the history just before this event.
+        last = state.log_history[-1] if state.log_history else None
+        if last is not None and last.get("step") == state.global_step and all(k in last for k in logs):
+            last.update(update)
+        logs.update(update)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
+        # The Trainer evaluates a dict eval_dataset one domain at a time; after the last one,
+        # add the summary to its metrics (which the Trainer merges and uses for the best
+        # model) and log it.
+        trainer = self._trainer
+        datasets = getattr(trainer, "eval_dataset", None)
+        if trainer is None or not isinstance(datasets, dict) or not metrics:
+            return
+        names = [n for n in datasets if f"eval_{n}_loss" in metrics]
+        for n in names:
+            self._eval_seen[f"eval_{n}_loss"] = metrics[f"eval_{n}_loss"]
+        summary = domain_summary(self._eval_seen, list(datasets))
+        if summary and names:
+            self._eval_seen = {}
+            metrics.update(summary)
+            trainer.log(dict(summary))

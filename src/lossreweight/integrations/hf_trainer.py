@@ -7,6 +7,11 @@ accumulation, so `Trainer.training_step` divides it by the number of micro-batch
 window. DDP then averages gradients over ranks, which gives sum_i w_i grad l_i / A per
 window: SPEC's `micro` scope. With `scope="step"` the weights sum to 1 over the whole window,
 so each micro-batch's loss is multiplied by the divisor the Trainer will apply.
+
+Logged names: `loss` is the unweighted mean per-sample loss over the logging interval (the
+same quantity as `eval_loss`, comparable across strategies), `weighted_loss` what was
+backpropagated, `reweight/<statistic>` the SPEC 5 statistics; with a dict `eval_dataset`,
+`eval_<name>_loss` per domain plus `eval_domain_avg_loss` and `eval_worst_domain_loss`.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any, Literal
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import TrainOutput
 
-from lossreweight.integrations._stats import StatsAccumulator
+from lossreweight.integrations._stats import StatsAccumulator, flatten
+from lossreweight.integrations.hf_eval import domain_summary, eval_batch_loss
 from lossreweight.integrations.hf_outputs import causal_lm_losses
-from lossreweight.reweighting import Reweighter
+from lossreweight.reweighting import Reweighter, combine_stats, stats_to_python
 
 
 class ReweightingTrainer(Trainer):
@@ -70,7 +77,8 @@ class ReweightingTrainer(Trainer):
                 )
         self.loss_from = loss_from
         self.stats_prefix = stats_prefix
-        self._rw_stats = StatsAccumulator()
+        self._rw_stats = StatsAccumulator()  # since the last training log
+        self._rw_run: dict[str, torch.Tensor] = {}  # since train() began, folded at each log
         self._rw_window: deque[torch.Tensor] = deque()
         super().__init__(*args, **kwargs)
         if self.args.label_smoothing_factor != 0:
@@ -94,9 +102,11 @@ class ReweightingTrainer(Trainer):
             self._signature_columns.append(self.domain_key)
 
     # -- loss -------------------------------------------------------------------------------
-    def _losses(self, model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    def _losses(
+        self, model: torch.nn.Module, inputs: dict[str, Any], loss_from: str | None = None
+    ) -> tuple[torch.Tensor, Any]:
         unwrapped = self.accelerator.unwrap_model(model)
-        return causal_lm_losses(model, unwrapped, inputs, loss_from=self.loss_from)
+        return causal_lm_losses(model, unwrapped, inputs, loss_from=loss_from or self.loss_from)
 
     def _divisor(self) -> int:
         # What Trainer.training_step divides our loss by (len of the prefetched window).
@@ -114,8 +124,12 @@ class ReweightingTrainer(Trainer):
         if domain_ids is not None:
             domain_ids = domain_ids.reshape(-1)
         if not model.training:
-            # Evaluation and prediction: the model's own (unweighted) loss, as the plain Trainer.
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # Evaluation and prediction: the unweighted mean of per-sample mean losses, the
+            # quantity the logged training `loss` is. compute_metrics needs the full logits.
+            loss_from = "logits" if self.compute_metrics is not None else self.loss_from
+            losses, outputs = self._losses(model, inputs, loss_from)
+            loss = eval_batch_loss(losses)
+            return (loss, outputs) if return_outputs else loss
         losses, outputs = self._losses(model, inputs)
         if self.reweighter.scope == "step":
             if not self._rw_window:
@@ -163,7 +177,47 @@ class ReweightingTrainer(Trainer):
 
     # -- logging ----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        # Training logs carry "loss"; add the interval's statistics (one device-to-host copy).
-        if "loss" in logs and len(self._rw_stats):
-            logs.update(self._rw_stats.pop(self.stats_prefix, self.domain_names))
+        if "loss" in logs and self._rw_stats:
+            # A training log: HF's `loss` is what was backpropagated (the weighted loss). Log
+            # the unweighted mean as `loss` instead, comparable with eval_loss and across
+            # strategies, the weighted one beside it, and the statistics (one host copy).
+            stats = self._fold_interval()
+            py = stats_to_python(stats)
+            logs["weighted_loss"] = logs["loss"]
+            logs["loss"] = py["mean_loss"]
+            logs.update(flatten(py, self.stats_prefix, self.domain_names))
+        elif "train_loss" in logs and (self._rw_run or self._rw_stats):
+            # The end of train(): the same swap over the whole run.
+            self._fold_interval()
+            logs["train_weighted_loss"] = logs["train_loss"]
+            logs["train_loss"] = stats_to_python({"m": self._rw_run["mean_loss"]})["m"]
         super().log(logs, *args, **kwargs)
+
+    def _fold_interval(self) -> dict[str, torch.Tensor]:
+        stats = self._rw_stats.pop_tensors()
+        self._rw_run = combine_stats([self._rw_run, stats]) if self._rw_run else stats
+        return stats
+
+    def train(self, *args: Any, **kwargs: Any) -> TrainOutput:
+        self._rw_run = {}
+        out = super().train(*args, **kwargs)
+        # TrainOutput.training_loss is HF's weighted average; report the logged (unweighted) one.
+        return TrainOutput(out.global_step, out.metrics.get("train_loss", out.training_loss), out.metrics)
+
+    # -- evaluation over domains ------------------------------------------------------------
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """The Trainer's evaluation; with a dict of datasets (one per domain), also
+        `eval_domain_avg_loss` and `eval_worst_domain_loss` once every domain is done."""
+        datasets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if isinstance(datasets, dict):
+            summary = domain_summary(metrics, list(datasets), metric_key_prefix)
+            if summary:
+                metrics.update(summary)
+                self.log(dict(summary))
+        return metrics

@@ -1,22 +1,29 @@
 """Loss-based reweighting in a Lightning `training_step` (an optional extra: `lossreweight[lightning]`).
 
     class LM(ReweightingMixin, L.LightningModule):
+        reweight_domain_names = ["web", "code"]        # optional: names for per-domain statistics
+
         def __init__(self):
             super().__init__()
             self.model = ...
-            self.reweighter = Reweighter("linupper", temperature=0.5)
+            self.reweighter = Reweighter("linupper", temperature=0.5, num_domains=2)
 
         def training_step(self, batch, batch_idx):
             logits = self.model(batch["input_ids"])
             return self.causal_lm_reweighted_loss(logits, batch["labels"], domain_ids=batch.get("domain_ids"))
 
-    trainer = L.Trainer(callbacks=[ReweightingStatsCallback()], accumulate_grad_batches=2, ...)
+    trainer = L.Trainer(accumulate_grad_batches=2, ...)
 
 Why the scale is right: `training_step` returns `W * sum_i w_i l_i` (weights summing to 1
 over the micro-batch of all W ranks, gathered with torch.distributed, which Lightning's DDP
 strategy initialises); Lightning's automatic optimisation divides it by
 `accumulate_grad_batches` and DDP averages gradients over ranks, so one optimizer step
 applies sum_i w_i grad l_i averaged over the window: SPEC's `micro` scope.
+
+What is logged, once per optimizer step (in `on_before_optimizer_step`), over the whole
+accumulation window with `combine_stats`: `train/loss` (the unweighted mean per-sample loss,
+also on the progress bar), `train/weighted_loss` (what was backpropagated) and
+`reweight/<statistic>` (per domain: `reweight/domain_weight_share/<name>`).
 """
 
 from __future__ import annotations
@@ -27,25 +34,39 @@ from typing import Any
 import torch
 
 try:
-    import lightning.pytorch as pl
-except ImportError:  # the standalone `pytorch_lightning` package has the same API
-    try:
-        import pytorch_lightning as pl  # type: ignore[no-redef]
-    except ImportError as exc:
+    import lightning.pytorch as pl  # noqa: F401 - fails early, with the install hint
+except ModuleNotFoundError as exc:
+    if exc.name not in ("lightning", "lightning.pytorch"):
+        raise  # Lightning is installed but one of its own imports failed: show that error
+    try:  # the standalone `pytorch_lightning` package has the same API
+        import pytorch_lightning as pl  # type: ignore[no-redef]  # noqa: F401
+    except ModuleNotFoundError as exc2:
+        if exc2.name != "pytorch_lightning":
+            raise
         raise ImportError(
             "lossreweight.integrations.lightning needs Lightning: pip install 'lossreweight[lightning]'"
         ) from exc
 
+from lossreweight.integrations._stats import StatsAccumulator, flatten
 from lossreweight.losses import per_sample_loss
 from lossreweight.reweighting import Reweighter
 
-__all__ = ["ReweightingMixin", "ReweightingStatsCallback"]
+__all__ = ["ReweightingMixin"]
 
 
 class ReweightingMixin:
-    """Mix into a `LightningModule` (before it in the bases) that sets `self.reweighter`."""
+    """Mix into a `LightningModule` (before it in the bases) that sets `self.reweighter`.
+
+    Class attributes: `reweight_domain_names` (names for the per-domain statistics; default
+    the ids), `reweight_log` (False: log nothing), `reweight_prefix` ("reweight/"). If you
+    override `on_before_optimizer_step`, call `super().on_before_optimizer_step(optimizer)`
+    (or `self.log_reweighting()`) in it.
+    """
 
     reweighter: Reweighter
+    reweight_domain_names: Sequence[str] | None = None
+    reweight_log: bool = True
+    reweight_prefix: str = "reweight/"
 
     def reweighted_loss(
         self, losses: torch.Tensor, *, domain_ids: torch.Tensor | None = None
@@ -68,7 +89,7 @@ class ReweightingMixin:
         if domain_ids is not None:
             domain_ids = domain_ids.reshape(-1)
         out = rw.reweight(losses, step=step, domain_ids=domain_ids)
-        self._reweight_stats = out.stats  # read by ReweightingStatsCallback
+        self._reweight_window().add(out.stats)
         return out.loss
 
     def causal_lm_reweighted_loss(
@@ -83,33 +104,35 @@ class ReweightingMixin:
         losses, _ = per_sample_loss(logits, labels, shift=shift)
         return self.reweighted_loss(losses, domain_ids=domain_ids)
 
+    # -- logging, once per optimizer step ---------------------------------------------------
+    def _reweight_window(self) -> StatsAccumulator:
+        acc = getattr(self, "_rw_window", None)
+        if acc is None:
+            acc = StatsAccumulator()
+            self._rw_window = acc
+        return acc
 
-class ReweightingStatsCallback(pl.Callback):
-    """Logs `pl_module.reweighter.stats` through `LightningModule.log_dict` after each batch.
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # Called once per optimizer step, after the window's last backward.
+        super().on_before_optimizer_step(optimizer)  # type: ignore[misc]
+        self.log_reweighting()
 
-    The values stay device tensors: Lightning converts them to numbers only on the steps its
-    loggers write (`log_every_n_steps`), so there is no host synchronisation in between. Each
-    logged value is the last micro-batch's statistic (Lightning's `on_step` semantics).
-    """
+    def log_reweighting(self) -> None:
+        """Log the losses and statistics of the micro-batches since the last call (the
+        accumulation window), combined with `combine_stats`, then start a new window.
 
-    def __init__(self, prefix: str = "reweight/", domain_names: Sequence[str] | None = None) -> None:
-        self.prefix = prefix
-        self.domain_names = list(domain_names) if domain_names is not None else None
-
-    def on_train_batch_end(
-        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        stats = getattr(pl_module, "_reweight_stats", None)
-        if not stats or not trainer.loggers:
+        The values stay device tensors: Lightning turns them into numbers only on the steps
+        its loggers write (`log_every_n_steps`), so there is no host synchronisation in
+        between. They are the same on every rank (computed from the gathered scope).
+        """
+        acc = self._reweight_window()
+        if not acc:
             return
-        metrics: dict[str, torch.Tensor] = {}
-        for key, value in stats.items():
-            if value.dim() == 0:
-                metrics[self.prefix + key] = value
-            else:
-                for d in range(value.numel()):
-                    names = self.domain_names
-                    name = names[d] if names is not None and d < len(names) else str(d)
-                    metrics[f"{self.prefix}{key}/{name}"] = value[d]
-        # Identical on every rank (computed from the gathered scope): no sync_dist needed.
-        pl_module.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, logger=True, batch_size=1)
+        stats = acc.pop_tensors()
+        if not self.reweight_log:
+            return
+        log = self.log  # type: ignore[attr-defined]
+        log("train/loss", stats["mean_loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        metrics = {"train/weighted_loss": stats["weighted_loss"]}
+        metrics.update(flatten(stats, self.reweight_prefix, self.reweight_domain_names))
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)  # type: ignore[attr-defined]
