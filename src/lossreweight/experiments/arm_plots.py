@@ -50,32 +50,15 @@ def plot_loss_curves(path: Path, records: Records, *, colors: Mapping[str, str] 
     colors = colors or P.colors_for(list(records))
     fig, (a1, a2) = P.new_figure(2, panel_size=(6.0, 4.0))
     xs, ys = _curves(records, "train_loss", window=3)
-    P.plot_mean_spread(a1, ys, x=xs, logy=False, colors=colors, ylabel="train loss (3-record avg)",
+    P.plot_mean_spread(a1, ys, x=xs, logy=False, colors=colors, ylabel="train loss, nats (3-record avg)",
                        title="training loss (mean, min-max over seeds)")
     xs, ys = _curves(records, "val_loss", evals_only=True)
-    P.plot_mean_spread(a2, ys, x=xs, logy=False, colors=colors, ylabel="validation loss",
+    P.plot_mean_spread(a2, ys, x=xs, logy=False, colors=colors, ylabel="validation loss (nats)",
                        title="validation loss at evaluations")
-    for ax, key in ((a1, "train_loss"), (a2, "val_loss")):
-        _zoom_tail(ax, records, key, evals_only=key == "val_loss")
+    # The whole curve, nothing clipped (the paired-difference plots show the small gaps).
     if title:
         fig.suptitle(title)
     return P.save_figure(fig, path)
-
-
-def _zoom_tail(ax: Any, records: Records, key: str, *, evals_only: bool) -> None:
-    """Clip the view to the last three quarters of training: the first steps' high loss
-    would otherwise flatten the differences that matter."""
-    vals = []
-    for by_seed in records.values():
-        for run in by_seed.values():
-            _, y = stacked([run], key, evals_only=evals_only)
-            if y.size:
-                tail = y[0, y.shape[1] // 4:] if y.shape[1] > 3 else y[0]
-                vals.extend(tail.tolist())
-    if vals:
-        lo, hi = min(vals), max(vals)
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.set_ylim(lo - pad, hi + pad)
 
 
 def plot_domain_bars(path: Path, summary: Mapping[str, Any], *, colors: Mapping[str, str] | None = None,
@@ -97,7 +80,7 @@ def plot_domain_bars(path: Path, summary: Mapping[str, Any], *, colors: Mapping[
     paired = relative_to is not None and any(key in runs[a] for a in arms if a != relative_to)
     fig, axes = P.new_figure(2 if paired else 1, ncols=1, panel_size=(max(8.0, 1.3 * len(cats) + 0.4 * len(arms)), 3.8))
     finite = [v for row in values.values() for v in row.values() if v is not None]
-    P.plot_grouped_bars(axes[0], values, errors=errors, colors=colors, ylabel="validation loss",
+    P.plot_grouped_bars(axes[0], values, errors=errors, colors=colors, ylabel="validation loss (nats)",
                         title="final validation loss per domain (mean +- std over seeds)")
     if finite:
         lo, hi = min(finite), max(finite)

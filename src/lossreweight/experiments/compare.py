@@ -78,7 +78,7 @@ def train_arms(
     records = run_arms(config, list(overrides), arms, seeds, Path(out) / "runs", log=log, reuse_from=reuse_from)
     summary = summarize(records, baseline=baseline if baseline in names else None)
     summary.update({"config": str(config), "overrides": list(overrides),
-                    "arms": {a.name: list(a.overrides) for a in arms}})
+                    "arm_overrides": {a.name: list(a.overrides) for a in arms}})
     return records, summary
 
 
@@ -100,7 +100,7 @@ def standard_sections(summary: dict[str, Any], files: dict[str, str], *, intro: 
             f"{base}'s final validation loss of the same seed, interpolated between evaluations."
         )
     return [
-        Section("Setup", setup),
+        Section("Protocol", setup),
         Section("Validation loss", [], images=[
             (files["loss_curves"], "training loss and validation loss (mean, min-max band over seeds)"),
             (files["val_loss_by_domain"], "final validation loss per domain"),

@@ -3,8 +3,9 @@
 A run directory is *done* when it holds `final.json` and its saved resolved config matches
 the config asked for; it is then reused without training. A directory whose config matches
 but that has no `final.json` was interrupted: training it again resumes from its newest
-checkpoint (the trainer does that by itself). A directory trained with other settings is
-*stale*: it is removed and trained afresh, so a cache hit always means the same results.
+checkpoint (the trainer does that by itself). A run is never deleted: when the folder holds a
+run with other settings (the study was re-run with changed settings), the new run goes beside
+it, in `runs/by-config/<config hash>/<arm>-seed<k>`, and the old one stays where it was.
 A new run whose config matches a finished run in a sibling study folder is copied from it
 (studies share e.g. uniform at seed 0). Identity ignores settings that never change results
 (IGNORED_KEYS: logging, checkpoint cadence, CPU threads).
@@ -23,17 +24,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lossreweight.errors import ConfigError
-from lossreweight.model.run_dir import RESOLVED_CONFIG
+from lossreweight.experiments.metric_names import flat_record
+from lossreweight.rundir import (
+    FINAL_FILE,
+    NEVER_CHANGE_RESULTS,
+    RESOLVED_CONFIG,
+    RUN_MARKERS,  # noqa: F401 - re-exported
+    TIMING_FILE,
+    compare_runs,
+    is_run_dir,  # noqa: F401 - re-exported (experiments.outdir)
+    results_hash,
+)
 from lossreweight.train import RunConfig, train
-from lossreweight.train.loop import FINAL_FILE
 from lossreweight.train.metrics import read_metrics
 
-TIMING_FILE = "train_time.json"  # wall seconds of the training that produced the run
-# Settings that never change what a run computes, so a cached run with other values of them
-# is still the same run (where logs go, how often checkpoints are written, CPU threads).
-IGNORED_KEYS: tuple[str, ...] = ("log", "checkpoint", "train.threads", "data.cache_dir")
-# Files that mark a directory as a run of ours (safe to remove when stale).
-_RUN_MARKERS = (RESOLVED_CONFIG, "metrics.jsonl", "checkpoints", FINAL_FILE, "config.yaml")
+# The one "same run" rule is lossreweight.rundir's: settings that never change what a run
+# computes (NEVER_CHANGE_RESULTS) are ignored; any other difference is another result.
+IGNORED_KEYS = NEVER_CHANGE_RESULTS
+BY_CONFIG = "by-config"  # runs/by-config/<hash>/: runs of other settings, beside the first ones
 
 Status = Literal["new", "done", "partial", "stale"]
 Log = Callable[[str], None]
@@ -45,6 +53,7 @@ class Arm:
 
     name: str
     overrides: tuple[str, ...] = ()
+    stage: int = 0  # runs train stage by stage (each seed by seed): what to have first if stopped
 
     @staticmethod
     def strategy(name: str) -> Arm:
@@ -79,47 +88,16 @@ def run_name(arm: str, seed: int) -> str:
 
 
 # -- identity of a run ----------------------------------------------------------------------
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        # A temperature schedule or a mixture is one value, compared whole.
-        if isinstance(v, dict) and key not in ("reweight.temperature", "data.mixture"):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _ignored(key: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
-
-
 def config_differences(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
-    """Keys whose value in the saved resolved config differs from `cfg` (ignoring IGNORED_KEYS).
-
-    The trainer resolves `None` model fields (vocab size, kv heads, ffn width) from the data
-    and writes them out; a `None` asked for matches whatever it was resolved to.
-    """
-    want, have = _flatten(cfg.to_dict()), _flatten(saved)
-    diff = []
-    for key in sorted(set(want) | set(have)):
-        if _ignored(key):
-            continue
-        if key not in want and key.startswith("model."):
-            continue  # resolved extras the trainer adds (e.g. an hf model's config)
-        a, b = want.get(key), have.get(key)
-        if a is None and key.startswith("model.") and key in have:
-            continue
-        if a != b:
-            diff.append(key)
-    return diff
+    """Keys whose value in the saved resolved config differs from `cfg` in a way that changes
+    results (lossreweight.rundir.compare_runs; a `None` model field matches its resolved value)."""
+    diff = compare_runs(saved, cfg.to_dict())
+    return sorted(diff.blocking + diff.recovery + diff.resumable)
 
 
 def config_hash(cfg: RunConfig) -> str:
     """A short fingerprint of everything that changes a run's results."""
-    flat = {k: v for k, v in _flatten(cfg.to_dict()).items() if not _ignored(k)}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+    return results_hash(cfg.to_dict())
 
 
 def run_status(run_dir: Path, cfg: RunConfig) -> Status:
@@ -137,12 +115,14 @@ def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     return "done" if (run_dir / FINAL_FILE).is_file() else "partial"
 
 
-def _remove_stale(run_dir: Path) -> None:
-    if not any((run_dir / m).exists() for m in _RUN_MARKERS) and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"{run_dir} exists and is not a training run; remove it or choose another --out"
-        )
-    shutil.rmtree(run_dir)
+def resolve_run_dir(runs_dir: Path, name: str, cfg: RunConfig) -> Path:
+    """Where the run `name` with config `cfg` lives: `runs_dir/name` unless that folder holds
+    a run with other settings; then `runs_dir/by-config/<hash>/name`, so re-running a study
+    with changed settings trains beside the finished runs instead of replacing them."""
+    primary = Path(runs_dir) / name
+    if not primary.exists() or run_status(primary, cfg) in ("done", "partial", "new"):
+        return primary
+    return Path(runs_dir) / BY_CONFIG / config_hash(cfg) / name
 
 
 # -- running --------------------------------------------------------------------------------
@@ -213,11 +193,13 @@ def ensure_run(
         how = "cached"
         say(f"{label}: cached (finished run with the same config)")
     else:
-        how = {"new": "trained", "partial": "resumed", "stale": "retrained"}[status]
-        if status == "stale":
-            say(f"{label}: settings changed since it was trained; retraining from scratch")
-            _remove_stale(run_dir)
-        elif status == "partial":
+        if status == "stale":  # never replace a run: resolve_run_dir puts new settings beside it
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings; choose another --out, or move that run away "
+                "to train these settings there"
+            )
+        how = {"new": "trained", "partial": "resumed"}[status]
+        if status == "partial":
             say(f"{label}: resuming an interrupted run")
         else:
             say(f"{label}: training {cfg.train.max_steps} steps")
@@ -227,7 +209,7 @@ def ensure_run(
         _add_train_time(run_dir, seconds, fresh=status != "partial")
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
-    final = json.loads((run_dir / FINAL_FILE).read_text())
+    final = flat_record(json.loads((run_dir / FINAL_FILE).read_text()))
     if "val_loss" not in final:
         final = _complete_final(run_dir, final)
     record = RunRecord(
@@ -235,7 +217,7 @@ def ensure_run(
         seed=cfg.train.seed if seed is None else seed,
         run_dir=run_dir,
         final=final,
-        metrics=read_metrics(run_dir),
+        metrics=[flat_record(r) for r in read_metrics(run_dir)],
         status=how,
         seconds=seconds,
         batch_checksum=batch_checksum(cfg),
@@ -266,10 +248,34 @@ def _complete_final(run_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
     trainer writes final.json without the final evaluation; evaluate that checkpoint here."""
     from lossreweight.train.evaluate_run import evaluate_run
 
-    ev = evaluate_run(run_dir)
+    ev = flat_record(evaluate_run(run_dir))
     final = {**final, **{k: v for k, v in ev.items() if k not in ("checkpoint", "step")}}
     (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=1))
     return final
+
+
+def _prepare_once(cfgs: Sequence[RunConfig]) -> None:
+    """Prepare each distinct data setting once, here, before workers start: parallel workers
+    would otherwise race for the prepared-data folder (it admits one writer at a time)."""
+    from lossreweight.data import prepare_data
+
+    seen: set[str] = set()
+    for cfg in cfgs:
+        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            prepare_data(cfg.data, progress=False)
+
+
+def _finished_part(plan: list[Any], first_arm: str, runs_dir: Path) -> list[Any]:
+    """The finished part of a plan that pairs: the seeds where `first_arm` (the baseline) is
+    finished, and each arm finished at all of those seeds."""
+    finished = {(a.name, k) for a, k, _, c, d in plan if d.exists() and run_status(d, c) == "done"}
+    seeds = sorted({k for a, k in finished if a == first_arm})
+    arms = {a.name for a, *_ in plan if all((a.name, k) in finished for k in seeds)}
+    if not seeds:
+        raise ConfigError(f"no finished {first_arm} run in {runs_dir} yet; run the study without --no-train")
+    return [p for p in plan if p[0].name in arms and p[1] in seeds]
 
 
 def run_arms(
@@ -281,30 +287,47 @@ def run_arms(
     *,
     log: Log | None = None,
     reuse_from: Sequence[Path] = (),
+    jobs: int = 1,
+    train_missing: bool = True,
 ) -> dict[str, dict[int, RunRecord]]:
     """Every arm at every seed, each in `runs_dir/<arm>-seed<k>`; cached runs are reused.
 
     An arm's overrides come after the base overrides, then `train.seed=k`; so within a seed
     every arm has the same model init and (with the same data settings) the same batches.
-    Configs are all validated before anything trains, so a typo fails at once. A new run whose
-    config matches a finished run in another study folder under `reuse_from` is copied.
+    Configs are all validated before anything trains, so a typo fails at once. Runs go seed
+    by seed (every arm of seed 0 first), so an interrupted study has whole seeds to report.
+    A new run whose config matches a finished run in another study folder under `reuse_from`
+    is copied. `jobs` > 1 trains the missing runs in that many processes side by side.
+    `train_missing=False` trains nothing: it returns the seeds whose every arm is finished.
     """
     from lossreweight.train import load_config
 
-    plan: list[tuple[Arm, int, RunConfig]] = []
-    for arm in arms:
-        for seed in seeds:
-            cfg = load_config(base, [*base_overrides, *arm.overrides, f"train.seed={seed}"])
-            plan.append((arm, seed, cfg))
     folders = [run_name(a.name, 0) for a in arms]
     if len(set(folders)) != len(folders):
         raise ConfigError(f"arm names {[a.name for a in arms]} do not give distinct run folders")
+    plan: list[tuple[Arm, int, list[str], RunConfig, Path]] = []
+    for stage, seed in sorted({(a.stage, s) for a in arms for s in seeds}):
+        for arm in (a for a in arms if a.stage == stage):
+            overrides = [*base_overrides, *arm.overrides, f"train.seed={seed}"]
+            cfg = load_config(base, overrides)
+            plan.append((arm, seed, overrides, cfg, resolve_run_dir(runs_dir, run_name(arm.name, seed), cfg)))
+    if not train_missing:
+        plan = _finished_part(plan, arms[0].name, runs_dir)
+    elif jobs > 1:
+        from lossreweight.experiments.parallel_runs import train_in_parallel
+
+        todo = [(ov, d, f"[{arm.name} seed {seed}] ") for arm, seed, ov, c, d in plan
+                if not (d.exists() and run_status(d, c) == "done")]
+        _prepare_once([c for _, _, ov, c, d in plan if any(d == t[1] for t in todo)])
+        if log is not None and todo:
+            log(f"training {len(todo)} runs in {min(jobs, len(todo))} processes")
+        train_in_parallel(base, todo, jobs, reuse_from)
     out: dict[str, dict[int, RunRecord]] = {arm.name: {} for arm in arms}
-    for i, (arm, seed, cfg) in enumerate(plan, 1):
+    for i, (arm, seed, _, cfg, run_dir) in enumerate(plan, 1):
         prefix = f"[{i}/{len(plan)}] "
         say = None if log is None else (lambda m, p=prefix: log(p + m))
-        out[arm.name][seed] = ensure_run(
-            cfg, runs_dir / run_name(arm.name, seed), arm=arm.name, seed=seed, log=say,
-            reuse_from=reuse_from,
-        )
-    return out
+        if log is not None and run_dir.parent != Path(runs_dir) and not run_dir.exists():
+            log(f"{prefix}{run_name(arm.name, seed)}: its folder holds a run with other settings (kept); "
+                f"training these settings in {run_dir}")
+        out[arm.name][seed] = ensure_run(cfg, run_dir, arm=arm.name, seed=seed, log=say, reuse_from=reuse_from)
+    return {a: r for a, r in out.items() if r}  # (--no-train leaves out arms not finished yet)

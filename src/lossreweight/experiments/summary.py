@@ -46,8 +46,36 @@ def std(xs: Sequence[float | None]) -> float | None:
     return float(statistics.stdev(xs))
 
 
+def ci95(xs: Sequence[float | None]) -> list[float] | None:
+    """The 95% t-interval of the mean over seeds, [lo, hi]; None for one seed or a missing value.
+
+    Seeds are the independent replicates, so the interval is mean +- t(0.975, n-1) * s / sqrt(n).
+    """
+    m, s = mean(xs), std(xs)
+    if m is None or s is None:
+        return None
+    half = t975(len(xs) - 1) * s / math.sqrt(len(xs))
+    return [m - half, m + half]
+
+
+# Student's t 0.975 quantiles for 1..30 degrees of freedom (scipy is not a dependency).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with `df` degrees of freedom (df >= 1)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964  # Cornish-Fisher expansion around the normal quantile; < 1e-3 off above 30
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
 def spread(xs: Sequence[float | None]) -> dict[str, Any]:
-    return {"per_seed": list(xs), "mean": mean(xs), "std": std(xs)}
+    return {"per_seed": list(xs), "mean": mean(xs), "std": std(xs), "ci95": ci95(xs)}
 
 
 # -- curves ---------------------------------------------------------------------------------
@@ -258,6 +286,22 @@ def summarize(
         "same_batches_per_seed": same,
         "same_batches": all(same.values()),
     }
+
+
+def fmt_ci(d: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """"m [lo, hi]" for a spread with a 95% interval (or just m)."""
+    if not d or d.get("mean") is None:
+        return "\u2014"
+    ci = d.get("ci95")
+    if not ci:
+        return f"{d['mean']:+.{digits}f}"
+    return f"{d['mean']:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def excludes_zero(d: Mapping[str, Any] | None) -> bool | None:
+    """Does the 95% interval exclude 0? None without an interval."""
+    ci = (d or {}).get("ci95")
+    return None if not ci else (ci[0] > 0 or ci[1] < 0)
 
 
 def fmt_pm(m: float | None, s: float | None, digits: int = 4) -> str:

@@ -1,4 +1,4 @@
-"""Study `domain-mix`: sample reweighting on top of a domain mixture.
+"""uniform vs a static domain mixture, each with and without linupper (100-step regime).
 
 Four arms: the uniform domain mixture (1/6 per domain, the paper's setting) and a static
 non-uniform mixture, each with uniform sample weights and with LinUpper. The static mixture
@@ -11,20 +11,15 @@ the two mixtures necessarily do not.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
-from lossreweight.experiments import plotting as P
-from lossreweight.experiments.arm_plots import standard_plots
-from lossreweight.experiments.compare import standard_sections
+from lossreweight.experiments.harness import Context, Plan, Study
 from lossreweight.experiments.plotting import Section, Table
-from lossreweight.experiments.runs import Arm, Log, run_arms
-from lossreweight.experiments.studies.common import BASE_CONFIG, full_scale, quick_scale, study_dir
-from lossreweight.experiments.study import write_study
-from lossreweight.experiments.summary import fmt_pm, paired, summarize
+from lossreweight.experiments.runs import Arm
+from lossreweight.experiments.scales import full_scale, quick_scale
+from lossreweight.experiments.setup import regime_text
+from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, paired
 
-NAME = "domain-mix"
 # The static mixture (normalised by the loader): hard domains up, the easy synthetic one down.
 STATIC_MIXTURE: dict[str, float] = {
     "code": 0.2, "docs": 0.2, "drama": 0.15, "math": 0.05, "scripture": 0.15, "wiki": 0.25,
@@ -75,38 +70,51 @@ def share_table(summary: dict[str, Any]) -> Table:
                  "weight share / sample share per domain, averaged over the logged steps")
 
 
-def run_domain_mix(out_dir: Path | str | None = None, *, quick: bool = False, log: Log | None = None) -> dict[str, Any]:
-    start = time.perf_counter()
-    out = study_dir(NAME, out_dir, quick)
-    sc = scale(quick)
-    records = run_arms(BASE_CONFIG, list(sc.overrides), list(ARMS), sc.seeds, out / "runs", log=log,
-                       reuse_from=[out.parent])
-    summary = summarize(records, baseline="uniform-mix", batch_groups=MIXTURE_OF)
-    summary.update({"config": BASE_CONFIG, "overrides": list(sc.overrides),
-                    "arms": {a.name: list(a.overrides) for a in ARMS}})
-    domains = summary["domains"]
-    contrasts = {name: paired([records[t][s] for s in sc.seeds], [records[c][s] for s in sc.seeds], domains)
-                 for name, (t, c) in CONTRASTS.items()}
-    colors = P.colors_for([a.name for a in ARMS])
-    files = standard_plots(out, records, summary, colors=colors, baseline="uniform-mix")
-    conclusions = []
-    for name, d in contrasts.items():
-        per = d["val_loss_by_domain"]
-        better = [dom for dom in domains if (per[dom]["mean"] or 0) < 0]
-        conclusions.append(f"{name}: val_loss {fmt_pm(d['val_loss']['mean'], d['val_loss']['std'])}, "
-                           f"domain average {fmt_pm(d['val_loss_domain_avg']['mean'], d['val_loss_domain_avg']['std'])}; "
-                           f"lower on {', '.join(better) or 'no domain'}.")
-    summary.update({
-        "study": NAME, "quick": quick, "steps": sc.steps, "static_mixture": STATIC_MIXTURE,
-        "mixture_of": MIXTURE_OF, "contrasts": contrasts, "conclusions": conclusions,
-        "files": {**files, "html": "index.html", "summary": "summary.json"},
-        "runtime_s": round(time.perf_counter() - start, 2),
-    })
-    sections = standard_sections(summary, files, intro=[
-        f"Uniform mixture (1/{len(domains)} per domain) vs a static mixture "
-        f"{_mixture_value(STATIC_MIXTURE)} (normalised), each with uniform sample weights and with LinUpper "
-        f"(r = 0.4), {sc.steps} steps of the tiny preset. Batches are shared within a mixture, not across.",
-    ])
-    sections.insert(1, Section("Per-domain effects", conclusions,
-                               tables=[contrast_table(contrasts, domains), share_table(summary)]))
-    return write_study(out, summary, "domain-mix: sample reweighting on top of domain mixtures", sections)
+class DomainMix(Study):
+    name = "domain-mix"
+    title = "domain-mix: sample reweighting on top of domain mixtures (100-step regime)"
+
+    def plan(self, quick: bool) -> Plan:
+        sc = scale(quick)
+        return Plan(ARMS, sc.seeds, sc.overrides, baseline="uniform-mix", batch_groups=MIXTURE_OF,
+                    notes={"static_mixture": STATIC_MIXTURE, "mixture_of": MIXTURE_OF})
+
+    def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
+        seeds, domains = ctx.plan.seeds, summary["domains"]
+        summary["contrasts"] = {
+            name: paired([records[t][s] for s in seeds], [records[c][s] for s in seeds], domains)
+            for name, (t, c) in CONTRASTS.items()
+        }
+
+    def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
+        out = []
+        for name, d in summary["contrasts"].items():
+            per = d["val_loss_by_domain"]
+            better = [dom for dom in summary["domains"] if (per[dom]["mean"] or 0) < 0]
+            out.append(f"{name}: val_loss {fmt_ci(d['val_loss'])}, domain average {fmt_ci(d['val_loss_domain_avg'])} "
+                       f"nats; lower on {', '.join(better) or 'no domain'}.")
+        return out
+
+    def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
+        d = summary["contrasts"]["linupper on the uniform mixture"]
+        s = summary["contrasts"]["static vs uniform mixture (no reweighting)"]
+        regime = regime_text(summary.get("setup") or [])
+        return (f"LinUpper on the uniform mixture changes the validation loss by {fmt_ci(d['val_loss'])} nats and the "
+                f"static mixture (no reweighting) by {fmt_ci(s['val_loss'])} nats against the uniform mixture "
+                f"({_interval_words(d)}), {regime}.")
+
+    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
+        secs = super().sections(ctx, summary, files)
+        secs.insert(1, Section("Per-domain effects", summary["conclusions"],
+                               tables=[contrast_table(summary["contrasts"], summary["domains"]), share_table(summary)]))
+        return secs
+
+
+def _interval_words(d: dict[str, Any]) -> str:
+    ex = excludes_zero(d["val_loss"])
+    if ex is None:
+        return "one seed, so no interval"
+    return "the LinUpper interval " + ("excludes zero" if ex else "includes zero")
+
+
+STUDY = DomainMix()

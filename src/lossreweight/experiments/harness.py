@@ -1,0 +1,222 @@
+"""One harness for every study: a study says what to train and what to report; this runs it.
+
+A study (one module in `experiments/studies/`) subclasses `Study` and implements `plan` (its
+arms, seeds and settings) and, where it needs to, the hooks `extend` (its own numbers),
+`plots`, `sections` and `verdict`. `run_study` does the rest, the same way for every study:
+
+1. claims the output folder (refusing another command's or a stranger's folder);
+2. trains every arm at every seed on shared batches (cached, resumable, never deleted: see
+   `runs`), copying runs that a sibling study already finished;
+3. summarises: per-arm means over seeds, paired differences to the baseline per seed with a
+   95% t-interval across seeds, steps to the baseline's final loss (`summary`);
+4. draws the standard plots plus the study's own, and writes index.html and summary.json,
+   opening with the verdict in one sentence and a setup table (`setup`).
+
+A study that trains no language model (linreg) overrides `run` and uses only the page parts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lossreweight.experiments.outdir import claim_output_dir
+from lossreweight.experiments.plotting import Section
+from lossreweight.experiments.runs import Arm, Log, run_arms
+from lossreweight.experiments.setup import regime_text, setup_rows, setup_table
+from lossreweight.experiments.study import write_study
+from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, paired, summarize
+
+BASE_CONFIG = "tiny"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a study trains: arms x seeds, each arm's overrides after the shared ones."""
+
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+    config: str = BASE_CONFIG
+    baseline: str | None = "uniform"
+    # arm -> group: arms of one group must see the same batches (default: all arms one group).
+    batch_groups: Mapping[str, str] | None = None
+    # arm -> the arm it is paired with (default: `baseline`), e.g. uniform at the same model size.
+    paired_to: Mapping[str, str] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)  # study-specific settings for summary.json
+
+
+@dataclass
+class Context:
+    """One invocation of a study."""
+
+    out: Path
+    quick: bool
+    log: Log | None
+    plan: Plan
+    jobs: int = 1  # training processes side by side
+    train_missing: bool = True  # False: report the seeds already finished, train nothing
+    start: float = field(default_factory=time.perf_counter)
+
+    def say(self, msg: str) -> None:
+        if self.log is not None:
+            self.log(msg)
+
+
+class Study:
+    """The interface every study implements; the defaults fit an arm comparison vs uniform."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    metric: ClassVar[str] = "val_loss"  # what the verdict compares (a key of the paired diffs)
+    metric_label: ClassVar[str] = "validation loss"
+
+    def plan(self, quick: bool) -> Plan:
+        raise NotImplementedError
+
+    def train(self, ctx: Context) -> Records:
+        p = ctx.plan
+        return run_arms(p.config, list(p.overrides), list(p.arms), p.seeds, ctx.out / "runs",
+                        log=ctx.log, reuse_from=[ctx.out.parent], jobs=ctx.jobs,
+                        train_missing=ctx.train_missing)
+
+    def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
+        """Add the study's own numbers to `summary` (default: nothing)."""
+
+    def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
+        from lossreweight.experiments.arm_plots import standard_plots
+        from lossreweight.experiments.plotting import colors_for
+
+        return standard_plots(ctx.out, records, summary, colors=colors_for(list(records)),
+                              baseline=ctx.plan.baseline)
+
+    def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
+        base = summary.get("baseline")
+        if not base:
+            return []
+        return [paired_sentence(arm, r.get("paired_with", base), r[f"diff_vs_{base}"], self.metric,
+                                self.metric_label)
+                for arm, r in summary["runs"].items()
+                if arm != r.get("paired_with", base) and f"diff_vs_{base}" in r]
+
+    def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
+        return best_arm_verdict(summary, self.metric, self.metric_label)
+
+    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
+        from lossreweight.experiments.compare import standard_sections
+
+        return standard_sections(summary, files)
+
+    def run(self, out: Path, *, quick: bool = False, log: Log | None = None, jobs: int = 1,
+            train_missing: bool = True) -> dict[str, Any]:
+        return run_study(self, out, quick=quick, log=log, jobs=jobs, train_missing=train_missing)
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+def run_study(study: Study, out: Path, *, quick: bool = False, log: Log | None = None, jobs: int = 1,
+              train_missing: bool = True) -> dict[str, Any]:
+    out = Path(out)
+    plan = study.plan(quick)  # a bad plan fails before the folder is touched
+    claim_output_dir(out, "experiment", study.name)
+    ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
+    records = study.train(ctx)
+    names = [a.name for a in plan.arms]
+    summary = summarize(records, baseline=plan.baseline if plan.baseline in names else None,
+                        batch_groups=plan.batch_groups)
+    _repair(records, summary, plan)
+    summary.update({"study": study.name, "quick": quick, "complete": set(summary["seeds"]) == set(plan.seeds) and set(records) == set(names),
+                    "planned_seeds": list(plan.seeds), "config": plan.config,
+                    "overrides": list(plan.overrides), "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
+                    "steps": _common_steps(summary), "setup": setup_rows(records), **plan.notes})
+    study.extend(ctx, records, summary)
+    files = study.plots(ctx, records, summary)
+    summary["verdict"] = study.verdict(ctx, summary)
+    summary["conclusions"] = study.conclusions(ctx, summary)
+    summary["files"] = {**files, "html": "index.html", "summary": "summary.json"}
+    summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
+    sections = [*page_head(summary), *study.sections(ctx, summary, files)]
+    return write_study(out, summary, study.title or study.name, sections)
+
+
+def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
+    """Arms paired with another arm than the baseline (`Plan.paired_to`): their
+    `diff_vs_<baseline>` is against that arm, at the same seeds."""
+    base = summary.get("baseline")
+    if not base or not plan.paired_to:
+        return
+    for arm, other in plan.paired_to.items():
+        if other == base or arm not in records or other not in records:
+            continue
+        seeds = sorted(records[arm])
+        summary["runs"][arm][f"diff_vs_{base}"] = paired(
+            [records[arm][s] for s in seeds], [records[other][s] for s in seeds], summary["domains"])
+        summary["runs"][arm]["paired_with"] = other
+
+
+def page_head(summary: Mapping[str, Any]) -> list[Section]:
+    """What every page opens with: the verdict in one sentence, then the setup table."""
+    return [Section("Verdict", [summary["verdict"]]),
+            Section("Setup", [], tables=[setup_table(summary.get("setup") or [])])]
+
+
+def _common_steps(summary: Mapping[str, Any]) -> int | list[Any] | None:
+    steps = {str(r["steps"]): r["steps"] for r in summary["runs"].values()}
+    return next(iter(steps.values())) if len(steps) == 1 else list(steps.values())
+
+
+# -- sentences ------------------------------------------------------------------------------
+def paired_sentence(arm: str, base: str, diff: Mapping[str, Any], metric: str = "val_loss",
+                    label: str = "validation loss") -> str:
+    """arm - base on `metric` with its interval, seeds better, and steps to base's final."""
+    d = diff.get(metric) or {}
+    n = len(d.get("per_seed") or [])
+    if d.get("mean") is None:
+        return f"{arm}: no paired difference to {base} on {label}"
+    ex = excludes_zero(d)
+    ci = "" if ex is None else (" (the 95% interval excludes 0)" if ex else " (the 95% interval includes 0)")
+    text = (f"{arm} - {base}, {label}: {fmt_ci(d)} nats over {n} seed{'s' * (n != 1)}{ci}; "
+            f"lower on {_seeds_lower(d)}/{n} seeds")
+    st = diff.get("steps_to_baseline_final")
+    if st and metric == "val_loss":
+        reach = (f"reaches {base}'s final val loss at step {st['mean']:.0f} on average"
+                 if st.get("mean") is not None and st["reached"] == n
+                 else f"reaches {base}'s final val loss on {st['reached']}/{n} seeds")
+        text += f"; {reach}"
+    return text + "."
+
+
+def _seeds_lower(d: Mapping[str, Any]) -> int:
+    return sum(1 for v in d.get("per_seed") or [] if v is not None and v < 0)
+
+
+def best_arm_verdict(summary: Mapping[str, Any], metric: str = "val_loss",
+                     label: str = "validation loss", arms: Sequence[str] | None = None) -> str:
+    """One sentence: the arm with the lowest mean paired difference to the baseline, by how
+    much, its 95% interval, whether the interval excludes zero, and the regime."""
+    base = summary.get("baseline")
+    regime = regime_text(summary.get("setup") or [])
+    if not base:
+        return f"No baseline among the arms, so no paired verdict ({regime})."
+    cands = []
+    for arm, r in summary["runs"].items():
+        d = (r.get(f"diff_vs_{base}") or {}).get(metric) or {}
+        if arm != base and (arms is None or arm in arms) and d.get("mean") is not None:
+            cands.append((d["mean"], arm, d))
+    if not cands:
+        return f"No arm has a paired difference to {base} ({regime})."
+    m, arm, d = min(cands)
+    n = len(d["per_seed"])
+    if d.get("ci95"):
+        lo, hi = d["ci95"]
+        sure = "excludes zero" if excludes_zero(d) else "includes zero, so the sign is not resolved"
+        interval = f"95% interval [{lo:+.4f}, {hi:+.4f}] across {n} seeds, which {sure}"
+    else:
+        interval = "one seed, so no interval"
+    if m < 0:
+        return (f"{arm} ends with a lower {label} than {base} by {-m:.4f} nats ({interval}), "
+                f"{regime}.")
+    return (f"No arm beats {base}: the closest, {arm}, ends with a {label} higher by {m:.4f} nats "
+            f"({interval}), {regime}.")
