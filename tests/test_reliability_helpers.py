@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from train_utils import TINY_OVERRIDES, deterministic
 
+import lossreweight
 from lossreweight.train import load_config, train
 from lossreweight.train.metrics import read_metrics
 
@@ -96,6 +98,21 @@ def one_line(err: str) -> str:
     assert "Traceback" not in err, err
     assert err.endswith("\n") and err.count("\n") == 1, err
     return err
+
+
+# Our package's folder: a traceback frame is ours when its file lies in it. (Not "the path
+# contains 'lossreweight'": a clone's folder has that name too, and then so does every frame.)
+PACKAGE_DIR = Path(lossreweight.__file__).resolve().parent
+
+
+def our_frames(err: str) -> list[str]:
+    """The traceback lines of `err` that point into our package."""
+    frames = []
+    for line in err.splitlines():
+        m = re.match(r'\s*File "([^"]+)"', line)
+        if m and Path(os.path.realpath(m.group(1))).is_relative_to(PACKAGE_DIR):
+            frames.append(line)
+    return frames
 
 
 def sigkill(proc: subprocess.Popen[str]) -> None:

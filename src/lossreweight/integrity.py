@@ -70,7 +70,11 @@ class HashingWriter:
 
     def _named(self, exc: OSError) -> OSError:
         """The same error, naming the file (the one-line message says which write failed)."""
-        return OSError(exc.errno, exc.strerror or str(exc), str(self.path)) if exc.filename is None else exc
+        return (
+            OSError(exc.errno, exc.strerror or str(exc), str(self.path))
+            if exc.filename is None
+            else exc
+        )
 
     def __enter__(self) -> HashingWriter:
         return self
@@ -103,9 +107,16 @@ def write_manifest(
 ) -> None:
     """Write `ckpt/manifest.json` for every file in `ckpt` (hashing those not in `known`)."""
     known = dict(known or {})
-    rest = sorted(p for p in ckpt.iterdir() if p.is_file() and p.name not in known and p.name != MANIFEST_FILE)
+    rest = sorted(
+        p for p in ckpt.iterdir() if p.is_file() and p.name not in known and p.name != MANIFEST_FILE
+    )
     known.update(zip((p.name for p in rest), _entries(rest), strict=True))
-    manifest = {"format": MANIFEST_FORMAT, "step": step, "finite": bool(finite), "files": dict(sorted(known.items()))}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "step": step,
+        "finite": bool(finite),
+        "files": dict(sorted(known.items())),
+    }
     with HashingWriter(ckpt / MANIFEST_FILE) as f:
         f.write(json.dumps(manifest, indent=1).encode())
         f.close()
@@ -119,7 +130,9 @@ def read_manifest(ckpt: Path) -> dict[str, Any]:
             f"{ckpt} has no {MANIFEST_FILE} (file hashes): it was written by an older lossreweight "
             f"or damaged; {damaged_advice(ckpt)}"
         )
-    manifest = read_json_object(file, what="a checkpoint manifest", fix=damaged_advice(ckpt), error=CheckpointError)
+    manifest = read_json_object(
+        file, what="a checkpoint manifest", fix=damaged_advice(ckpt), error=CheckpointError
+    )
     files = manifest.get("files")
     ok = (
         manifest.get("format") == MANIFEST_FORMAT
@@ -140,7 +153,9 @@ def verify_checkpoint(ckpt: Path, only: Iterable[str] | None = None) -> dict[str
     names = sorted(files) if only is None else list(only)
     for name in names:
         if name not in files:
-            raise CheckpointError(f"{MANIFEST_FILE} of {ckpt} does not list {name}; {damaged_advice(ckpt)}")
+            raise CheckpointError(
+                f"{MANIFEST_FILE} of {ckpt} does not list {name}; {damaged_advice(ckpt)}"
+            )
         path = ckpt / name
         if not path.is_file() or path.stat().st_size != files[name].get("bytes"):
             what = "is missing" if not path.is_file() else "has another size than when it was saved"
@@ -172,7 +187,9 @@ def damaged_advice(ckpt: Path) -> str:
     """What to do about a damaged checkpoint: delete it, and what a resume then uses."""
     older = [c for c in complete_checkpoints(ckpt.parent.parent) if c.name < ckpt.name]
     good = next((c for c in reversed(older) if is_good(c)), None)
-    then = f"a re-run then resumes from {older[-1]}" if older else "a re-run then starts from scratch"
+    then = (
+        f"a re-run then resumes from {older[-1]}" if older else "a re-run then starts from scratch"
+    )
     if older and good != older[-1]:
         then += f" (the last good checkpoint is {good or 'none'})"
     return f"the checkpoint is damaged or was tampered with: delete {ckpt} ({then})"
@@ -190,3 +207,20 @@ def describe_last_good(run_dir: str | Path) -> str:
     if newer:
         text += f" (delete the newer {', '.join(newer)} first: their weights are not finite)"
     return text
+
+
+def nonfinite_message(ckpt: Path) -> str:
+    """The error for resuming from a checkpoint whose weights are not finite: which
+    checkpoints to delete so that a re-run resumes from the last good one."""
+    run_dir = ckpt.parent.parent
+    good = last_good_checkpoint(run_dir)
+    bad = [c.name for c in complete_checkpoints(run_dir) if good is None or c.name > good.name]
+    then = (
+        f"a re-run then resumes from the last good checkpoint {good}"
+        if good
+        else "a re-run then starts from scratch"
+    )
+    return (
+        f"{ckpt} holds non-finite weights (NaN/inf), so training cannot resume from it; delete "
+        f"{', '.join(bad)} in {ckpt.parent} ({then}), after lowering train.lr or raising train.grad_clip"
+    )

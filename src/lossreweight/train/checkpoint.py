@@ -37,7 +37,14 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from lossreweight.errors import CheckpointError
-from lossreweight.integrity import HashingWriter, damaged_advice, verify_checkpoint, write_manifest
+from lossreweight.integrity import (
+    HashingWriter,
+    damaged_advice,
+    last_good_checkpoint,
+    nonfinite_message,
+    verify_checkpoint,
+    write_manifest,
+)
 from lossreweight.model.run_dir import fill_tied_aliases
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
@@ -227,7 +234,10 @@ def _dedupe(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _prune(root: Path, keep: int) -> None:
     complete = sorted(d for d in root.glob("step_*") if (d / COMPLETE_MARKER).is_file())
+    good = last_good_checkpoint(root.parent)  # never pruned: the one to go back to after NaNs
     for d in complete[:-keep]:
+        if d == good:
+            continue
         # Renamed first, so a crash mid-delete never leaves a half checkpoint named step_*.
         trash = d.with_name(f".old-{d.name}")
         with contextlib.suppress(OSError):
@@ -305,10 +315,7 @@ def _verify(ckpt: Path, rt: Runtime) -> None:
     if rt.is_main:
         try:
             if not verify_checkpoint(ckpt)["finite"]:
-                raise CheckpointError(
-                    f"{ckpt} holds non-finite weights (NaN/inf): it is not a checkpoint to resume from; "
-                    f"{damaged_advice(ckpt).split(': ', 1)[1]}"
-                )
+                raise CheckpointError(nonfinite_message(ckpt))
         except CheckpointError as exc:
             error = exc
     if rt.distributed:
