@@ -353,3 +353,32 @@ def test_our_frames_match_the_package_path_not_the_folder_name() -> None:
     assert our_frames(err) == []
     ours = f'  File "{pkg / "train" / "loop.py"}", line 4, in run'
     assert our_frames(err + "\n" + ours) == [ours]
+
+
+# -- divergence advice --------------------------------------------------------------------------
+def test_weights_that_break_on_finite_losses_get_reweighting_advice_not_lr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What an underflowing temperature did (every step skipped, and the advice was "lower
+    # train.lr"): finite per-sample losses, a non-finite weighted loss.
+    import dataclasses
+
+    from lossreweight.reweighting import Reweighter
+
+    real = Reweighter.reweight
+
+    def reweight(self: Reweighter, losses: torch.Tensor, **kw: Any) -> Any:
+        out = real(self, losses, **kw)
+        if kw["step"] >= 2:
+            nan = torch.tensor(float("nan"))
+            stats = {**out.stats, "weighted_loss": nan}
+            return dataclasses.replace(out, loss=out.loss * nan, stats=stats)
+        return out
+
+    monkeypatch.setattr(Reweighter, "reweight", reweight)
+    out = tmp_path / "run"
+    assert train_main(out, "train.max_nonfinite_steps=2") == 3
+    err = one_line(capsys.readouterr().err)
+    assert "per-sample losses were finite but the reweighted loss was not" in err
+    assert "raise reweight.temperature" in err and "lower train.lr" not in err
+    assert f"last good checkpoint: {out / 'checkpoints' / 'step_00000002'}" in err

@@ -7,6 +7,7 @@ the step's flags, one step later or at the next logging / checkpoint step."""
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 from pathlib import Path
 from typing import Any
@@ -106,13 +107,33 @@ class StepGuard:
         return {"skipped": skip, "nonfinite_streak": self._streak, "stop": flags[1]}
 
 
-def check_divergence(streak: float, step: int, limit: int, run_dir: Path) -> None:
-    """TrainingDiverged when `limit` steps in a row, the last `step`, were skipped."""
+def check_divergence(
+    streak: float, step: int, limit: int, run_dir: Path, stats: dict[str, float] | None = None
+) -> None:
+    """TrainingDiverged when `limit` steps in a row, the last `step`, were skipped; `stats`
+    (the last step's host values) tell a reweighting fault from a model/lr one."""
     if streak < limit:
         return
     good = describe_last_good(run_dir)  # finite weights only (lossreweight.integrity)
+    if stats and _reweighting_fault(stats):
+        raise TrainingDiverged(
+            f"{int(streak)} steps in a row skipped, the last at step {step}: the per-sample losses were "
+            "finite but the reweighted loss was not (the weights overflow or underflow); raise "
+            "reweight.temperature or set reweight.max_weight, and train into a new --out (the "
+            f"reweighting cannot change on resume); last good checkpoint: {good}"
+        )
     raise TrainingDiverged(
         f"{int(streak)} non-finite steps in a row (loss or gradient is NaN/inf), the last at step {step}; "
         f"last good checkpoint: {good}; lower train.lr or raise "
         "train.grad_clip (allowed on resume), then re-run the command to resume from it"
     )
+
+
+def _reweighting_fault(stats: dict[str, float]) -> bool:
+    """Valid samples with a finite mean loss, yet a non-finite weighted loss: the weights broke."""
+    mean, weighted = stats.get("mean_loss"), stats.get("weighted_loss")
+    return (
+        (stats.get("num_samples") or 0) > 0
+        and mean is not None and math.isfinite(mean)
+        and weighted is not None and not math.isfinite(weighted)
+    )  # fmt: skip

@@ -356,7 +356,7 @@ class Trainer:
                     p.console.evaluated(record, Evaluator.worst_domain(p.evaluator.last))
             if skipped:
                 p.console.skipped(q.step, streak)
-            check_divergence(streak, q.step, cfg.train.max_nonfinite_steps, self.run_dir)
+            check_divergence(streak, q.step, cfg.train.max_nonfinite_steps, self.run_dir, stats=values)
         return agreed
 
     def _final_eval(self, step: int) -> dict[str, Any]:
