@@ -68,7 +68,7 @@ def test_order_is_seeded_and_deterministic(data):
     [
         "natural",
         "uniform",
-        {"code": 3, "docs": 0, "drama": 1, "math": 1, "scripture": 1, "wiki": 1},
+        {"code": 3, "docs": 0, "drama": 1, "math": 1, "quotes": 1, "scripture": 1, "wiki": 1},
     ],
 )
 def test_resumed_loader_sees_the_same_batches(data, mixture):
@@ -160,7 +160,7 @@ def test_resolve_mixture(data):
     natural = resolve_mixture("natural", train)
     assert abs(sum(natural.values()) - 1) < 1e-12
     assert natural["math"] == pytest.approx(train["math"] / sum(train.values()))
-    assert set(resolve_mixture("uniform", train).values()) == {1 / 6}
+    assert set(resolve_mixture("uniform", train).values()) == {1 / 7}
     with pytest.raises(DataError, match="no weight to domain"):
         resolve_mixture({"math": 1.0}, train)
     with pytest.raises(DataError, match="poetry that the data does not have"):
@@ -207,4 +207,4 @@ def test_prepare_checks_the_mixture_against_the_domains(data):
         prepare_data(small_config(cache, mixture={"poetry": 1.0}), progress=False)
     weights = {d: 1.0 for d in data.domains}
     prepared = prepare_data(small_config(cache, mixture=weights), progress=False)
-    assert prepared.train_loader(4).state_dict()["weights"] == {d: 1 / 6 for d in data.domains}
+    assert prepared.train_loader(4).state_dict()["weights"] == {d: 1 / 7 for d in data.domains}

@@ -207,3 +207,25 @@ def test_join_folders_prepared_apart(tmp_path, capsys):
     assert main(["prepare", "--join", str(tmp_path / "p0"), str(tmp_path / "p1"), "--out",
                  str(out)]) == 2  # fmt: skip
     assert "already holds prepared data" in capsys.readouterr().err
+
+
+def test_workers_start_from_a_script_without_a_main_guard(tmp_path):
+    """Workers are plain subprocesses: a user's script is not re-run in each of them (as
+    multiprocessing's spawn would do, failing without `if __name__ == "__main__":`)."""
+    import subprocess
+    import sys
+
+    source = corpus(tmp_path, n=40)
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import lossreweight.data.encode as enc\n"
+        "from lossreweight.data import DataConfig, prepare_data\n"
+        "enc.MIN_CHARS_FOR_PROCESSES = 0\n"
+        "print('top level ran')\n"
+        f"cfg = DataConfig(sources=[{str(source)!r}], seq_len=32, tokenizer={{'vocab_size': 300}})\n"
+        f"data = prepare_data(cfg, {str(tmp_path / 'out')!r}, progress=False, workers=2)\n"
+        "print(data.domains)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["top level ran", "['alpha', 'beta', 'gamma']"]

@@ -74,7 +74,7 @@ class _ZstdReader(io.RawIOBase):
         except ImportError:
             raise DataError(
                 f"{file}: reading .zst files needs the zstandard package: "
-                "pip install 'lossreweight[corpus]'"
+                "pip install 'lossreweight[data]'"
             ) from None
         self._zstd: Any = zstandard
         self._raw = raw

@@ -16,15 +16,13 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lossreweight.data.documents import Document
-from lossreweight.data.shards import file_dtype
-from lossreweight.data.tokenizer import TextTokenizer, load_tokenizer, set_threads
+from lossreweight.data.encode_worker import WorkerProcess
+from lossreweight.data.tokenizer import TextTokenizer, set_threads
 
 MAX_PIECE_CHARS = 1 << 20
 # Characters of text per tokenizer call: enough for its threads, small enough for memory.
@@ -119,10 +117,6 @@ class Encoder:
     def _map_processes(
         self, batches: Iterable[list[Document]]
     ) -> Iterator[tuple[list[Document], list[np.ndarray]]]:
-        import multiprocessing
-
-        # spawn, not fork: the parent may hold torch's or the tokenizer's threads.
-        ctx = multiprocessing.get_context("spawn")
         it = iter(batches)
         first = next(it, None)
         if first is None:
@@ -135,43 +129,20 @@ class Encoder:
         finally:
             set_threads(None)
         twin = getattr(self.tokenizer, "twin_state", None)
-        pending: deque[tuple[list[Document], Future[Any]]] = deque()
-        with ProcessPoolExecutor(
-            self.workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(str(self.tokenizer_dir), self.dtype.str, twin),
-        ) as pool:
-            try:
-                for batch in it:
-                    pending.append((batch, pool.submit(_encode_in_worker, [d.text for d in batch])))
-                    # A bounded window: memory stays that of a few batches per worker.
-                    while len(pending) > 2 * self.workers:
-                        done, future = pending.popleft()
-                        yield done, future.result()
-                while pending:
-                    done, future = pending.popleft()
-                    yield done, future.result()
-            except BaseException:
-                for _, future in pending:
-                    future.cancel()
-                raise
-
-
-_worker: dict[str, Any] = {}
-
-
-def _init_worker(tokenizer_dir: str, dtype: str, twin: bool | None) -> None:
-    # One tokenizer thread per worker: the processes are the parallelism.
-    os.environ["RAYON_NUM_THREADS"] = "1"
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    set_threads(1)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    if twin is not None and hasattr(tokenizer, "adopt_twin_state"):
-        tokenizer.adopt_twin_state(twin)
-    _worker["tokenizer"] = tokenizer
-    _worker["dtype"] = file_dtype(np.dtype(dtype).name)
-
-
-def _encode_in_worker(texts: list[str]) -> list[np.ndarray]:
-    return encode_texts(_worker["tokenizer"], texts, _worker["dtype"])
+        workers = [WorkerProcess(self.tokenizer_dir, self.dtype, twin) for _ in range(self.workers)]
+        pending: deque[tuple[list[Document], WorkerProcess]] = deque()
+        try:
+            for k, batch in enumerate(it):
+                worker = workers[k % len(workers)]
+                worker.submit([d.text for d in batch])
+                pending.append((batch, worker))
+                # A bounded window: memory stays that of a few batches per worker.
+                while len(pending) > 2 * len(workers):
+                    done, w = pending.popleft()
+                    yield done, w.result()
+            while pending:
+                done, w = pending.popleft()
+                yield done, w.result()
+        finally:
+            for w in workers:
+                w.close()

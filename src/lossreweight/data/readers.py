@@ -193,7 +193,7 @@ def _pyarrow(file: Path) -> Any:
         import pyarrow
     except ImportError:
         raise DataError(
-            f"{file}: reading {file.suffix} files needs pyarrow: pip install 'lossreweight[corpus]'"
+            f"{file}: reading {file.suffix} files needs pyarrow: pip install 'lossreweight[data]'"
         ) from None
     return pyarrow
 
