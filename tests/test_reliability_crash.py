@@ -48,9 +48,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 
 def test_kill9_anywhere_then_resume_equals_uninterrupted(tmp_path: Path, reference: list[dict[str, Any]]) -> None:
     out = tmp_path / "run"
-    # Before the first checkpoint: the re-run starts over and must not keep step 1's record twice.
-    assert run_cli(out, fault="step:1:kill").returncode == -signal.SIGKILL
-    assert logged_steps(out) == [1] and complete_checkpoints(out) == []
+    # Before the first checkpoint (killed as step 2 ends, its records written, its checkpoint
+    # not): the re-run starts over and must not keep those records twice. (A step's record is
+    # written one step later, or at once at a checkpoint/evaluation step: the step never waits.)
+    assert run_cli(out, fault="step:2:kill").returncode == -signal.SIGKILL
+    assert logged_steps(out) == [1, 2] and complete_checkpoints(out) == []
     # Mid-write of checkpoint 4: its model file is written, the rest is not.
     assert run_cli(out, fault="save:4:kill").returncode == -signal.SIGKILL
     assert (out / "checkpoints" / ".tmp-step_00000004" / "model.safetensors").is_file()
