@@ -17,8 +17,17 @@ from lossreweight.train.loop import Trainer
 from lossreweight.train.metrics import read_metrics
 
 REQUIRED = {
-    "step", "tokens", "train/lr", "train/loss", "train/weighted_loss", "train/grad_norm", "train/skipped",
-    "train/tokens_per_s", "reweight/ess_fraction", "reweight/max_weight_x_m", "reweight/temperature",
+    "step",
+    "tokens",
+    "train/lr",
+    "train/loss",
+    "train/weighted_loss",
+    "train/grad_norm",
+    "train/skipped",
+    "train/tokens_per_s",
+    "reweight/ess_fraction",
+    "reweight/max_weight_x_m",
+    "reweight/temperature",
 }
 
 
@@ -33,10 +42,21 @@ def _cfg(*extra: str):
         ["reweight.strategy=linupper"],
         ["reweight.strategy=quadratic", "train.grad_accum=2"],
         ["reweight.strategy=extremes", "reweight.scope=step", "train.grad_accum=2"],
-        ["reweight.strategy=linupper", "reweight.warmup_steps=3", "reweight.max_weight=2.0",
-         "reweight.temperature={kind: cosine, r_start: 1.0, r_end: 0.2, span: 6}", "train.loss_path=fused"],
+        [
+            "reweight.strategy=linupper",
+            "reweight.warmup_steps=3",
+            "reweight.max_weight=2.0",
+            "reweight.temperature={kind: cosine, r_start: 1.0, r_end: 0.2, span: 6}",
+            "train.loss_path=fused",
+        ],
     ],
-    ids=["uniform", "linupper", "quadratic-accum", "extremes-step-scope", "warmup-cap-schedule-fused"],
+    ids=[
+        "uniform",
+        "linupper",
+        "quadratic-accum",
+        "extremes-step-scope",
+        "warmup-cap-schedule-fused",
+    ],
 )
 def test_trains_in_each_mode(tmp_path, extra):
     result = train(_cfg(*extra), tmp_path / "run")
@@ -47,7 +67,12 @@ def test_trains_in_each_mode(tmp_path, extra):
         assert all(v is not None for v in r.values())
     evals = [r for r in rows if "eval/loss" in r]
     assert [r["step"] for r in evals] == [3, 6]
-    assert {"eval/code/loss", "eval/math/loss", "eval/domain_avg_loss", "eval/worst_domain_loss"} <= set(evals[-1])
+    assert {
+        "eval/code/loss",
+        "eval/math/loss",
+        "eval/domain_avg_loss",
+        "eval/worst_domain_loss",
+    } <= set(evals[-1])
     assert result.steps == 6 and result.final_eval["val_loss"] == evals[-1]["eval/loss"]
     assert (tmp_path / "run" / "final.json").is_file()
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
@@ -69,8 +94,14 @@ def test_loss_goes_down_on_learnable_stream(tmp_path):
     (text / "a.txt").write_text("the cat sat on the mat. " * 400)
     (text / "b.txt").write_text("one two three four five six. " * 400)
     cfg = _cfg(
-        f"data.sources=[{text}]", "data.tokenizer.vocab_size=300", "data.max_chars_per_domain=null",
-        "data.val_fraction=0.5", "train.max_steps=40", "train.lr=1e-2", "eval.every=0", "log.every=10",
+        f"data.sources=[{text}]",
+        "data.tokenizer.vocab_size=300",
+        "data.max_chars_per_domain=null",
+        "data.val_fraction=0.5",
+        "train.max_steps=40",
+        "train.lr=1e-2",
+        "eval.every=0",
+        "log.every=10",
     )
     train(cfg, tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
@@ -96,7 +127,12 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
     assert main(args) == 0
     assert main([*args, "reweight.strategy=quadratic"]) == 2
     err = capsys.readouterr().err
-    assert "other settings" in err and "reweight.strategy" in err and err[-1] == "\n" and err.count("\n") == 1
+    assert (
+        "other settings" in err
+        and "reweight.strategy" in err
+        and err[-1] == "\n"
+        and err.count("\n") == 1
+    )
     # A longer run of the same settings resumes and extends.
     assert main([*args[:-1], "train.max_steps=4"]) == 0
 
@@ -152,9 +188,24 @@ def test_two_ranks_equal_one_process(tmp_path, sharding):
     single = _cfg("train.batch_size=8", "reweight.strategy=linupper")
     train(single, tmp_path / "one")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lossreweight.cli", "train", "tiny", "--out", str(tmp_path / "two"), *TINY_OVERRIDES,
-           "train.batch_size=4", "reweight.strategy=linupper", f"train.fsdp={sharding == 'fsdp'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lossreweight.cli",
+        "train",
+        "tiny",
+        "--out",
+        str(tmp_path / "two"),
+        *TINY_OVERRIDES,
+        "train.batch_size=4",
+        "reweight.strategy=linupper",
+        f"train.fsdp={sharding == 'fsdp'}",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done:") == 1  # only rank 0 reports
@@ -172,5 +223,11 @@ def test_two_ranks_equal_one_process(tmp_path, sharding):
 def test_checkpoint_uses_safe_formats(tmp_path):
     train(_cfg(), tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "step_00000006"
-    assert {p.name for p in ckpt.iterdir()} >= {"model.safetensors", "optimizer.pt", "state.json", "COMPLETE", "rng_rank0.safetensors"}
+    assert {p.name for p in ckpt.iterdir()} >= {
+        "model.safetensors",
+        "optimizer.pt",
+        "state.json",
+        "COMPLETE",
+        "rng_rank0.safetensors",
+    }
     torch.load(ckpt / "optimizer.pt", weights_only=True)  # loads without pickle of arbitrary code

@@ -29,7 +29,9 @@ from lossreweight.train.records import step_metrics
 def _model_and_opt(fused: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
-    return model, torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1, fused=fused, foreach=None if fused else True)
+    return model, torch.optim.AdamW(
+        model.parameters(), lr=0.1, weight_decay=0.1, fused=fused, foreach=None if fused else True
+    )
 
 
 def _backward(model: torch.nn.Module, bad: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -87,7 +89,10 @@ def test_no_valid_sample_is_skipped_too() -> None:
 
 def test_divergence_needs_the_limit_in_a_row(tmp_path: Path) -> None:
     check_divergence(2.0, 7, 3, tmp_path)  # below the limit: nothing
-    with pytest.raises(TrainingDiverged, match=r"3 non-finite steps in a row .* the last at step 9; last good checkpoint: none"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"3 non-finite steps in a row .* the last at step 9; last good checkpoint: none",
+    ):
         check_divergence(3.0, 9, 3, tmp_path)
 
 
@@ -126,8 +131,16 @@ def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
         torch.manual_seed(len(list(tmp_path.iterdir())))
         module = PerSampleLoss(build_model(cfg.model, 64), fused=False, autocast_dtype=None)
         counters, part = Counters(), _Part()
-        ckpt = Checkpointer(tmp_path, rt, model=module, optimizer=build_optimizer(module, cfg.train, rt.device),
-                            counters=counters, parts={"loader": part, "reweighter": _Part()}, every=3, keep=2)
+        ckpt = Checkpointer(
+            tmp_path,
+            rt,
+            model=module,
+            optimizer=build_optimizer(module, cfg.train, rt.device),
+            counters=counters,
+            parts={"loader": part, "reweighter": _Part()},
+            every=3,
+            keep=2,
+        )
         return ckpt, counters, part, module
 
     ckpt, counters, part, module = parts()
@@ -139,32 +152,70 @@ def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
     other, counters2, part2, module2 = parts()
     assert other.restore() is not None
     assert (counters2.step, counters2.tokens, part2.state) == (3, 384, {"position": 12})
-    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), module2.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(module.state_dict().values(), module2.state_dict().values(), strict=True)
+    )
 
 
 # -- metric names and sinks -------------------------------------------------------------------
 def test_step_metrics_names() -> None:
-    values = {"mean_loss": 2.0, "weighted_loss": 2.5, "grad_norm": 0.3, "num_samples": 4.0, "num_invalid": 0.0,
-              "ess_fraction": 0.9, "domain_weight_share": [0.25, 0.75]}
+    values = {
+        "mean_loss": 2.0,
+        "weighted_loss": 2.5,
+        "grad_norm": 0.3,
+        "num_samples": 4.0,
+        "num_invalid": 0.0,
+        "ess_fraction": 0.9,
+        "domain_weight_share": [0.25, 0.75],
+    }
     rec = step_metrics(values, lr=1e-3, domains=["code", "wiki"], skipped=False)
     assert rec == {
-        "train/loss": 2.0, "train/weighted_loss": 2.5, "train/lr": 1e-3, "train/grad_norm": 0.3, "train/skipped": False,
-        "reweight/num_samples": 4, "reweight/num_invalid": 0, "reweight/ess_fraction": 0.9,
-        "reweight/domain_weight_share/code": 0.25, "reweight/domain_weight_share/wiki": 0.75,
+        "train/loss": 2.0,
+        "train/weighted_loss": 2.5,
+        "train/lr": 1e-3,
+        "train/grad_norm": 0.3,
+        "train/skipped": False,
+        "reweight/num_samples": 4,
+        "reweight/num_invalid": 0,
+        "reweight/ess_fraction": 0.9,
+        "reweight/domain_weight_share/code": 0.25,
+        "reweight/domain_weight_share/wiki": 0.75,
     }
 
 
 def test_tensorboard_tags_are_the_metric_names(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logger = MetricsLogger(tmp_path, enabled=True, tensorboard=True, wandb_project=None, wandb_run_name=None, config={})
-    logger.log({"step": 5, "tokens": 640, "train/loss": 2.0, "train/skipped": False, "eval/code/loss": float("nan")})
+    logger = MetricsLogger(
+        tmp_path, enabled=True, tensorboard=True, wandb_project=None, wandb_run_name=None, config={}
+    )
+    logger.log(
+        {
+            "step": 5,
+            "tokens": 640,
+            "train/loss": 2.0,
+            "train/skipped": False,
+            "eval/code/loss": float("nan"),
+        }
+    )
     logger.close()
-    assert read_metrics(tmp_path) == [{"step": 5, "tokens": 640, "train/loss": 2.0, "train/skipped": False, "eval/code/loss": None}]
+    assert read_metrics(tmp_path) == [
+        {
+            "step": 5,
+            "tokens": 640,
+            "train/loss": 2.0,
+            "train/skipped": False,
+            "eval/code/loss": None,
+        }
+    ]
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert tags == {"train/loss", "train/skipped"}  # step/tokens are axes; NaN (null) is not a scalar
+    assert tags == {
+        "train/loss",
+        "train/skipped",
+    }  # step/tokens are axes; NaN (null) is not a scalar
     assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(5, 2.0)]
 
 
@@ -173,18 +224,30 @@ def test_every_logged_key_is_documented(tmp_path: Path) -> None:
     doc = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
     domains = set(json.loads((tmp_path / "run" / "data.json").read_text())["domains"])
     keys = {k for r in read_metrics(tmp_path / "run") for k in r}
-    generic = {"/".join("<domain>" if part in domains else part for part in k.split("/")) for k in keys}
+    generic = {
+        "/".join("<domain>" if part in domains else part for part in k.split("/")) for k in keys
+    }
     assert {"eval/<domain>/loss", "reweight/domain_weight_share/<domain>"} <= generic
     missing = sorted(k for k in generic if f"`{k}`" not in doc)
     assert not missing, f"keys of metrics.jsonl not in docs/metrics.md: {missing}"
 
 
 # -- console --------------------------------------------------------------------------------------
-def test_console_line_per_evaluation_and_summary_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "tiny", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "log.progress=true"]) == 0
+def test_console_line_per_evaluation_and_summary_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["train", "tiny", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "log.progress=true"]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == ["step 3/6", "step 6/6"]
+    assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == [
+        "step 3/6",
+        "step 6/6",
+    ]
     assert all(f" | {part} " in lines[0] for part in ("train loss", "val loss", "worst"))
     assert lines[0].startswith("step 3/6 | tokens 384 |") and lines[0].endswith(" tok/s")
     assert lines[2].startswith("trained 6 steps (768 tokens) in ") and "val loss" in lines[2]
@@ -192,8 +255,14 @@ def test_console_line_per_evaluation_and_summary_on_stdout(tmp_path: Path, capsy
 
 
 def test_console_line_format() -> None:
-    rec = {"step": 300, "tokens": 9_830_400, "train/loss": 3.45121, "eval/loss": 3.50207,
-           "eval/worst_domain_loss": 4.10234, "train/tokens_per_s": 251034.2}
+    rec = {
+        "step": 300,
+        "tokens": 9_830_400,
+        "train/loss": 3.45121,
+        "eval/loss": 3.50207,
+        "eval/worst_domain_loss": 4.10234,
+        "train/tokens_per_s": 251034.2,
+    }
     assert eval_line(300, 1000, rec, "math") == (
         "step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | 251,034 tok/s"
     )
@@ -224,8 +293,16 @@ class _ScalarReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("extra", [["reweight.strategy=linupper", "train.grad_accum=2"], ["reweight.strategy=quadratic", "reweight.scope=step", "train.grad_accum=2"]])
-def test_no_scalar_read_of_a_device_tensor_between_evaluations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["reweight.strategy=linupper", "train.grad_accum=2"],
+        ["reweight.strategy=quadratic", "reweight.scope=step", "train.grad_accum=2"],
+    ],
+)
+def test_no_scalar_read_of_a_device_tensor_between_evaluations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
     reads = _ScalarReads()
 
     def on() -> None:
@@ -241,9 +318,23 @@ def test_no_scalar_read_of_a_device_tensor_between_evaluations(tmp_path: Path, m
     import lossreweight.reweighting.checks
     import lossreweight.reweighting.weights
 
-    for module in (lossreweight.losses, lossreweight.reweighting.checks, lossreweight.reweighting.weights):
+    for module in (
+        lossreweight.losses,
+        lossreweight.reweighting.checks,
+        lossreweight.reweighting.weights,
+    ):
         monkeypatch.setattr(module, "on_cpu", lambda t: False)
-    cfg = load_config("tiny", [*TINY_OVERRIDES, "train.max_steps=8", "log.every=2", "eval.every=0", "checkpoint.every=0", *extra])
+    cfg = load_config(
+        "tiny",
+        [
+            *TINY_OVERRIDES,
+            "train.max_steps=8",
+            "log.every=2",
+            "eval.every=0",
+            "checkpoint.every=0",
+            *extra,
+        ],
+    )
     with reads:
         on()
         assert torch.ones(()).item() == 1.0 and len(reads.hits) == 1  # the detector works

@@ -37,10 +37,19 @@ def test_any_transformers_causal_lm_trains(tmp_path, arch):
     if arch == "gpt2":
         hf_cfg = GPT2Config(vocab_size=512, n_embd=32, n_layer=2, n_head=2, n_positions=64)
     else:
-        hf_cfg = LlamaConfig(vocab_size=512, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=64, max_position_embeddings=64)
+        hf_cfg = LlamaConfig(
+            vocab_size=512,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
     hf_cfg.save_pretrained(tmp_path / "cfg")
-    cfg = load_config("tiny", [*TINY_OVERRIDES, f"model.hf={tmp_path / 'cfg'}", "train.max_steps=8", "train.lr=1e-2"])
+    cfg = load_config(
+        "tiny",
+        [*TINY_OVERRIDES, f"model.hf={tmp_path / 'cfg'}", "train.max_steps=8", "train.lr=1e-2"],
+    )
     result = train(cfg, tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
     assert result.steps == 8 and rows[-1]["train/loss"] < rows[0]["train/loss"]

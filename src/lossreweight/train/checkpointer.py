@@ -64,8 +64,19 @@ class Checkpointer:
 
     def save(self) -> Path:
         """Collective under torch.distributed: every rank calls it at the same step."""
-        state = {**self.counters.state_dict(), **{name: p.state_dict() for name, p in self.parts.items()}}
-        return save_checkpoint(self.run_dir, self.counters.step, self.model, self.optimizer, state, self.rt, keep=self.keep)
+        state = {
+            **self.counters.state_dict(),
+            **{name: p.state_dict() for name, p in self.parts.items()},
+        }
+        return save_checkpoint(
+            self.run_dir,
+            self.counters.step,
+            self.model,
+            self.optimizer,
+            state,
+            self.rt,
+            keep=self.keep,
+        )
 
     def restore(self) -> Path | None:
         """Load the newest complete checkpoint into every registered part; None when there is none."""

@@ -17,7 +17,9 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
 
 def eval_line(step: int, max_steps: int, record: dict[str, Any], worst: str | None) -> str:
     """`step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | 251,034 tok/s`"""
-    worst_part = f"worst {worst} {_fmt(record.get('eval/worst_domain_loss'))}" if worst else "worst n/a"
+    worst_part = (
+        f"worst {worst} {_fmt(record.get('eval/worst_domain_loss'))}" if worst else "worst n/a"
+    )
     return (
         f"step {step}/{max_steps} | tokens {_tokens(record['tokens'])} | train loss {_fmt(record.get('train/loss'))} | "
         f"val loss {_fmt(record.get('eval/loss'))} | {worst_part} | {_fmt(record.get('train/tokens_per_s'), ',.0f')} tok/s"
@@ -34,13 +36,22 @@ def _tokens(n: int) -> str:
 class Console:
     """Main rank only. `progress` asks for a bar; it is shown only on a terminal."""
 
-    def __init__(self, *, enabled: bool, progress: bool, max_steps: int, initial: int, desc: str) -> None:
+    def __init__(
+        self, *, enabled: bool, progress: bool, max_steps: int, initial: int, desc: str
+    ) -> None:
         self.enabled, self.max_steps = enabled, max_steps
         self._bar = None
         if enabled and progress and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=max_steps, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+            self._bar = tqdm(
+                total=max_steps,
+                initial=initial,
+                desc=desc,
+                unit="step",
+                dynamic_ncols=True,
+                leave=False,
+            )
 
     def advance(self) -> None:
         if self._bar is not None:
@@ -49,7 +60,10 @@ class Console:
     def logged(self, record: dict[str, Any]) -> None:
         """A metrics record: the bar's postfix shows its loss and throughput."""
         if self._bar is not None and record.get("train/loss") is not None:
-            self._bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record.get('train/tokens_per_s', 0):,.0f}")
+            self._bar.set_postfix(
+                loss=f"{record['train/loss']:.3f}",
+                tok_s=f"{record.get('train/tokens_per_s', 0):,.0f}",
+            )
 
     def evaluated(self, record: dict[str, Any], worst: str | None) -> None:
         self.info(eval_line(record["step"], self.max_steps, record, worst))
@@ -58,10 +72,16 @@ class Console:
         if self.enabled:
             log.warning("step %d skipped: non-finite loss or gradient (%d in a row)", step, streak)
 
-    def summary(self, steps: int, tokens: int, seconds: float, final: dict[str, Any], worst: str | None) -> None:
+    def summary(
+        self, steps: int, tokens: int, seconds: float, final: dict[str, Any], worst: str | None
+    ) -> None:
         val = final.get("eval/loss")
-        tail = f", val loss {_fmt(val)}" + (f", worst {worst} {_fmt(final.get('eval/worst_domain_loss'))}" if worst else "")
-        self.info(f"trained {steps} steps ({_tokens(tokens)} tokens) in {seconds:.1f} s{tail if val is not None else ''}")
+        tail = f", val loss {_fmt(val)}" + (
+            f", worst {worst} {_fmt(final.get('eval/worst_domain_loss'))}" if worst else ""
+        )
+        self.info(
+            f"trained {steps} steps ({_tokens(tokens)} tokens) in {seconds:.1f} s{tail if val is not None else ''}"
+        )
 
     def info(self, line: str) -> None:
         if not self.enabled:

@@ -40,4 +40,7 @@ def is_peer_failure(exc: BaseException) -> bool:
     if isinstance(exc, dist.DistError):
         return True
     text = str(exc).lower()
-    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout"))
+    return any(
+        w in text
+        for w in ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout")
+    )

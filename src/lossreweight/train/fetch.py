@@ -15,7 +15,11 @@ class Pending:
 
     def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
         self._shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-        flat = torch.cat([v.detach().reshape(-1).to(torch.float32) for v in tensors.values()]) if tensors else torch.zeros(0)
+        flat = (
+            torch.cat([v.detach().reshape(-1).to(torch.float32) for v in tensors.values()])
+            if tensors
+            else torch.zeros(0)
+        )
         self._event: torch.cuda.Event | None = None
         if flat.device.type == "cuda":
             self._host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)

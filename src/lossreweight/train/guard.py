@@ -52,7 +52,9 @@ def _masked_step(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
 
     def tensors() -> list[torch.Tensor]:
         out = [p for g in optimizer.param_groups for p in g["params"]]
-        out += [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+        out += [
+            t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)
+        ]
         return out
 
     before = {id(t): (t, t.detach().clone()) for t in tensors()}
@@ -73,7 +75,9 @@ class StepGuard:
     Under torch.distributed one all-reduce (MAX) per step makes every rank skip the same
     steps and learn of any rank's stop request; it is queued, not waited for."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, *, distributed: bool) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, device: torch.device, *, distributed: bool
+    ) -> None:
         self.optimizer = optimizer
         self.fused = bool(optimizer.defaults.get("fused"))
         self.distributed = distributed
@@ -87,13 +91,19 @@ class StepGuard:
             self._stop.fill_(1.0)  # a kernel with the value as argument: no copy, no sync
             self._stop_sent = True
 
-    def step(self, grad_norm: torch.Tensor, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(
+        self, grad_norm: torch.Tensor, stats: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Update unless the step is non-finite on any rank. Returns device flags: `skipped`
         (0/1), `nonfinite_streak` (skipped steps in a row, this one included) and `stop` (1
         when any rank asked to stop)."""
         # Non-finite loss or gradient, or no valid sample at all (a NaN storm: all weights 0,
         # a zero gradient AdamW would still step on): skip the update.
-        ok = torch.isfinite(grad_norm) & torch.isfinite(stats["weighted_loss"]) & (stats["num_samples"] > 0)
+        ok = (
+            torch.isfinite(grad_norm)
+            & torch.isfinite(stats["weighted_loss"])
+            & (stats["num_samples"] > 0)
+        )
         flags = torch.stack([(~ok).to(torch.float32), self._stop])
         if self.distributed:
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)

@@ -56,7 +56,15 @@ from lossreweight.train.records import rate_metrics, step_metrics
 from lossreweight.train.runtime import PeerFailure, Runtime, fault_point, setup_runtime
 from lossreweight.train.step import clip_gradients, forward_backward
 
-__all__ = ["Interrupted", "OutOfMemory", "RunDirError", "TrainResult", "Trainer", "TrainingDiverged", "train"]
+__all__ = [
+    "Interrupted",
+    "OutOfMemory",
+    "RunDirError",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "train",
+]
 
 
 @dataclass
@@ -106,7 +114,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, cfg: RunConfig, run_dir: str | Path, *, data_dir: str | Path | None = None
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.data_dir = data_dir
@@ -140,9 +150,15 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # resolved_config.json first: it marks the directory as a run (rundir.read_saved_config).
         _atomic_write(self.run_dir / RESOLVED_CONFIG, json.dumps(resolved, indent=1))
-        _atomic_write(self.run_dir / CONFIG_YAML, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        _atomic_write(
+            self.run_dir / CONFIG_YAML, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
+        )
         tok = self.run_dir / TOKENIZER_DIR
-        if not tok.exists() and data.tokenizer_dir is not None and Path(data.tokenizer_dir).is_dir():
+        if (
+            not tok.exists()
+            and data.tokenizer_dir is not None
+            and Path(data.tokenizer_dir).is_dir()
+        ):
             # Copy then rename: a kill mid-copy must not leave a half tokenizer for good.
             tmp = self.run_dir / "tokenizer.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -201,7 +217,9 @@ class Trainer:
             if flag.item() and error is None:
                 if lock is not None:
                     lock.release()
-                raise UserError(f"run directory {self.run_dir} could not be locked by rank 0; see its error")
+                raise UserError(
+                    f"run directory {self.run_dir} could not be locked by rank 0; see its error"
+                )
         if error is not None:
             raise error
         return lock if lock is not None else contextlib.nullcontext()
@@ -211,11 +229,15 @@ class Trainer:
             latest = find_latest_checkpoint(self.run_dir)
             if latest is not None:
                 return f"re-run the same command: it resumes from the last complete checkpoint {latest}"
-        return "re-run the same command: no checkpoint was saved yet, so it starts from the beginning"
+        return (
+            "re-run the same command: no checkpoint was saved yet, so it starts from the beginning"
+        )
 
     def _interrupted_message(self, training: bool) -> str:
         if not training:
-            return f"interrupted before training started, nothing new was saved; {self._resume_hint()}"
+            return (
+                f"interrupted before training started, nothing new was saved; {self._resume_hint()}"
+            )
         return f"interrupted at once (second signal) during step {self._step + 1}, without saving it; {self._resume_hint()}"
 
     def _run(self, stop: StopSignals) -> TrainResult:
@@ -226,7 +248,11 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model, model_vocab)
         resolved = cfg.to_dict()
-        resolved["model"] = {**resolved["model"], **model.config_dict()} if cfg.model.hf is None else {**resolved["model"], "vocab_size": model_vocab}
+        resolved["model"] = (
+            {**resolved["model"], **model.config_dict()}
+            if cfg.model.hf is None
+            else {**resolved["model"], "vocab_size": model_vocab}
+        )
         resolved["model"]["vocab_size"] = model_vocab
         self._check_run_dir(resolved, data)
         check_logging_deps(cfg.log.wandb_project)
@@ -241,15 +267,33 @@ class Trainer:
             warmup_steps=cfg.burn_in_steps,
             max_weight=cfg.reweight.max_weight,
             scope=cfg.reweight.scope,
-            max_batch_size=cfg.train.batch_size * (cfg.train.grad_accum if cfg.reweight.scope == "step" else 1),
+            max_batch_size=cfg.train.batch_size
+            * (cfg.train.grad_accum if cfg.reweight.scope == "step" else 1),
             num_domains=len(data.domains),
         )
-        loader = data.train_loader(cfg.train.batch_size, seed=cfg.train.seed, rank=rt.rank, world_size=rt.world_size, mixture=cfg.data.mixture)
-        val_batches = data.val_batches(cfg.eval.batch_size, rank=rt.rank, world_size=rt.world_size, max_sequences_per_domain=cfg.eval.max_sequences_per_domain)
+        loader = data.train_loader(
+            cfg.train.batch_size,
+            seed=cfg.train.seed,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            mixture=cfg.data.mixture,
+        )
+        val_batches = data.val_batches(
+            cfg.eval.batch_size,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            max_sequences_per_domain=cfg.eval.max_sequences_per_domain,
+        )
         counters = Counters()
         checkpointer = Checkpointer(
-            self.run_dir, rt, model=wrapped, optimizer=optimizer, counters=counters,
-            parts={"loader": loader, "reweighter": reweighter}, every=cfg.checkpoint.every, keep=cfg.checkpoint.keep,
+            self.run_dir,
+            rt,
+            model=wrapped,
+            optimizer=optimizer,
+            counters=counters,
+            parts={"loader": loader, "reweighter": reweighter},
+            every=cfg.checkpoint.every,
+            keep=cfg.checkpoint.keep,
         )
         checkpointer.restore()
         # Everything that can refuse bad input has run: only now is the run directory written.
@@ -257,16 +301,34 @@ class Trainer:
         rt.barrier()
         self._step = counters.step
         p = _Parts(
-            model=wrapped, optimizer=optimizer, loader=loader, reweighter=reweighter, counters=counters,
-            checkpointer=checkpointer, evaluator=Evaluator(wrapped, val_batches, data.domains, rt, every=cfg.eval.every),
+            model=wrapped,
+            optimizer=optimizer,
+            loader=loader,
+            reweighter=reweighter,
+            counters=counters,
+            checkpointer=checkpointer,
+            evaluator=Evaluator(wrapped, val_batches, data.domains, rt, every=cfg.eval.every),
             logger=MetricsLogger(
-                self.run_dir, enabled=rt.is_main, tensorboard=cfg.log.tensorboard, wandb_project=cfg.log.wandb_project,
-                wandb_run_name=cfg.log.wandb_run_name, config=resolved,
+                self.run_dir,
+                enabled=rt.is_main,
+                tensorboard=cfg.log.tensorboard,
+                wandb_project=cfg.log.wandb_project,
+                wandb_run_name=cfg.log.wandb_run_name,
+                config=resolved,
             ),
-            console=Console(enabled=rt.is_main, progress=cfg.log.progress, max_steps=cfg.train.max_steps, initial=counters.step, desc=cfg.reweight.strategy),
+            console=Console(
+                enabled=rt.is_main,
+                progress=cfg.log.progress,
+                max_steps=cfg.train.max_steps,
+                initial=counters.step,
+                desc=cfg.reweight.strategy,
+            ),
             guard=StepGuard(optimizer, rt.device, distributed=rt.distributed),
             domains=data.domains,
-            tokens_per_step=cfg.train.batch_size * cfg.train.grad_accum * rt.world_size * data.seq_len,
+            tokens_per_step=cfg.train.batch_size
+            * cfg.train.grad_accum
+            * rt.world_size
+            * data.seq_len,
             flops_per_token=model.flops_per_token(data.seq_len),
             peak_flops=peak_flops(rt.device),
         )
@@ -283,9 +345,18 @@ class Trainer:
         step, tokens = counters.step, counters.tokens
         result = TrainResult(self.run_dir, step, tokens, last_eval, interrupted)
         if rt.is_main and not interrupted:
-            _atomic_write(self.run_dir / FINAL_FILE, json.dumps({"steps": step, "tokens": tokens, **last_eval}, indent=1))
+            _atomic_write(
+                self.run_dir / FINAL_FILE,
+                json.dumps({"steps": step, "tokens": tokens, **last_eval}, indent=1),
+            )
             named = Evaluator.metrics(last_eval) if last_eval else {}
-            p.console.summary(step, tokens, time.perf_counter() - started, named, Evaluator.worst_domain(last_eval) if last_eval else None)
+            p.console.summary(
+                step,
+                tokens,
+                time.perf_counter() - started,
+                named,
+                Evaluator.worst_domain(last_eval) if last_eval else None,
+            )
         return result
 
     def _loop(self, p: _Parts, stop: StopSignals) -> bool:
@@ -314,7 +385,15 @@ class Trainer:
             c.step += 1
             c.tokens += p.tokens_per_step
             p.console.advance()
-            queued.append(_Queued(c.step, c.tokens, lr, Pending({**flags, "grad_norm": grad_norm, **stats}), time.perf_counter()))
+            queued.append(
+                _Queued(
+                    c.step,
+                    c.tokens,
+                    lr,
+                    Pending({**flags, "grad_norm": grad_norm, **stats}),
+                    time.perf_counter(),
+                )
+            )
             last = c.step == cfg.max_steps
             sync = last or p.evaluator.due(c.step) or p.checkpointer.due(c.step)
             agreed = self._report(queued, p, keep=0 if sync else 1)  # log / evaluate the steps done
@@ -345,7 +424,11 @@ class Trainer:
                 self._t_log, self._tokens_at_log = q.time, q.tokens
                 record: dict[str, Any] = {"step": q.step, "tokens": q.tokens}
                 record.update(step_metrics(values, lr=q.lr, domains=p.domains, skipped=skipped))
-                record.update(rate_metrics(rate, mfu(rate, p.flops_per_token, p.peak_flops, self.rt.world_size)))
+                record.update(
+                    rate_metrics(
+                        rate, mfu(rate, p.flops_per_token, p.peak_flops, self.rt.world_size)
+                    )
+                )
                 if do_eval:
                     fault_point("eval", q.step, self.rt.rank)
                     record.update(Evaluator.metrics(p.evaluator.run()))
@@ -356,7 +439,9 @@ class Trainer:
                     p.console.evaluated(record, Evaluator.worst_domain(p.evaluator.last))
             if skipped:
                 p.console.skipped(q.step, streak)
-            check_divergence(streak, q.step, cfg.train.max_nonfinite_steps, self.run_dir, stats=values)
+            check_divergence(
+                streak, q.step, cfg.train.max_nonfinite_steps, self.run_dir, stats=values
+            )
         return agreed
 
     def _final_eval(self, step: int) -> dict[str, Any]:
@@ -368,5 +453,7 @@ class Trainer:
         return {}
 
 
-def train(cfg: RunConfig, run_dir: str | Path, *, data_dir: str | Path | None = None) -> TrainResult:
+def train(
+    cfg: RunConfig, run_dir: str | Path, *, data_dir: str | Path | None = None
+) -> TrainResult:
     return Trainer(cfg, run_dir, data_dir=data_dir).run()

@@ -30,7 +30,9 @@ class PerSampleLoss(nn.Module):
         with self._autocast(input_ids.device.type):
             if self.fused:
                 h = self.model.hidden_states(input_ids)
-                losses, _ = per_sample_loss(hidden_states=h, lm_head_weight=self.model.output_weight, labels=input_ids)
+                losses, _ = per_sample_loss(
+                    hidden_states=h, lm_head_weight=self.model.output_weight, labels=input_ids
+                )
             else:
                 losses, _ = per_sample_loss(self.model(input_ids), input_ids)
         return losses

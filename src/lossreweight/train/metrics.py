@@ -61,7 +61,9 @@ def check_logging_deps(wandb_project: str | None) -> None:
     if importlib.util.find_spec("wandb") is None:
         from lossreweight.errors import ConfigError
 
-        raise ConfigError("log.wandb_project is set but wandb is not installed; pip install wandb, or unset it")
+        raise ConfigError(
+            "log.wandb_project is set but wandb is not installed; pip install wandb, or unset it"
+        )
 
 
 class MetricsLogger:
@@ -90,7 +92,9 @@ class MetricsLogger:
         if wandb_project:
             import wandb  # checked by check_logging_deps before the run wrote anything
 
-            self._wandb = wandb.init(project=wandb_project, name=wandb_run_name, config=config, resume="allow")
+            self._wandb = wandb.init(
+                project=wandb_project, name=wandb_run_name, config=config, resume="allow"
+            )
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -99,7 +103,11 @@ class MetricsLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         step = record["step"]
-        scalars = {k: float(v) for k, v in record.items() if isinstance(v, bool | int | float) and k not in X_AXES}
+        scalars = {
+            k: float(v)
+            for k, v in record.items()
+            if isinstance(v, bool | int | float) and k not in X_AXES
+        }
         if self._tb is not None:
             for k, v in scalars.items():
                 self._tb.add_scalar(k, v, step)
@@ -113,4 +121,3 @@ class MetricsLogger:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
-

@@ -11,7 +11,9 @@ from lossreweight.train.config import TrainConfig
 FUSED_DEVICES = ("cuda", "cpu", "mps", "xpu")
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     # nanoGPT's rule: decay 2-D weights (matmuls, embeddings), not norms/biases.
     decay = [p for p in params if p.dim() >= 2]

@@ -1,10 +1,10 @@
 """The metric names of a training step (docs/metrics.md lists every key of metrics.jsonl).
 
-    train/loss             unweighted mean per-sample loss of the step (comparable across strategies)
-    train/weighted_loss    the loss that was backpropagated (the reweighted one)
-    train/lr, train/grad_norm (before clipping), train/skipped (the update was not applied)
-    reweight/<statistic>   the Reweighter's statistics, combined over micro-batches
-    reweight/<statistic>/<domain>  per-domain statistics (domain_weight_share, ...)
+train/loss             unweighted mean per-sample loss of the step (comparable across strategies)
+train/weighted_loss    the loss that was backpropagated (the reweighted one)
+train/lr, train/grad_norm (before clipping), train/skipped (the update was not applied)
+reweight/<statistic>   the Reweighter's statistics, combined over micro-batches
+reweight/<statistic>/<domain>  per-domain statistics (domain_weight_share, ...)
 """
 
 from __future__ import annotations

@@ -64,13 +64,17 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if want_cuda and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+        raise ConfigError(
+            "train.device=cuda but no CUDA device is visible; use train.device=cpu or auto"
+        )
     device = torch.device("cuda", local_rank) if want_cuda else torch.device("cpu")
     if want_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if want_cuda else "gloo"
-        dist.init_process_group(backend, timeout=collective_timeout(), device_id=device if want_cuda else None)
+        dist.init_process_group(
+            backend, timeout=collective_timeout(), device_id=device if want_cuda else None
+        )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = cfg.precision
@@ -90,7 +94,12 @@ def teardown_runtime() -> None:
 
 
 # -- test-only fault injection --------------------------------------------------------------
-_FAULT_SIGNALS = {"kill": [signal.SIGKILL], "term": [signal.SIGTERM], "int": [signal.SIGINT], "int2": [signal.SIGINT] * 2}
+_FAULT_SIGNALS = {
+    "kill": [signal.SIGKILL],
+    "term": [signal.SIGTERM],
+    "int": [signal.SIGINT],
+    "int2": [signal.SIGINT] * 2,
+}
 
 
 def fault_point(point: str, step: int, rank: int = 0) -> None:

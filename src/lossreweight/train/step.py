@@ -22,22 +22,32 @@ def forward_backward(
     ids = [b["input_ids"].to(device, non_blocking=True) for b in batches]
     doms = [b["domain_ids"].to(device, non_blocking=True) for b in batches]
     if reweighter.scope == "step":  # weights normalised over the whole step
-        return accumulate_step(wrapped, ids, reweighter, step=step, model=wrapped, domain_ids=doms).stats
+        return accumulate_step(
+            wrapped, ids, reweighter, step=step, model=wrapped, domain_ids=doms
+        ).stats
     a = len(batches)
     collected: list[dict[str, torch.Tensor]] = []
     for i in range(a):
         # DDP all-reduces gradients on the last micro-batch only.
         last = i == a - 1
-        sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+        sync = (
+            contextlib.nullcontext()
+            if last or not hasattr(wrapped, "no_sync")
+            else wrapped.no_sync()
+        )
         with sync:
-            out = reweighter.reweight(wrapped(ids[i]), step=step, domain_ids=doms[i], accumulation_steps=a)
+            out = reweighter.reweight(
+                wrapped(ids[i]), step=step, domain_ids=doms[i], accumulation_steps=a
+            )
             out.loss.backward()
         collected.append(out.stats)
     # The step's statistics over its micro-batches (on device): counts add, means weight by samples.
     return combine_stats(collected)
 
 
-def clip_gradients(model: torch.nn.Module, max_norm: float | None, device: torch.device) -> torch.Tensor:
+def clip_gradients(
+    model: torch.nn.Module, max_norm: float | None, device: torch.device
+) -> torch.Tensor:
     """Clip to `max_norm` (None or 0: measure only); the global gradient norm, on device."""
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
