@@ -124,10 +124,38 @@ def test_interrupted_run_resumes_and_changed_settings_retrain(tmp_path: Path) ->
     rc, stdout, _ = _cli(*args)
     assert rc == 0 and "resuming" in stdout
     assert deterministic(read_metrics(run)) == straight
-    # Another learning rate is another run: the stale one is replaced, not resumed.
+    # Another learning rate is another run: it goes beside the finished one, which is kept as it was.
+    kept = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     rc, stdout, _ = _cli(*args, "train.lr=1e-3")
-    assert rc == 0 and "retraining" in stdout
-    assert json.loads((run / "resolved_config.json").read_text())["train"]["lr"] == pytest.approx(1e-3)
+    assert rc == 0 and "other settings (kept)" in stdout
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
+    (beside,) = (out / "runs" / "by-config").glob("*/linupper-seed0")
+    assert json.loads((beside / "resolved_config.json").read_text())["train"]["lr"] == pytest.approx(1e-3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"]["linupper"]["run_dirs"] == [str(beside)]
+    # Back to the first settings: the kept run is found again, nothing trains.
+    rc, stdout, _ = _cli(*args)
+    assert rc == 0 and "cached" in stdout and "training" not in stdout
+
+
+def test_out_folder_of_another_kind_is_refused(tmp_path: Path) -> None:
+    """compare --out never writes into a stranger's non-empty folder, a training run, or a
+    folder another command wrote; nothing in it changes."""
+    stranger = tmp_path / "mine"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "resolved_config.json").write_text("{}")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / ".lossreweight-output.json").write_text('{"kind": "experiment", "name": "strategies"}')
+    for folder, message in ((stranger, "not empty and was not written by lossreweight"),
+                            (run, "is a training run"), (study, "experiment strategies")):
+        before = sorted(p.name for p in folder.iterdir())
+        rc, _, err = _cli("compare", "tiny", "--out", str(folder), "--strategies", "uniform", *TINY_OVERRIDES)
+        assert rc == 2 and message in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in folder.iterdir()) == before
 
 
 @pytest.mark.parametrize(

@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from lossreweight.experiments.linreg import (
+from lossreweight.experiments.studies.linreg import run_linreg
+from lossreweight.experiments.toy.linreg_sim import (
     STRATEGIES,
-    ArmStats,
     LinregConfig,
     batch_order,
-    faster,
     make_problem,
-    run_linreg,
     sgd_step,
-    steps_to_target,
 )
+from lossreweight.experiments.toy.linreg_stats import ArmStats, faster, steps_to_target
 from lossreweight.experiments.plotting import Section, Table, write_html_report
 from lossreweight.reweighting import Reweighter
 
@@ -214,3 +212,16 @@ def test_html_report_escapes_and_embeds(tmp_path: Path) -> None:
     page = write_html_report(tmp_path, "T", sections, embed_images=True).read_text()
     assert "One &amp; two" in page and "x &lt; y" in page and "data:image/png;base64," in page
     assert "<td>\u2014</td>" in page and "<td>0.5</td>" in page
+
+
+def test_page_opens_with_verdict_and_setup(quick: tuple[Path, dict[str, Any]]) -> None:
+    out, s = quick
+    assert s["verdict"].endswith(".") and "uniform" in s["verdict"] and "95% interval" in s["verdict"]
+    for arm, d in s["paired_steps_vs_uniform"].items():
+        per = [a - b for a, b in zip(s["steps_to_target_per_seed"][arm], s["steps_to_target_per_seed"]["uniform"],
+                                     strict=True)]
+        assert d["per_seed"] == per and d["mean"] == pytest.approx(sum(per) / len(per))
+        assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    page = (out / "index.html").read_text()
+    headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
+    assert headings[:2] == ["Verdict", "Setup"]

@@ -60,15 +60,20 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _check_common(out: Path, s: dict[str, Any], stdout: str, arms: list[str]) -> None:
+def _check_common(out: Path, s: dict[str, Any], stdout: str, arms: list[str], *, same_batches: bool = True) -> None:
     assert s["quick"] is True and list(s["runs"]) == arms
     for arm, r in s["runs"].items():
         assert _finite(r["val_loss"]) and _finite(r["val_loss_domain_avg"]), arm
         assert all(_finite(v) for v in r["val_loss_by_domain"].values())
         assert len(r["per_seed"]["val_loss"]) == len(s["seeds"])
         assert _finite(r["weights"]["max_weight_x_m"]) and r["weights"]["max_weight_x_m"] >= 1.0 - 1e-5
-    assert s["same_batches"] is True
+    assert s["same_batches"] is True or not same_batches
     page = (out / "index.html").read_text()
+    headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
+    assert headings[:2] == ["Verdict", "Setup"]  # every page opens with the verdict, then the setup
+    assert s["verdict"].endswith(".") and f"verdict: {s['verdict']}" in stdout
+    for row in s["setup"]:
+        assert row["params"] > 0 and row["tokens"] > 0 and row["tokens_per_param"] > 0 and row["seeds"]
     for name, f in s["files"].items():
         if f.endswith(".png"):
             assert (out / f).read_bytes().startswith(PNG_MAGIC), name
@@ -102,18 +107,26 @@ def test_strategies_quick(strategies: Run) -> None:
 
 def test_temperature_quick(temperature: Run) -> None:
     out, s, stdout = temperature
-    labels = ["r=0.2", "r=0.4", "r=0.6", "r=0.8", "r=1", "r=100"]
-    _check_common(out, s, stdout, ["uniform", *labels, *s["schedules"]])
-    assert len(s["schedules"]) == 3
+    full = ["uniform", "r=0.4", "r=1", "r=100", "anneal-100-to-1", "anneal-50-to-0.5", "anneal-200-to-2"]
+    half = ["uniform@half", "r=0.4@half", "anneal-100-to-1@half", "anneal-50-to-0.5@half", "anneal-200-to-2@half"]
+    _check_common(out, s, stdout, [*full, *half], same_batches=False)
     runs = s["runs"]
     # Weight concentration falls as r grows; r = 100 is uniform to within 1%.
-    conc = [runs[label]["weights"]["max_weight_x_m"] for label in labels]
+    conc = [runs[a]["weights"]["max_weight_x_m"] for a in ("r=0.4", "r=1", "r=100")]
     assert conc == sorted(conc, reverse=True) and conc[-1] < 1.01
-    temps = {a: [r["temperature"] for r in _metrics(Path(runs[a]["run_dirs"][0]))] for a in s["schedules"]}
-    step, linear, cosine = (temps[k] for k in s["schedules"])
-    assert step[0] == pytest.approx(100.0) and step[-1] == pytest.approx(0.4)
-    assert linear[0] == pytest.approx(1.0, rel=0.2) and linear == sorted(linear, reverse=True)
-    assert cosine == sorted(cosine, reverse=True) and cosine[-1] < 0.5
+    # Batches are shared within a budget, and the half budget is half as long.
+    assert s["same_batches_per_seed"] and all(s["same_batches_per_seed"].values())
+    steps = {k: v["steps"] for k, v in s["budgets"].items()}
+    assert steps["@half"] == pytest.approx(steps["@full"] / 2, abs=1)
+    assert runs["r=0.4@half"]["paired_with"] == "uniform@half" and "paired_with" not in runs["r=0.4"]
+    assert runs["r=0.4@half"]["diff_vs_uniform"]["val_loss"]["per_seed"] == pytest.approx(
+        [a - b for a, b in zip(runs["r=0.4@half"]["per_seed"]["val_loss"],
+                               runs["uniform@half"]["per_seed"]["val_loss"], strict=True)])
+    # Annealing: r is 100 (uniform weights before it) through the burn-in, then falls to 1.
+    temps = [r["temperature"] for r in _metrics(Path(runs["anneal-100-to-1"]["run_dirs"][0]))]
+    burn = round(0.05 * s["budgets"]["@full"]["steps"])
+    assert temps[burn] == pytest.approx(100.0, rel=0.1) and temps[-1] == pytest.approx(1.0, rel=0.1)
+    assert temps[burn:] == sorted(temps[burn:], reverse=True)
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -185,11 +198,11 @@ def test_experiment_linreg_is_wired_and_report_takes_it(
     it); its summary has no report block, so `report` falls back to conclusions and PNGs."""
     import shutil
 
-    from lossreweight.experiments import linreg
+    from lossreweight.experiments.studies import linreg
 
     calls = []
 
-    def fake(out: Path, *, quick: bool = False) -> dict[str, Any]:
+    def fake(out: Path, *, quick: bool = False, seeds: Any = None, config: Any = None) -> dict[str, Any]:
         calls.append((Path(out), quick))
         out.mkdir(parents=True)
         shutil.copy(domain_mix[0] / "loss_curves.png", out / "test_loss.png")
@@ -223,4 +236,6 @@ def test_bad_input_exits_2(args: list[str], message: str) -> None:
 
 
 def test_every_study_is_registered() -> None:
-    assert set(STUDIES) == {"linreg", "strategies", "temperature", "weight-bound", "domain-mix"}
+    assert set(STUDIES) >= {"linreg", "strategies", "temperature", "weight-bound", "domain-mix", "replicate",
+                            "noise", "scale"}
+    assert all(desc and "\n" not in desc for desc in STUDIES.values())

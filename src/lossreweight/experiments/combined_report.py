@@ -18,6 +18,7 @@ from lossreweight.experiments.plotting import Section, Table, write_html_report
 from lossreweight.experiments.study import SUMMARY_FILE, section_from_dict
 
 DEFAULT_OUT = Path("runs/report.html")
+GENERATOR = "lossreweight report"  # in the page's <meta name='generator'>: a page this command wrote
 
 
 def load_summary(folder: Path) -> dict[str, Any]:
@@ -44,14 +45,40 @@ def _fallback_sections(s: dict[str, Any], prefix: str) -> list[Section]:
     return [Section("Results", list(s.get("conclusions") or []), images=images)]
 
 
-def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_OUT, *, embed: bool = False) -> Path:
+def check_out_file(out_file: Path, force: bool) -> None:
+    """The page may replace only a page this command wrote, or (with --force) another .html
+    file; never anything inside a training run, never a summary.json or other non-HTML file."""
+    if out_file.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--out {out_file} must name an .html file (e.g. runs/report.html)")
+    if out_file.is_dir():
+        raise UserError(f"--out {out_file} is a folder; name the .html file to write, e.g. {out_file / 'report.html'}")
+    from lossreweight.experiments.runs import is_run_dir
+
+    for parent in out_file.resolve().parents:
+        if is_run_dir(parent):
+            raise UserError(f"--out {out_file} is inside the training run {parent}; write the page elsewhere")
+    if not out_file.exists():
+        return
+    try:
+        head = out_file.read_text(encoding="utf-8", errors="replace")[:2000]
+    except OSError as exc:
+        raise UserError(f"--out {out_file} cannot be read ({exc.strerror}); choose another file") from None
+    if f"content='{GENERATOR}'" not in head and not force:
+        raise UserError(f"--out {out_file} exists and was not written by `lossreweight report`; give another "
+                        "--out, or add --force to replace it")
+
+
+def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_OUT, *, embed: bool = False,
+                 force: bool = False) -> Path:
     """Write the combined page to `out_file`; images are linked relative to it (or embedded)."""
     if not folders:
         raise UserError("give at least one study folder")
     out_file = Path(out_file)
+    check_out_file(out_file, force)
     out_dir = out_file.parent if str(out_file.parent) else Path(".")
     loaded = [(Path(f), load_summary(Path(f))) for f in folders]
     overview = []
+    verdicts = []
     sections: list[Section] = []
     for folder, s in loaded:
         title = _title(folder, s)
@@ -59,6 +86,8 @@ def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_O
         prefix = "" if rel == "." else rel.rstrip("/") + "/"
         page = (s.get("report") or {}).get("html") or (s.get("files") or {}).get("html", "index.html")
         overview.append([title, str(folder), s.get("quick"), s.get("runtime_s"), prefix + page])
+        if s.get("verdict"):
+            verdicts.append(f"{title}: {s['verdict']}")
         intro = [f"Folder {folder}; its own page: {prefix + page}."]
         sections.append(Section(title, intro + list(s.get("conclusions") or [])))
         report = s.get("report")
@@ -68,6 +97,7 @@ def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_O
         for sub in subs:
             sub.heading = f"{short} \u2014 {sub.heading}"
             sections.append(sub)
-    head = Section("Studies", [], tables=[Table(["study", "folder", "quick", "runtime (s)", "page"], overview)])
-    return write_html_report(out_dir, "lossreweight: results", [head, *sections], filename=out_file.name,
-                             embed_images=embed)
+    head = [Section("Verdicts", verdicts or ["No study in these folders states a verdict."]),
+            Section("Studies", [], tables=[Table(["study", "folder", "quick", "runtime (s)", "page"], overview)])]
+    return write_html_report(out_dir, "lossreweight: results", [*head, *sections], filename=out_file.name,
+                             embed_images=embed, generator=GENERATOR)

@@ -70,12 +70,14 @@ def train_arms(
     baseline: str | None = "uniform",
     log: Log | None = None,
     reuse_from: Sequence[Path] = (),
+    jobs: int = 1,
 ) -> tuple[Records, dict[str, Any]]:
     """Train (or reuse) every arm x seed under `out/runs/` and summarise them."""
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ConfigError(f"arm names must be distinct, got {names}")
-    records = run_arms(config, list(overrides), arms, seeds, Path(out) / "runs", log=log, reuse_from=reuse_from)
+    records = run_arms(config, list(overrides), arms, seeds, Path(out) / "runs", log=log, reuse_from=reuse_from,
+                       jobs=jobs)
     summary = summarize(records, baseline=baseline if baseline in names else None)
     summary.update({"config": str(config), "overrides": list(overrides),
                     "arm_overrides": {a.name: list(a.overrides) for a in arms}})
@@ -125,19 +127,36 @@ def run_compare(
     *,
     log: Log | None = None,
     title: str = "",
+    command: str = "compare",
+    jobs: int = 1,
+    reuse_from: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """`lossreweight compare`: returns the summary written to `out_dir/summary.json`."""
+    """`lossreweight compare` (and the demo): returns the summary written to `out_dir/summary.json`.
+
+    The folder must be new, empty, or written by the same `command` before (see `outdir`).
+    """
+    from lossreweight.experiments.harness import best_arm_verdict, page_head, paired_sentence
+    from lossreweight.experiments.outdir import claim_output_dir
+    from lossreweight.experiments.setup import setup_rows
+
     start = time.perf_counter()
     out = Path(out_dir)
     strategies = parse_strategies(strategies)
     seeds = parse_seeds(seeds)
     check_overrides(overrides)
+    claim_output_dir(out, command, command)
     arms = [Arm.strategy(s) for s in strategies]
-    records, summary = train_arms(config, out, arms, seeds, overrides, log=log)
+    records, summary = train_arms(config, out, arms, seeds, overrides, log=log, jobs=jobs, reuse_from=reuse_from)
     files = standard_plots(out, records, summary, colors=colors_for(strategies))
-    summary["command"] = "compare"
+    summary["command"] = command
     summary["strategies"] = strategies
+    summary["setup"] = setup_rows(records)
+    summary["verdict"] = best_arm_verdict(summary)
+    base = summary.get("baseline")
+    summary["conclusions"] = [paired_sentence(a, base, r[f"diff_vs_{base}"]) for a, r in summary["runs"].items()
+                              if base and a != base and f"diff_vs_{base}" in r]
     summary["files"] = {**files, "html": "report.html", "summary": "summary.json"}
     summary["runtime_s"] = round(time.perf_counter() - start, 2)
     title = title or f"compare: {', '.join(strategies)} on {config}"
-    return write_study(out, summary, title, standard_sections(summary, files), html_name="report.html")
+    sections = [*page_head(summary), *standard_sections(summary, files)]
+    return write_study(out, summary, title, sections, html_name="report.html")

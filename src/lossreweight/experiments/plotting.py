@@ -306,6 +306,7 @@ def write_html_report(
     *,
     filename: str = "index.html",
     embed_images: bool = False,
+    generator: str = "lossreweight",
 ) -> Path:
     """Write `out_dir/filename`: a title then each section (heading, paragraphs, PNGs, tables).
 
@@ -316,6 +317,7 @@ def write_html_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<meta name='generator' content='{html.escape(generator)}'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]

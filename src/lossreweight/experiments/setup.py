@@ -123,7 +123,7 @@ def _int(v: Any) -> str | None:
 
 def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """Which regime the runs are in, in words, e.g. "in the paper's regime (1.2M parameters,
-    2.6 tokens/param, 5% burn-in)" or "in a short-training regime (0.14 tokens/param, ...)"."""
+    2.6 tokens/param, 5% burn-in)" or "in a short-run regime, not the paper's (0.14 tokens/param, ...)"."""
     if not rows:
         return "regime unknown"
     tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]
@@ -135,7 +135,7 @@ def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
     tp = f"{lo:.2g}" if hi - lo < 0.01 * hi else f"{lo:.2g}-{hi:.2g}"
     pa = _short(min(params)) if min(params) == max(params) else f"{_short(min(params))}-{_short(max(params))}"
     paper = lo >= REGIME_TOKENS_PER_PARAM and burn > 0
-    where = "in the paper's regime" if paper else "in a short-training regime, not the paper's"
+    where = "in the paper's regime" if paper else "in a short-run regime, not the paper's"
     return f"{where} ({pa} parameters, {tp} tokens/param, {burn:.0%} burn-in)"
 
 
