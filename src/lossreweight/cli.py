@@ -21,7 +21,12 @@ from lossreweight.extras import require_extra
 COMMANDS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("prepare", "prepare", "tokenize a corpus into token shards", ("train",)),
     ("train", "train", "pretrain a model with loss-based sample reweighting", ("train",)),
-    ("eval", "evaluate", "evaluate a run per domain, on lm-eval tasks, or over all checkpoints", ("train",)),
+    (
+        "eval",
+        "evaluate",
+        "evaluate a run per domain, on lm-eval tasks, or over all checkpoints",
+        ("train",),
+    ),
     (
         "compare",
         "compare",
