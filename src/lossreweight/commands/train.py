@@ -35,14 +35,13 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from lossreweight.train import load_config, train
-    from lossreweight.train.console import send_to_stdout
+    from lossreweight.train.console import lines_on_stdout
     from lossreweight.train.runtime import teardown_runtime
-
-    send_to_stdout()  # a line per evaluation and a summary (library code only logs)
 
     cfg = load_config(args.config, overrides_from_args(args))
     try:
-        result = train(cfg, args.out, data_dir=args.data_dir)
+        with lines_on_stdout():  # a line per evaluation and a summary (the library only logs)
+            result = train(cfg, args.out, data_dir=args.data_dir)
         is_main = int(os.environ.get("RANK", "0")) == 0
     finally:
         teardown_runtime()

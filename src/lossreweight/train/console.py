@@ -4,8 +4,10 @@ on stderr only when stderr is a terminal (a log file gets lines, not bar updates
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("lossreweight.train")
@@ -112,12 +114,18 @@ class _Stdout(logging.StreamHandler):
         pass
 
 
-def send_to_stdout() -> None:
-    """For the command line: the trainer's INFO lines on stdout, once (library code never
-    configures logging; this is the application's choice)."""
+@contextlib.contextmanager
+def lines_on_stdout() -> Iterator[None]:
+    """For the command line, while a command runs: the trainer's INFO lines on stdout (library
+    code never configures logging; this is the application's choice)."""
     logger = logging.getLogger("lossreweight")
-    if not any(isinstance(h, _Stdout) for h in logger.handlers):
-        handler = _Stdout()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    handler = _Stdout()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -46,15 +46,14 @@ from lossreweight.train.errors import (
     is_peer_failure,
 )
 from lossreweight.train.evaluator import Evaluator
-from lossreweight.train.fetch import Pending
-from lossreweight.train.flops import mfu, peak_flops
-from lossreweight.train.guard import StepGuard, StopSignals, check_divergence
+from lossreweight.train.flops import peak_flops
+from lossreweight.train.guard import StepGuard, StopSignals
 from lossreweight.train.metrics import MetricsLogger, check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
 from lossreweight.train.parallel import wrap_model
-from lossreweight.train.records import rate_metrics, step_metrics
+from lossreweight.train.reporter import StepReporter
 from lossreweight.train.runtime import PeerFailure, Runtime, fault_point, setup_runtime
-from lossreweight.train.step import clip_gradients, forward_backward
+from lossreweight.train.step import build_reweighter, clip_gradients, forward_backward
 
 __all__ = [
     "Interrupted",
@@ -77,17 +76,6 @@ class TrainResult:
 
 
 @dataclass
-class _Queued:
-    """A finished step whose flags and metrics are on their way to the host."""
-
-    step: int
-    tokens: int
-    lr: float
-    values: Pending
-    time: float  # when the host had queued it: the clock of the tokens/s windows
-
-
-@dataclass
 class _Parts:
     """The components of one run, as the loop uses them."""
 
@@ -98,13 +86,9 @@ class _Parts:
     counters: Counters
     checkpointer: Checkpointer
     evaluator: Evaluator
-    logger: MetricsLogger
-    console: Console
+    reporter: StepReporter  # with the metrics logger and the console
     guard: StepGuard
-    domains: list[str]
     tokens_per_step: int
-    flops_per_token: float
-    peak_flops: float | None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -260,17 +244,7 @@ class Trainer:
         model.to(rt.device)
         wrapped = wrap_model(model, cfg.train, rt)
         optimizer = build_optimizer(wrapped, cfg.train, rt.device)
-        reweighter = Reweighter(
-            cfg.reweight.strategy,
-            cfg.reweight.temperature,
-            delta=cfg.reweight.delta,
-            warmup_steps=cfg.burn_in_steps,
-            max_weight=cfg.reweight.max_weight,
-            scope=cfg.reweight.scope,
-            max_batch_size=cfg.train.batch_size
-            * (cfg.train.grad_accum if cfg.reweight.scope == "step" else 1),
-            num_domains=len(data.domains),
-        )
+        reweighter = build_reweighter(cfg, len(data.domains))
         loader = data.train_loader(
             cfg.train.batch_size,
             seed=cfg.train.seed,
@@ -300,6 +274,36 @@ class Trainer:
         self._write_run_files(data, resolved, counters.step)
         rt.barrier()
         self._step = counters.step
+        evaluator = Evaluator(wrapped, val_batches, data.domains, rt, every=cfg.eval.every)
+        logger = MetricsLogger(
+            self.run_dir,
+            enabled=rt.is_main,
+            tensorboard=cfg.log.tensorboard,
+            wandb_project=cfg.log.wandb_project,
+            wandb_run_name=cfg.log.wandb_run_name,
+            config=resolved,
+        )
+        console = Console(
+            enabled=rt.is_main,
+            progress=cfg.log.progress,
+            max_steps=cfg.train.max_steps,
+            initial=counters.step,
+            desc=cfg.reweight.strategy,
+        )
+        reporter = StepReporter(
+            evaluator=evaluator,
+            logger=logger,
+            console=console,
+            domains=data.domains,
+            log_every=cfg.log.every,
+            max_steps=cfg.train.max_steps,
+            max_nonfinite=cfg.train.max_nonfinite_steps,
+            run_dir=self.run_dir,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            flops_per_token=model.flops_per_token(data.seq_len),
+            peak_flops=peak_flops(rt.device),
+        )
         p = _Parts(
             model=wrapped,
             optimizer=optimizer,
@@ -307,30 +311,13 @@ class Trainer:
             reweighter=reweighter,
             counters=counters,
             checkpointer=checkpointer,
-            evaluator=Evaluator(wrapped, val_batches, data.domains, rt, every=cfg.eval.every),
-            logger=MetricsLogger(
-                self.run_dir,
-                enabled=rt.is_main,
-                tensorboard=cfg.log.tensorboard,
-                wandb_project=cfg.log.wandb_project,
-                wandb_run_name=cfg.log.wandb_run_name,
-                config=resolved,
-            ),
-            console=Console(
-                enabled=rt.is_main,
-                progress=cfg.log.progress,
-                max_steps=cfg.train.max_steps,
-                initial=counters.step,
-                desc=cfg.reweight.strategy,
-            ),
+            evaluator=evaluator,
+            reporter=reporter,
             guard=StepGuard(optimizer, rt.device, distributed=rt.distributed),
-            domains=data.domains,
             tokens_per_step=cfg.train.batch_size
             * cfg.train.grad_accum
             * rt.world_size
             * data.seq_len,
-            flops_per_token=model.flops_per_token(data.seq_len),
-            peak_flops=peak_flops(rt.device),
         )
         started = time.perf_counter()
         try:
@@ -340,8 +327,8 @@ class Trainer:
                 # Nothing left to train (a re-run of a finished run): keep or redo the final eval.
                 last_eval = self._final_eval(counters.step) or p.evaluator.run()
         finally:
-            p.console.close()
-            p.logger.close()
+            console.close()
+            logger.close()
         step, tokens = counters.step, counters.tokens
         result = TrainResult(self.run_dir, step, tokens, last_eval, interrupted)
         if rt.is_main and not interrupted:
@@ -350,7 +337,7 @@ class Trainer:
                 json.dumps({"steps": step, "tokens": tokens, **last_eval}, indent=1),
             )
             named = Evaluator.metrics(last_eval) if last_eval else {}
-            p.console.summary(
+            console.summary(
                 step,
                 tokens,
                 time.perf_counter() - started,
@@ -367,8 +354,7 @@ class Trainer:
         blocking (Pending), to be read one step later, or at once at a step that evaluates or
         saves anyway."""
         cfg, c = self.cfg.train, p.counters
-        queued: list[_Queued] = []
-        self._t_log, self._tokens_at_log = time.perf_counter(), c.tokens
+        p.reporter.start(c.tokens)
         p.model.train()
         stop.training = True
         while c.step < cfg.max_steps:
@@ -384,65 +370,19 @@ class Trainer:
             p.optimizer.zero_grad(set_to_none=True)
             c.step += 1
             c.tokens += p.tokens_per_step
-            p.console.advance()
-            queued.append(
-                _Queued(
-                    c.step,
-                    c.tokens,
-                    lr,
-                    Pending({**flags, "grad_norm": grad_norm, **stats}),
-                    time.perf_counter(),
-                )
-            )
+            p.reporter.console.advance()
+            p.reporter.queue(c.step, c.tokens, lr, {**flags, "grad_norm": grad_norm, **stats})
             last = c.step == cfg.max_steps
             sync = last or p.evaluator.due(c.step) or p.checkpointer.due(c.step)
-            agreed = self._report(queued, p, keep=0 if sync else 1)  # log / evaluate the steps done
+            agreed = p.reporter.report(keep=0 if sync else 1)  # log / evaluate the steps done
             fault_point("step", c.step, self.rt.rank)
             stopping = agreed if self.rt.distributed else stop.requested
             if p.checkpointer.due(c.step, last=last, stopping=stopping):
-                self._report(queued, p)  # the whole step is known before it is saved
+                p.reporter.report()  # the whole step is known before it is saved
                 p.checkpointer.save()
             if stopping and not last:
                 return True
         return False
-
-    def _report(self, queued: list[_Queued], p: _Parts, keep: int = 0) -> bool:
-        """Read the flags and metrics of the queued steps but the newest `keep`, oldest first:
-        log the steps due for it (and every skipped one), evaluate when due, stop a diverged
-        run. True when any rank asked to stop."""
-        cfg, agreed = self.cfg, False
-        while len(queued) > keep:
-            q = queued.pop(0)
-            values = dict(q.values.get())
-            skipped = values.pop("skipped") > 0
-            streak = int(values.pop("nonfinite_streak"))
-            agreed |= values.pop("stop") > 0
-            last = q.step == cfg.train.max_steps
-            do_eval = p.evaluator.due(q.step, last=last)
-            if do_eval or skipped or q.step % cfg.log.every == 0:
-                rate = (q.tokens - self._tokens_at_log) / max(q.time - self._t_log, 1e-9)
-                self._t_log, self._tokens_at_log = q.time, q.tokens
-                record: dict[str, Any] = {"step": q.step, "tokens": q.tokens}
-                record.update(step_metrics(values, lr=q.lr, domains=p.domains, skipped=skipped))
-                record.update(
-                    rate_metrics(
-                        rate, mfu(rate, p.flops_per_token, p.peak_flops, self.rt.world_size)
-                    )
-                )
-                if do_eval:
-                    fault_point("eval", q.step, self.rt.rank)
-                    record.update(Evaluator.metrics(p.evaluator.run()))
-                    self._t_log = time.perf_counter()  # evaluation time is not training throughput
-                p.logger.log(record)
-                p.console.logged(record)
-                if do_eval:
-                    p.console.evaluated(record, Evaluator.worst_domain(p.evaluator.last))
-            if skipped:
-                p.console.skipped(q.step, streak)
-            check_divergence(
-                streak, q.step, cfg.train.max_nonfinite_steps, self.run_dir, stats=values
-            )
-        return agreed
 
     def _final_eval(self, step: int) -> dict[str, Any]:
         """The evaluation in final.json when it is of this step, else {}."""

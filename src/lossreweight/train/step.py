@@ -9,6 +9,25 @@ import math
 import torch
 
 from lossreweight.reweighting import Reweighter, accumulate_step, combine_stats
+from lossreweight.train.config import RunConfig
+
+
+def build_reweighter(cfg: RunConfig, num_domains: int) -> Reweighter:
+    """The run's Reweighter; burn-in is `cfg.burn_in_steps` (reweight.warmup_fraction of
+    train.max_steps, or reweight.warmup_steps)."""
+    rw = cfg.reweight
+    # A step-scope Reweighter normalises over all the step's micro-batches at once.
+    per_call = cfg.train.batch_size * (cfg.train.grad_accum if rw.scope == "step" else 1)
+    return Reweighter(
+        rw.strategy,
+        rw.temperature,
+        delta=rw.delta,
+        warmup_steps=cfg.burn_in_steps,
+        max_weight=rw.max_weight,
+        scope=rw.scope,
+        max_batch_size=per_call,
+        num_domains=num_domains,
+    )
 
 
 def forward_backward(
