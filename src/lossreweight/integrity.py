@@ -29,6 +29,8 @@ from lossreweight.rundir import MANIFEST_FILE, complete_checkpoints, read_json_o
 
 MANIFEST_FORMAT = 1
 _CHUNK = 1 << 24
+_PARALLEL = 1 << 16  # chunks at least this big are hashed while they are written
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lossreweight-hash")
 
 
 class HashingWriter:
@@ -42,11 +44,18 @@ class HashingWriter:
         self.bytes = 0
 
     def write(self, data: bytes | memoryview) -> int:
+        # A large chunk is hashed on a helper thread while this one writes it (both release
+        # the GIL); the call returns only when both are done, so `data` is never used later.
+        pending = _HASHER.submit(self._hash.update, data) if memoryview(data).nbytes >= _PARALLEL else None
         try:
             n = self._file.write(data)
         except OSError as exc:
             raise self._named(exc) from None
-        self._hash.update(data)
+        finally:
+            if pending is not None:
+                pending.result()
+        if pending is None:
+            self._hash.update(data)
         self.bytes += memoryview(data).nbytes
         return n
 

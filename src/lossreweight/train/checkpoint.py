@@ -132,8 +132,7 @@ def save_checkpoint(
     def publish() -> None:
         # Only finite weights make a good checkpoint (one to go back to after a divergence).
         write_manifest(tmp, step, finite=_all_finite(model_sd), known=hashes)
-        for f in tmp.iterdir():
-            _fsync_file(f)
+        # Every file above went through HashingWriter, which fsyncs it on close.
         (tmp / COMPLETE_MARKER).write_text(f"{step}\n")
         _fsync_file(tmp / COMPLETE_MARKER)
         _replace_dir(tmp, final)
