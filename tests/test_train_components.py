@@ -344,3 +344,73 @@ def test_no_scalar_read_of_a_device_tensor_between_evaluations(
     assert steps == list(range(8))
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [2, 4, 6, 8]
     assert not reads.hits, reads.hits[0]
+
+
+# -- the reporter ---------------------------------------------------------------------------------
+class _FakeEvaluator:
+    last: dict[str, Any] = {}
+
+    def due(self, step: int, *, last: bool = False) -> bool:
+        return last or step % 4 == 0
+
+    def run(self) -> dict[str, Any]:
+        self.last = {
+            "val_loss": 2.0,
+            "val_loss_domain_avg": 2.5,
+            "val_loss_by_domain": {"a": 1.0, "b": 4.0},
+        }
+        return self.last
+
+
+def _values(skipped: bool, streak: int, stop: bool = False) -> dict[str, torch.Tensor]:
+    t = torch.tensor
+    return {
+        "skipped": t(float(skipped)),
+        "nonfinite_streak": t(float(streak)),
+        "stop": t(float(stop)),
+        "grad_norm": t(0.5),
+        "mean_loss": t(3.0),
+        "weighted_loss": t(3.5),
+        "num_samples": t(8.0),
+    }
+
+
+def test_reporter_reads_late_logs_due_and_skipped_steps(tmp_path: Path) -> None:
+    from lossreweight.train.reporter import StepReporter
+
+    logger = MetricsLogger(
+        tmp_path,
+        enabled=True,
+        tensorboard=False,
+        wandb_project=None,
+        wandb_run_name=None,
+        config={},
+    )
+    console = Console(enabled=False, progress=False, max_steps=8, initial=0, desc="x")
+    rep = StepReporter(
+        evaluator=_FakeEvaluator(),
+        logger=logger,
+        console=console,
+        domains=["a", "b"],
+        log_every=3,
+        max_steps=8,
+        max_nonfinite=2,
+        run_dir=tmp_path,
+    )
+    rep.queue(1, 10, 0.1, _values(False, 0))
+    rep.queue(2, 20, 0.1, _values(True, 1, stop=True))
+    assert (
+        rep.report(keep=1) is False and read_metrics(tmp_path) == []
+    )  # step 1: not due; step 2 kept
+    assert rep.report() is True  # step 2: skipped (logged) and a rank asked to stop
+    rep.queue(3, 30, 0.1, _values(False, 0))
+    rep.queue(4, 40, 0.1, _values(False, 0))
+    rep.report()
+    rows = read_metrics(tmp_path)
+    assert [(r["step"], r["train/skipped"]) for r in rows] == [(2, True), (3, False), (4, False)]
+    assert rows[-1]["eval/worst_domain_loss"] == 4.0 and "eval/loss" not in rows[1]
+    rep.queue(5, 50, 0.1, _values(True, 1))
+    rep.queue(6, 60, 0.1, _values(True, 2))
+    with pytest.raises(TrainingDiverged, match="the last at step 6"):
+        rep.report()
+    logger.close()
