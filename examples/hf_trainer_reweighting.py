@@ -1,7 +1,8 @@
 """Loss-based sample reweighting with the Hugging Face Trainer, on a tiny Llama, in seconds on CPU.
 
     python examples/hf_trainer_reweighting.py
-    python -m torch.distributed.run --nproc_per_node 2 examples/hf_trainer_reweighting.py  # 2 CPU ranks
+    # 2 CPU ranks:
+    python -m torch.distributed.run --nproc_per_node 2 examples/hf_trainer_reweighting.py
 
 Two synthetic domains: "counting" sequences (easy, their loss drops fast) and "noise"
 (uniformly random tokens, loss stays high). `linupper` moves weight towards the high-loss
@@ -17,7 +18,9 @@ import argparse
 import os
 import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: the model is built from a config
+os.environ.setdefault(
+    "HF_HUB_OFFLINE", "1"
+)  # nothing is downloaded: the model is built from a config
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, TrainingArguments
@@ -52,8 +55,14 @@ class TwoDomains(torch.utils.data.Dataset):
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=SEQ, bos_token_id=0, eos_token_id=0,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=SEQ,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return LlamaForCausalLM(cfg)
 
@@ -68,7 +77,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--optim", default="adamw_torch")
-    p.add_argument("--save-params", help="write the final parameters here (torch.save), from rank 0")
+    p.add_argument(
+        "--save-params", help="write the final parameters here (torch.save), from rank 0"
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the per-domain evaluation")
     a = p.parse_args(argv)
     hf_logging.set_verbosity_error()
@@ -76,19 +87,33 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     reweighter = Reweighter(a.strategy, temperature=a.temperature, scope=a.scope)
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, max_steps=a.steps, per_device_train_batch_size=a.batch_size,
-            gradient_accumulation_steps=a.grad_accum, learning_rate=a.lr, optim=a.optim,
-            lr_scheduler_type="constant", weight_decay=0.0, logging_steps=max(1, a.steps // 4),
-            save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
-            dataloader_drop_last=True, ddp_find_unused_parameters=False,
+            output_dir=out,
+            max_steps=a.steps,
+            per_device_train_batch_size=a.batch_size,
+            gradient_accumulation_steps=a.grad_accum,
+            learning_rate=a.lr,
+            optim=a.optim,
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            logging_steps=max(1, a.steps // 4),
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=0,
+            disable_tqdm=True,
+            dataloader_drop_last=True,
+            ddp_find_unused_parameters=False,
             per_device_eval_batch_size=a.batch_size,
         )
         # One evaluation set per domain: the Trainer names the metrics after the dict keys.
         eval_sets = {name: TwoDomains(16, seed=1, only=d) for d, name in enumerate(DOMAINS)}
         trainer = ReweightingTrainer(
-            model=tiny_llama(), args=args, train_dataset=TwoDomains(),
+            model=tiny_llama(),
+            args=args,
+            train_dataset=TwoDomains(),
             eval_dataset=None if a.no_eval else eval_sets,
-            reweighter=reweighter, domain_names=DOMAINS,
+            reweighter=reweighter,
+            domain_names=DOMAINS,
         )
         trainer.remove_callback(PrinterCallback)  # keep the output to the summary lines below
         trainer.train()
@@ -96,16 +121,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logs = [h for h in trainer.state.log_history if "reweight/ess_fraction" in h]
     last = {**(logs[-1] if logs else {}), **metrics}
     if trainer.is_world_process_zero():
-        shares = {k.rsplit("/", 1)[1]: round(v, 3) for k, v in last.items() if "domain_weight_share" in k}
-        print(f"step {last.get('step')}: loss {last.get('loss', float('nan')):.3f}  "
-              f"weighted_loss {last.get('weighted_loss', float('nan')):.3f}  "
-              f"ess {last.get('reweight/ess_fraction', float('nan')):.3f}  weight share {shares}")
+        shares = {
+            k.rsplit("/", 1)[1]: round(v, 3) for k, v in last.items() if "domain_weight_share" in k
+        }
+        print(
+            f"step {last.get('step')}: loss {last.get('loss', float('nan')):.3f}  "
+            f"weighted_loss {last.get('weighted_loss', float('nan')):.3f}  "
+            f"ess {last.get('reweight/ess_fraction', float('nan')):.3f}  weight share {shares}"
+        )
         if metrics:
             per_domain = "  ".join(f"{n} {metrics[f'eval_{n}_loss']:.3f}" for n in DOMAINS)
-            print(f"eval: {per_domain}  avg {metrics['eval_domain_avg_loss']:.3f}  "
-                  f"worst {metrics['eval_worst_domain_loss']:.3f}")
+            print(
+                f"eval: {per_domain}  avg {metrics['eval_domain_avg_loss']:.3f}  "
+                f"worst {metrics['eval_worst_domain_loss']:.3f}"
+            )
         if a.save_params:
-            torch.save({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, a.save_params)
+            torch.save(
+                {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}, a.save_params
+            )
     return last
 
 

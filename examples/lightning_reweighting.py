@@ -64,7 +64,9 @@ class ReweightedLM(ReweightingMixin, L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["input_ids"])
-        return self.causal_lm_reweighted_loss(logits, batch["labels"], domain_ids=batch["domain_ids"])
+        return self.causal_lm_reweighted_loss(
+            logits, batch["labels"], domain_ids=batch["domain_ids"]
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.0)
@@ -86,19 +88,29 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     loader = torch.utils.data.DataLoader(two_domains(), batch_size=a.batch_size, shuffle=True)
     with tempfile.TemporaryDirectory() as out:
         trainer = L.Trainer(
-            max_steps=a.steps, accumulate_grad_batches=a.grad_accum, accelerator="cpu", devices=1,
-            logger=CSVLogger(out), log_every_n_steps=max(1, a.steps // 4),
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            max_steps=a.steps,
+            accumulate_grad_batches=a.grad_accum,
+            accelerator="cpu",
+            devices=1,
+            logger=CSVLogger(out),
+            log_every_n_steps=max(1, a.steps // 4),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
         )
         trainer.fit(module, loader)
         trainer.logger.save()
         with open(os.path.join(trainer.logger.log_dir, "metrics.csv")) as f:
             rows = [r for r in csv.DictReader(f) if r.get("reweight/ess_fraction")]
     last = {k: float(v) for k, v in rows[-1].items() if v} if rows else {}
-    shares = {k.rsplit("/", 1)[1]: round(v, 3) for k, v in last.items() if "domain_weight_share" in k}
-    print(f"step {int(last.get('step', -1))}: loss {last.get('train/loss', float('nan')):.3f}  "
-          f"weighted {last.get('train/weighted_loss', float('nan')):.3f}  "
-          f"ess {last.get('reweight/ess_fraction', float('nan')):.3f}  weight share {shares}")
+    shares = {
+        k.rsplit("/", 1)[1]: round(v, 3) for k, v in last.items() if "domain_weight_share" in k
+    }
+    print(
+        f"step {int(last.get('step', -1))}: loss {last.get('train/loss', float('nan')):.3f}  "
+        f"weighted {last.get('train/weighted_loss', float('nan')):.3f}  "
+        f"ess {last.get('reweight/ess_fraction', float('nan')):.3f}  weight share {shares}"
+    )
     return last
 
 

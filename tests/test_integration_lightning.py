@@ -47,7 +47,9 @@ class Module(ReweightingMixin, L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         labels = batch.get("labels", batch["ids"])
-        return self.causal_lm_reweighted_loss(self.model(batch["ids"]), labels, domain_ids=batch["dom"])
+        return self.causal_lm_reweighted_loss(
+            self.model(batch["ids"]), labels, domain_ids=batch["dom"]
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.lr)
@@ -84,11 +86,19 @@ def rows(n: int = 8, masked: tuple[int, ...] = ()) -> list[dict[str, torch.Tenso
     return out
 
 
-def fit(module: Module, data: list, *, accumulate: int, steps: int, logger: Logger | bool = False) -> L.Trainer:
+def fit(
+    module: Module, data: list, *, accumulate: int, steps: int, logger: Logger | bool = False
+) -> L.Trainer:
     trainer = L.Trainer(
-        max_steps=steps, accumulate_grad_batches=accumulate, accelerator="cpu", devices=1,
-        logger=logger, log_every_n_steps=1,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=steps,
+        accumulate_grad_batches=accumulate,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2, shuffle=False))
     return trainer
@@ -105,7 +115,9 @@ def test_mixin_update_is_the_weighted_gradient_with_accumulation() -> None:
     for mb in (data[0:2], data[2:4]):
         ids = torch.stack([row["ids"] for row in mb])
         logits = ref(ids)
-        tok = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
+        tok = F.cross_entropy(
+            logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none"
+        )
         losses = tok.view(2, -1).mean(1)
         d = losses.detach()
         x = (2 * d - d.max() - d.min()) / (d.max() - d.min())
@@ -115,7 +127,10 @@ def test_mixin_update_is_the_weighted_gradient_with_accumulation() -> None:
     with torch.no_grad():
         for p in ref.parameters():
             p -= lr * p.grad
-    diff = max((p - q).abs().max().item() for p, q in zip(module.model.parameters(), ref.parameters(), strict=True))
+    diff = max(
+        (p - q).abs().max().item()
+        for p, q in zip(module.model.parameters(), ref.parameters(), strict=True)
+    )
     assert diff < 1e-6
 
 
@@ -126,8 +141,12 @@ def test_mixin_logs_losses_and_stats_each_step() -> None:
     logged = [m for m in logger.metrics if "reweight/ess_fraction" in m]
     assert [m["_step"] for m in logged] == [0, 1, 2]
     last = logged[-1]
-    assert isinstance(last["reweight/ess_fraction"], float) and 0 < last["reweight/ess_fraction"] <= 1
-    assert last["reweight/domain_weight_share/a"] + last["reweight/domain_weight_share/b"] == pytest.approx(1.0)
+    assert (
+        isinstance(last["reweight/ess_fraction"], float) and 0 < last["reweight/ess_fraction"] <= 1
+    )
+    assert last["reweight/domain_weight_share/a"] + last[
+        "reweight/domain_weight_share/b"
+    ] == pytest.approx(1.0)
     assert last["reweight/domain_sample_share/a"] == pytest.approx(0.5)
     assert last["train/weighted_loss"] > last["train/loss"] > 0
     assert "reweight/mean_loss" not in last
@@ -139,8 +158,8 @@ def _window_stats(data, r=0.5):
     parts = []
     with torch.no_grad():
         for k in range(0, 8, 2):
-            ids = torch.stack([row["ids"] for row in data[k:k + 2]])
-            labels = torch.stack([row["labels"] for row in data[k:k + 2]])
+            ids = torch.stack([row["ids"] for row in data[k : k + 2]])
+            labels = torch.stack([row["labels"] for row in data[k : k + 2]])
             losses, _ = per_sample_loss(ref(ids), labels)
             parts.append(Reweighter("linupper", temperature=r).weights_and_stats(losses)[1])
     return stats_to_python(combine_stats(parts))
@@ -177,7 +196,9 @@ def test_step_scope_is_refused() -> None:
 
 
 def test_example_runs() -> None:
-    spec = importlib.util.spec_from_file_location("lightning_example", ROOT / "examples" / "lightning_reweighting.py")
+    spec = importlib.util.spec_from_file_location(
+        "lightning_example", ROOT / "examples" / "lightning_reweighting.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -189,7 +210,8 @@ def test_example_runs() -> None:
 def test_integrations_package_does_not_import_lightning_or_transformers() -> None:
     code = (
         "import sys, lossreweight.integrations as I; "
-        "assert not {'lightning', 'pytorch_lightning', 'transformers'} & set(sys.modules), sorted(sys.modules)"
+        "assert not {'lightning', 'pytorch_lightning', 'transformers'} & set(sys.modules), "
+        "sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -208,13 +230,25 @@ def test_integrations_need_no_pipeline_dependencies() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     import ast
 
-    for path in [*(ROOT / "src/lossreweight/integrations").glob("*.py"), *(ROOT / "src/lossreweight/reweighting").glob("*.py"),
-                 ROOT / "src/lossreweight/losses.py"]:
+    for path in [
+        *(ROOT / "src/lossreweight/integrations").glob("*.py"),
+        *(ROOT / "src/lossreweight/reweighting").glob("*.py"),
+        ROOT / "src/lossreweight/losses.py",
+    ]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import | ast.ImportFrom):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
                 for name in names:
-                    assert name.split(".")[0] not in {"yaml", "pydantic", "tensorboard", "matplotlib"}, (path, name)
+                    assert name.split(".")[0] not in {
+                        "yaml",
+                        "pydantic",
+                        "tensorboard",
+                        "matplotlib",
+                    }, (path, name)
 
 
 def test_missing_lightning_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

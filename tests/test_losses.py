@@ -48,7 +48,9 @@ def test_fused_path_matches(shift):
     w = torch.randn(50, 16, generator=g, requires_grad=True)
     labels = torch.randint(0, 50, (3, 8), generator=g)
     labels[2, :4] = -100
-    ours, n = per_sample_loss(hidden_states=h, lm_head_weight=w, labels=labels, shift=shift, chunk_size=7)
+    ours, n = per_sample_loss(
+        hidden_states=h, lm_head_weight=w, labels=labels, shift=shift, chunk_size=7
+    )
     ref, n_ref = common_recipe(h @ w.t(), labels, shift)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
     gr = torch.randn(3)

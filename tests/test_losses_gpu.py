@@ -39,12 +39,19 @@ def test_step_path_has_no_host_sync(strategy, max_weight):
         l2, _ = per_sample_loss(hidden_states=h, lm_head_weight=wt, labels=labels)
         out = rw.reweight(l2, step=5, domain_ids=doms, accumulation_steps=2)
         out.loss.backward()
-        custom = Reweighter(lambda x, d: torch.sqrt(x), 0.4).reweight(l2.detach(), step=5)  # NaN for x < 0
+        custom = Reweighter(lambda x, d: torch.sqrt(x), 0.4).reweight(
+            l2.detach(), step=5
+        )  # NaN for x < 0
     finally:
         torch.cuda.set_sync_debug_mode("default")
     stats = stats_to_python(out.stats)
     assert stats["num_invalid"] == 2  # the all-ignored row and the row with label 600
     assert torch.all(torch.isfinite(w)) and w[3] == 0 and w[5] == 0
-    assert sum(stats["domain_sample_share"]) == pytest.approx(4 / 6)  # valid samples 0 and 1 left out
+    assert sum(stats["domain_sample_share"]) == pytest.approx(
+        4 / 6
+    )  # valid samples 0 and 1 left out
     # The lowest valid loss has x = -1: sqrt gives NaN, that sample turns invalid.
-    assert torch.all(torch.isfinite(custom.weights)) and stats_to_python(custom.stats)["num_invalid"] >= 3
+    assert (
+        torch.all(torch.isfinite(custom.weights))
+        and stats_to_python(custom.stats)["num_invalid"] >= 3
+    )

@@ -61,7 +61,8 @@ def test_label_at_position_zero_is_never_a_target():
         (
             lambda lg, lb: per_sample_loss(lg.detach().numpy(), lb),
             TypeError,
-            r"logits must be a torch.Tensor, got numpy.ndarray; convert it with torch.from_numpy\(logits\)",
+            r"logits must be a torch.Tensor, got numpy.ndarray; convert it with "
+            r"torch.from_numpy\(logits\)",
         ),
         (
             lambda lg, lb: per_sample_loss(lg, lb.numpy()),

@@ -120,7 +120,9 @@ def test_affine_invariant(losses, strategy, a, b):
 
 
 @settings(max_examples=40, deadline=None)
-@given(finite_losses, st.sampled_from(["linupper", "extremes", "quadratic"]), st.sampled_from(TEMPS))
+@given(
+    finite_losses, st.sampled_from(["linupper", "extremes", "quadratic"]), st.sampled_from(TEMPS)
+)
 def test_ratio_bound(losses, strategy, r):
     w = _w(losses, strategy, r)
     bound = math.exp(1.0 / r)  # delta = 1: exp(delta/r) for linupper/extremes, exp(1/r) quadratic
@@ -132,7 +134,9 @@ def test_ratio_bound(losses, strategy, r):
 def test_uniform_and_infinite_temperature(losses):
     m = len(losses)
     torch.testing.assert_close(_w(losses, "uniform", 0.2), torch.full((m,), 1 / m))
-    torch.testing.assert_close(_w(losses, "linupper", 1e6), torch.full((m,), 1 / m))  # the largest r
+    torch.testing.assert_close(
+        _w(losses, "linupper", 1e6), torch.full((m,), 1 / m)
+    )  # the largest r
 
 
 @settings(max_examples=40, deadline=None)
@@ -214,7 +218,11 @@ def test_schedules_are_pure_functions_of_step():
     lin = Linear(r_start=1.0, r_end=0.2, span=100)
     assert lin(0) == 1.0 and lin(50) == pytest.approx(0.6) and lin(500) == pytest.approx(0.2)
     cos = Cosine(r_start=1.0, r_end=0.2, span=100)
-    assert cos(0) == pytest.approx(1.0) and cos(50) == pytest.approx(0.6) and cos(100) == pytest.approx(0.2)
+    assert (
+        cos(0) == pytest.approx(1.0)
+        and cos(50) == pytest.approx(0.6)
+        and cos(100) == pytest.approx(0.2)
+    )
     exp = Exponential(r_start=1.0, r_end=0.01, span=100)
     assert exp(50) == pytest.approx(0.1)
     assert make_schedule({"kind": "cosine", "r_start": 1.0, "r_end": 0.2, "span": 100}) == cos
@@ -241,7 +249,9 @@ def test_stats_against_definitions():
     assert s["frac_above_2_over_m"] == pytest.approx(float((wv > 2 / m).double().mean()))
     corr = np.corrcoef(losses[:4].numpy(), wv.numpy())[0, 1]
     assert s["weight_loss_corr"] == pytest.approx(corr, abs=1e-5)
-    assert s["domain_weight_share"] == pytest.approx([float(wv[:2].sum()), float(wv[2:].sum())], abs=1e-6)
+    assert s["domain_weight_share"] == pytest.approx(
+        [float(wv[:2].sum()), float(wv[2:].sum())], abs=1e-6
+    )
     assert s["domain_sample_share"] == pytest.approx([0.5, 0.5])
 
 
@@ -259,7 +269,10 @@ def test_register_custom_strategy():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"strategy": "bogus"}, r"valid strategies: .*extremes, linear, linupper, quadratic, uniform"),
+        (
+            {"strategy": "bogus"},
+            r"valid strategies: .*extremes, linear, linupper, quadratic, uniform",
+        ),
         ({"strategy": "upper"}, "ambiguous"),
         ({"strategy": "mid"}, "quadratic"),
         ({"temperature": 0.0}, r"temperature=0.0 is outside \[0.001, 1e\+06\]"),
@@ -292,5 +305,9 @@ def test_get_strategy_and_state_dict_roundtrip():
 
 
 def test_compute_weights_dtype_and_device_agnostic():
-    w = compute_weights(torch.tensor([1.0, 2.0], dtype=torch.bfloat16), strategy=get_strategy("linupper"), temperature=0.5)
+    w = compute_weights(
+        torch.tensor([1.0, 2.0], dtype=torch.bfloat16),
+        strategy=get_strategy("linupper"),
+        temperature=0.5,
+    )
     assert w.dtype == torch.float32

@@ -107,7 +107,8 @@ def test_temperature_bounds_are_usable_and_the_extremes_behave():
         (
             {"kind": "linear", "r_start": 1.0, "r_end": 0.1, "span": 10, "steps": 3},
             ValueError,
-            r"unknown key 'steps' for temperature schedule 'linear'; valid: kind, r_start, r_end, span, start_step",
+            r"unknown key 'steps' for temperature schedule 'linear'; valid: kind, r_start, r_end, "
+            r"span, start_step",
         ),
         (
             {"kind": "linear", "r_start": 1.0},

@@ -66,7 +66,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     """Per-token CE of (hidden @ weight.T) without materialising the [N, V] logits."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
+    ) -> torch.Tensor:  # type: ignore[override]
         n = hidden.shape[0]
         active = targets != IGNORE_INDEX
         safe_t = torch.where(active, targets, 0)
@@ -89,7 +91,11 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         chunk = ctx.chunk
         g = torch.where(active, grad_loss.float(), 0.0)
         grad_h = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            if ctx.needs_input_grad[1]
+            else None
+        )
         w = weight.to(hidden.dtype)
         for s in range(0, hidden.shape[0], chunk):
             e = s + chunk
@@ -129,8 +135,10 @@ def _checked_targets(targets: torch.Tensor, vocab: int) -> tuple[torch.Tensor, t
         if bool(bad.any()):
             value = int(targets[bad][0])
             raise ValueError(
-                f"labels hold {value}, outside the vocabulary [0, {vocab}) (ignored positions must be "
-                f"{IGNORE_INDEX} or ignore_index); check the tokenizer's vocabulary size against the model's"
+                f"labels hold {value}, outside the vocabulary [0, {vocab}) (ignored positions "
+                "must be "
+                f"{IGNORE_INDEX} or ignore_index); check the tokenizer's vocabulary size against "
+                "the model's"
             )
         return targets, None
     return torch.where(bad, IGNORE_INDEX, targets), bad.any(dim=1)
@@ -175,20 +183,30 @@ def per_sample_loss(
     x = tensor_arg(name, logits if logits is not None else hidden_states)
     labels = tensor_arg("labels", labels)
     if x.dim() != 3:
-        raise ValueError(f"{name} must be [batch, seq, {'vocab' if logits is not None else 'dim'}], got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be [batch, seq, {'vocab' if logits is not None else 'dim'}], got shape "
+            f"{tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if labels.dim() != 2 or labels.shape != x.shape[:2]:
         raise ValueError(
-            f"labels shape {tuple(labels.shape)} must be [batch, seq] = {tuple(x.shape[:2])} to match {name}"
+            f"labels shape {tuple(labels.shape)} must be [batch, seq] = {tuple(x.shape[:2])} to "
+            f"match {name}"
         )
     if labels.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     if shift and x.shape[1] < 2:
         raise ValueError("with shift=True sequences need at least 2 positions")
     if logits is None:
-        lm_head_weight = tensor_arg("lm_head_weight", lm_head_weight) if lm_head_weight is not None else None
-        if lm_head_weight is None or lm_head_weight.dim() != 2 or lm_head_weight.shape[1] != x.shape[-1]:
+        lm_head_weight = (
+            tensor_arg("lm_head_weight", lm_head_weight) if lm_head_weight is not None else None
+        )
+        if (
+            lm_head_weight is None
+            or lm_head_weight.dim() != 2
+            or lm_head_weight.shape[1] != x.shape[-1]
+        ):
             raise ValueError(
                 "the fused path needs lm_head_weight of shape [vocab, dim] with dim = "
                 f"hidden_states.shape[-1] = {x.shape[-1]}"
@@ -206,7 +224,10 @@ def per_sample_loss(
         )
     else:
         token = _FusedLinearCrossEntropy.apply(
-            x.reshape(b * t, x.shape[-1]), lm_head_weight, flat_targets, _chunk_tokens(vocab, chunk_size, x.device)
+            x.reshape(b * t, x.shape[-1]),
+            lm_head_weight,
+            flat_targets,
+            _chunk_tokens(vocab, chunk_size, x.device),
         )
     losses, n = _reduce(token.reshape(b, t), targets)
     if outside is not None:  # a label outside the vocabulary makes its sample invalid

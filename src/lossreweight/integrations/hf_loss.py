@@ -53,8 +53,10 @@ class ReweightedLossFunc(TrainerCallback):
     ) -> None:
         if reweighter.scope != "micro":
             raise ValueError(
-                "ReweightedLossFunc supports scope='micro' only: scope='step' needs every micro-batch's "
-                "loss before the first backward; use lossreweight.integrations.hf_trainer.ReweightingTrainer"
+                "ReweightedLossFunc supports scope='micro' only: scope='step' needs every "
+                "micro-batch's "
+                "loss before the first backward; use "
+                "lossreweight.integrations.hf_trainer.ReweightingTrainer"
             )
         self.reweighter = reweighter
         self.shift = shift
@@ -73,7 +75,9 @@ class ReweightedLossFunc(TrainerCallback):
         """Use this as `trainer`'s loss, and register the callback ahead of the reporting
         callbacks (TensorBoard, W&B) so they see the statistics."""
         if trainer.args.n_gpu > 1:
-            raise ValueError("ReweightedLossFunc needs one device per process (DDP), not DataParallel")
+            raise ValueError(
+                "ReweightedLossFunc needs one device per process (DDP), not DataParallel"
+            )
         trainer.compute_loss_func = self
         self._trainer = trainer
         self._args = trainer.args
@@ -100,10 +104,15 @@ class ReweightedLossFunc(TrainerCallback):
         if not torch.is_grad_enabled():
             # Evaluation / prediction: the unweighted mean of the per-sample losses.
             loss = eval_batch_loss(losses)
-            return loss / self._trainer_multiplier(num_items_in_batch) if self._args is not None else loss
+            return (
+                loss / self._trainer_multiplier(num_items_in_batch)
+                if self._args is not None
+                else loss
+            )
         if self._args is None:
             raise RuntimeError(
-                "ReweightedLossFunc was not registered as a callback: call loss_func.attach(trainer) "
+                "ReweightedLossFunc was not registered as a callback: call "
+                "loss_func.attach(trainer) "
                 "before trainer.train()"
             )
         out = self.reweighter.reweight(losses, step=self._step, accumulation_steps=self._window)
@@ -131,7 +140,9 @@ class ReweightedLossFunc(TrainerCallback):
             if state.global_step % per_epoch == per_epoch - 1:
                 self._window = n - (per_epoch - 1) * ga
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any
+    ) -> None:
         if logs is None:
             return
         update: dict[str, Any] = {}
@@ -139,20 +150,33 @@ class ReweightedLossFunc(TrainerCallback):
             stats = self._stats.pop_tensors()
             self._run = combine_stats([self._run, stats]) if self._run else stats
             py = stats_to_python(stats)
-            update = {"loss": py["mean_loss"], "weighted_loss": logs["loss"], **flatten(py, self.stats_prefix, self.domain_names)}
+            update = {
+                "loss": py["mean_loss"],
+                "weighted_loss": logs["loss"],
+                **flatten(py, self.stats_prefix, self.domain_names),
+            }
         elif "train_loss" in logs and (self._run or self._stats):
             parts = [p for p in (self._run, self._stats.pop_tensors()) if p]
             self._run = combine_stats(parts)
-            update = {"train_loss": stats_to_python({"m": self._run["mean_loss"]})["m"], "train_weighted_loss": logs["train_loss"]}
+            update = {
+                "train_loss": stats_to_python({"m": self._run["mean_loss"]})["m"],
+                "train_weighted_loss": logs["train_loss"],
+            }
         if not update:
             return
         # Trainer.log appended a copy of `logs` to the history just before this event.
         last = state.log_history[-1] if state.log_history else None
-        if last is not None and last.get("step") == state.global_step and all(k in last for k in logs):
+        if (
+            last is not None
+            and last.get("step") == state.global_step
+            and all(k in last for k in logs)
+        ):
             last.update(update)
         logs.update(update)
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any
+    ) -> None:
         # The Trainer evaluates a dict eval_dataset one domain at a time; after the last one,
         # add the summary to its metrics (which the Trainer merges and uses for the best
         # model) and log it.

@@ -31,12 +31,18 @@ def check_fused_head(model: torch.nn.Module) -> torch.nn.Module:
             f"{type(model).__name__} has none: use loss_from='logits'"
         )
     if getattr(head, "bias", None) is not None:
-        raise ValueError("loss_from='hidden_states' needs an output projection without bias; use loss_from='logits'")
+        raise ValueError(
+            "loss_from='hidden_states' needs an output projection without bias; use "
+            "loss_from='logits'"
+        )
     cfg = getattr(model, "config", None)
     for attr in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale"):
         if getattr(cfg, attr, None) not in (None, 1, 1.0):
             # The model transforms logits after the projection: the fused CE would be wrong.
-            raise ValueError(f"loss_from='hidden_states' does not apply: the model's config sets {attr}; use loss_from='logits'")
+            raise ValueError(
+                f"loss_from='hidden_states' does not apply: the model's config sets {attr}; use "
+                "loss_from='logits'"
+            )
     return head
 
 
@@ -69,7 +75,9 @@ def causal_lm_losses(
             extra["logits_to_keep"] = 1  # the model's own logits are unused: keep one position
         outputs = model(**inputs, **extra)
         hidden = outputs["hidden_states"][-1]
-        losses, _ = per_sample_loss(hidden_states=hidden, labels=targets, lm_head_weight=head.weight, shift=shift)
+        losses, _ = per_sample_loss(
+            hidden_states=hidden, labels=targets, lm_head_weight=head.weight, shift=shift
+        )
     elif loss_from == "logits":
         outputs = model(**inputs)
         losses, _ = per_sample_loss(logits_of(outputs), targets, shift=shift)

@@ -56,11 +56,14 @@ class ReweightingTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         if not isinstance(reweighter, Reweighter):
-            raise TypeError(f"reweighter must be a lossreweight.Reweighter, got {type(reweighter).__name__}")
+            raise TypeError(
+                f"reweighter must be a lossreweight.Reweighter, got {type(reweighter).__name__}"
+            )
         if kwargs.get("compute_loss_func") is not None:
             raise ValueError(
                 "ReweightingTrainer computes the loss itself: do not pass compute_loss_func "
-                "(use lossreweight.integrations.hf_loss.ReweightedLossFunc with a plain Trainer instead)"
+                "(use lossreweight.integrations.hf_loss.ReweightedLossFunc with a plain Trainer "
+                "instead)"
             )
         if loss_from not in ("logits", "hidden_states"):
             raise ValueError(f"loss_from must be 'logits' or 'hidden_states', got {loss_from!r}")
@@ -73,7 +76,8 @@ class ReweightingTrainer(Trainer):
                 reweighter.num_domains = len(self.domain_names)  # enables the per-domain statistics
             elif reweighter.num_domains != len(self.domain_names):
                 raise ValueError(
-                    f"{len(self.domain_names)} domain_names but the reweighter has num_domains={reweighter.num_domains}"
+                    f"{len(self.domain_names)} domain_names but the reweighter has "
+                    f"num_domains={reweighter.num_domains}"
                 )
         self.loss_from = loss_from
         self.stats_prefix = stats_prefix
@@ -85,7 +89,8 @@ class ReweightingTrainer(Trainer):
             raise ValueError("ReweightingTrainer does not support label_smoothing_factor != 0")
         if self.args.n_gpu > 1:
             raise ValueError(
-                "ReweightingTrainer needs one device per process (DDP/FSDP via torchrun or accelerate "
+                "ReweightingTrainer needs one device per process (DDP/FSDP via torchrun or "
+                "accelerate "
                 "launch); torch.nn.DataParallel over several GPUs in one process is not supported"
             )
         # Our loss is a per-micro-batch value: the Trainer divides it by the window's
@@ -110,7 +115,11 @@ class ReweightingTrainer(Trainer):
 
     def _divisor(self) -> int:
         # What Trainer.training_step divides our loss by (len of the prefetched window).
-        return int(getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps))
+        return int(
+            getattr(
+                self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
+            )
+        )
 
     def compute_loss(
         self,
@@ -134,13 +143,17 @@ class ReweightingTrainer(Trainer):
         if self.reweighter.scope == "step":
             if not self._rw_window:
                 raise RuntimeError(
-                    "scope='step' needs the accumulation window prefetched by Trainer.get_batch_samples "
-                    "(a recent transformers; tested with 5.23): no weights are left for this micro-batch"
+                    "scope='step' needs the accumulation window prefetched by "
+                    "Trainer.get_batch_samples "
+                    "(a recent transformers; tested with 5.23): no weights are left for this "
+                    "micro-batch"
                 )
             w = self._rw_window.popleft()
             loss = self.reweighter.weighted_loss(losses, weights=w) * self._divisor()
         else:
-            out = self.reweighter.reweight(losses, step=self.state.global_step, domain_ids=domain_ids)
+            out = self.reweighter.reweight(
+                losses, step=self.state.global_step, domain_ids=domain_ids
+            )
             loss = out.loss
             self._rw_stats.add(out.stats)
         return (loss, outputs) if return_outputs else loss
@@ -149,7 +162,9 @@ class ReweightingTrainer(Trainer):
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, *args: Any, **kwargs: Any
     ) -> tuple[list, Any]:
-        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, *args, **kwargs)
+        batch_samples, num_items = super().get_batch_samples(
+            epoch_iterator, num_batches, *args, **kwargs
+        )
         if self.reweighter.scope == "step" and batch_samples:
             self._rw_window = deque(self._window_weights(batch_samples))
         return batch_samples, num_items
@@ -202,7 +217,9 @@ class ReweightingTrainer(Trainer):
         self._rw_run = {}
         out = super().train(*args, **kwargs)
         # TrainOutput.training_loss is HF's weighted average; report the logged (unweighted) one.
-        return TrainOutput(out.global_step, out.metrics.get("train_loss", out.training_loss), out.metrics)
+        return TrainOutput(
+            out.global_step, out.metrics.get("train_loss", out.training_loss), out.metrics
+        )
 
     # -- evaluation over domains ------------------------------------------------------------
     def evaluate(

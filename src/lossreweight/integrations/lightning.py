@@ -1,4 +1,4 @@
-"""Loss-based reweighting in a Lightning `training_step` (an optional extra: `lossreweight[lightning]`).
+"""Loss-based reweighting in a Lightning `training_step` (extra: `lossreweight[lightning]`).
 
     class LM(ReweightingMixin, L.LightningModule):
         reweight_domain_names = ["web", "code"]        # optional: names for per-domain statistics
@@ -10,7 +10,8 @@
 
         def training_step(self, batch, batch_idx):
             logits = self.model(batch["input_ids"])
-            return self.causal_lm_reweighted_loss(logits, batch["labels"], domain_ids=batch.get("domain_ids"))
+            doms = batch.get("domain_ids")
+            return self.causal_lm_reweighted_loss(logits, batch["labels"], domain_ids=doms)
 
     trainer = L.Trainer(accumulate_grad_batches=2, ...)
 
@@ -44,7 +45,8 @@ except ModuleNotFoundError as exc:
         if exc2.name != "pytorch_lightning":
             raise
         raise ImportError(
-            "lossreweight.integrations.lightning needs Lightning: pip install 'lossreweight[lightning]'"
+            "lossreweight.integrations.lightning needs Lightning: pip install "
+            "'lossreweight[lightning]'"
         ) from exc
 
 from lossreweight.integrations._stats import StatsAccumulator, flatten
@@ -132,7 +134,14 @@ class ReweightingMixin:
         if not self.reweight_log:
             return
         log = self.log  # type: ignore[attr-defined]
-        log("train/loss", stats["mean_loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        log(
+            "train/loss",
+            stats["mean_loss"],
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            batch_size=1,
+        )
         metrics = {"train/weighted_loss": stats["weighted_loss"]}
         metrics.update(flatten(stats, self.reweight_prefix, self.reweight_domain_names))
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)  # type: ignore[attr-defined]

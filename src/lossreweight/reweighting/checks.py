@@ -71,7 +71,8 @@ def step_value(step: Any) -> int:
     device tensor's value would synchronise."""
     if isinstance(step, torch.Tensor):
         raise TypeError(
-            "step must be a Python int (the optimizer step), got a tensor: pass int(step) once per step"
+            "step must be a Python int (the optimizer step), got a tensor: pass int(step) once "
+            "per step"
         )
     return non_negative_int("step", step, " (the optimizer step, counted from 0)")
 
@@ -79,7 +80,8 @@ def step_value(step: Any) -> int:
 def accumulation_value(value: Any) -> int:
     if not is_integer(value) or value < 1:
         raise ValueError(
-            f"accumulation_steps must be an integer >= 1 (the micro-batches per optimizer step), got {value!r}"
+            "accumulation_steps must be an integer >= 1 (the micro-batches per optimizer step), "
+            f"got {value!r}"
         )
     return int(value)
 
@@ -126,7 +128,8 @@ def domain_ids_arg(domain_ids: Any, losses: torch.Tensor, num_domains: int) -> t
     domain_ids = tensor_arg("domain_ids", domain_ids)
     if domain_ids.shape != losses.shape:
         raise ValueError(
-            f"domain_ids shape {tuple(domain_ids.shape)} must match losses {tuple(losses.shape)} (one id per sample)"
+            f"domain_ids shape {tuple(domain_ids.shape)} must match losses {tuple(losses.shape)} "
+            "(one id per sample)"
         )
     if domain_ids.is_floating_point() or domain_ids.is_complex() or domain_ids.dtype == torch.bool:
         raise TypeError(
@@ -137,7 +140,8 @@ def domain_ids_arg(domain_ids: Any, losses: torch.Tensor, num_domains: int) -> t
         if bool(bad.any()):
             first = int(domain_ids[bad][0])
             raise ValueError(
-                f"domain_ids holds {first}, outside [0, {num_domains}) for num_domains={num_domains}; "
+                f"domain_ids holds {first}, outside [0, {num_domains}) for "
+                f"num_domains={num_domains}; "
                 "give ids 0..num_domains-1 or raise num_domains"
             )
     return domain_ids

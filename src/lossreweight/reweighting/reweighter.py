@@ -86,7 +86,9 @@ class Reweighter:
         self.strategy = strategy_name(strategy)
         self.schedule = make_schedule(temperature)
         lo, hi = DELTA_RANGE
-        self.delta = number_in("delta", delta, lo, hi, " (losses are normalised to [-delta, delta]; the paper uses 1)")
+        self.delta = number_in(
+            "delta", delta, lo, hi, " (losses are normalised to [-delta, delta]; the paper uses 1)"
+        )
         self.warmup_steps = non_negative_int("warmup_steps", warmup_steps)
         if max_weight is not None and (
             not is_number(max_weight) or not math.isfinite(max_weight) or not max_weight >= 1
@@ -98,12 +100,16 @@ class Reweighter:
         if scope not in ("micro", "step"):
             raise ValueError(f"scope must be 'micro' or 'step', got {scope!r}")
         if max_batch_size is not None and (not is_integer(max_batch_size) or max_batch_size < 1):
-            raise ValueError(f"max_batch_size must be an integer >= 1 or None, got {max_batch_size!r}")
+            raise ValueError(
+                f"max_batch_size must be an integer >= 1 or None, got {max_batch_size!r}"
+            )
         self.max_weight = None if max_weight is None else float(max_weight)
         self.scope: Scope = scope
         self.group = group
         self.max_batch_size = None if max_batch_size is None else int(max_batch_size)
-        self.num_domains = non_negative_int("num_domains", num_domains, " (0: no per-domain statistics)")
+        self.num_domains = non_negative_int(
+            "num_domains", num_domains, " (0: no per-domain statistics)"
+        )
 
     # -- the method -------------------------------------------------------------------------
     def temperature(self, step: int) -> float:
@@ -142,7 +148,9 @@ class Reweighter:
             raise ValueError("losses is empty: pass the per-sample losses of at least one sample")
         g = gather_rows(losses.detach(), domain_ids, group=self.group, capacity=self.max_batch_size)
         if g.losses.numel() == 0:  # every rank passed an empty batch
-            raise ValueError("losses is empty on every rank: pass the per-sample losses of at least one sample")
+            raise ValueError(
+                "losses is empty on every rank: pass the per-sample losses of at least one sample"
+            )
         valid = valid_mask(g.losses, g.present)
         r = self.temperature(step)
         if self.is_uniform(step):

@@ -142,9 +142,11 @@ def make_schedule(spec: float | int | TemperatureSchedule | dict[str, Any]) -> T
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in params]
         if missing:
             raise ValueError(
-                f"temperature schedule {kind!r} needs {', '.join(missing)}; valid keys: kind, {', '.join(valid)}"
+                f"temperature schedule {kind!r} needs {', '.join(missing)}; valid keys: kind, "
+                f"{', '.join(valid)}"
             )
         return cls(**params)
     raise ValueError(
-        f"temperature must be a number > 0, a TemperatureSchedule or a dict, got {type(spec).__name__}"
+        "temperature must be a number > 0, a TemperatureSchedule or a dict, got "
+        f"{type(spec).__name__}"
     )

@@ -65,7 +65,13 @@ def cap_weights(weights: torch.Tensor, valid: torch.Tensor, max_weight: float) -
 
 
 def strategy_scores(
-    strategy: StrategyFn, x: torch.Tensor, delta: float, valid: torch.Tensor, *, name: str, check: bool
+    strategy: StrategyFn,
+    x: torch.Tensor,
+    delta: float,
+    valid: torch.Tensor,
+    *,
+    name: str,
+    check: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """s = f(x, delta) as float32, and `valid` without the samples whose score is not finite.
 
@@ -77,7 +83,8 @@ def strategy_scores(
     scores = strategy(x, delta)
     if not isinstance(scores, torch.Tensor):
         raise TypeError(
-            f"strategy {name!r} returned {type(scores).__name__}; it must return a tensor of scores "
+            f"strategy {name!r} returned {type(scores).__name__}; it must return a tensor of "
+            "scores "
             f"shaped like its input x {tuple(x.shape)}"
         )
     if scores.shape != x.shape:
@@ -130,7 +137,12 @@ def compute_weights(
 ) -> torch.Tensor:
     """Weights over one scope (SPEC 2): sum to 1 over valid samples, 0 elsewhere."""
     return scope_weights(
-        losses, strategy=strategy, temperature=temperature, delta=delta, max_weight=max_weight, valid=valid
+        losses,
+        strategy=strategy,
+        temperature=temperature,
+        delta=delta,
+        max_weight=max_weight,
+        valid=valid,
     )[0]
 
 
