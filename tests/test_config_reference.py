@@ -59,6 +59,17 @@ def test_config_prints_a_commented_file_that_loads_back_the_same(tmp_path, capsy
     assert f"after {expected.burn_in_steps} uniform burn-in steps" in text
 
 
+def test_printed_strings_that_look_like_numbers_stay_strings(tmp_path, capsys):
+    tricky = r'data.sources=["1e3", "yes", "0x1f", ".inf", "null", "a: b", "x\ny"]'
+    assert main(["config", "tiny", tricky, 'log.wandb_run_name="1e-3"']) == 0
+    text = capsys.readouterr().out
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(text)
+    cfg = load_config(str(saved))
+    assert cfg.data.sources == ["1e3", "yes", "0x1f", ".inf", "null", "a: b", "x\ny"]
+    assert cfg.log.wandb_run_name == "1e-3"
+
+
 def test_config_without_a_preset_prints_the_defaults(capsys):
     assert main(["config", "reweight.warmup_steps=3"]) == 0
     out = capsys.readouterr().out

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -24,7 +23,7 @@ from lossreweight.config.schema import (
     TEMPERATURE_RANGE,
     RunConfig,
 )
-from lossreweight.config.yaml_io import PRESET_FOLDER, PRESET_PACKAGE, preset_names
+from lossreweight.config.yaml_io import PRESET_FOLDER, PRESET_PACKAGE, dump_flow, preset_names
 
 DOC_PATH = "docs/config.md"
 
@@ -64,8 +63,7 @@ def type_name(annotation: Any) -> str:
 
 def flow(value: Any) -> str:
     """A value as one line of YAML (`null`, `0.4`, `[a, b]`, `{kind: step, r: 0.4}`)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False)
-    return text.removesuffix("\n...\n").strip()
+    return dump_flow(value)
 
 
 def default_of(field: FieldInfo) -> Any:
@@ -76,7 +74,7 @@ def default_of(field: FieldInfo) -> Any:
 def render_yaml(cfg: RunConfig, title: str) -> str:
     """The resolved config as YAML that loads back to the same config, with comments."""
     lines = [
-        f"# {title}",
+        f"# {' '.join(title.splitlines())}",  # an override may hold a newline
         f"# resolved: reweighting starts after {cfg.burn_in_steps} uniform burn-in steps; "
         f"lr warm-up {cfg.train.lr_warmup} steps of {cfg.train.max_steps}",
         "# Every key: docs/config.md. Save this, edit it, and run: lossreweight train FILE --out DIR",

@@ -24,13 +24,27 @@ class StrictLoader(yaml.SafeLoader):
     """SafeLoader that reads `1e-3`, `5E+4` and `1.e5` as floats (YAML 1.2, not 1.1)."""
 
 
+class StrictDumper(yaml.SafeDumper):
+    """SafeDumper that quotes the strings StrictLoader would read as floats ('1e3')."""
+
+
 # YAML 1.1 requires a dot in a float ("1.0e-3"); people write "1e-3". Only the forms that
 # are otherwise plain strings are added, so no value that PyYAML reads today changes.
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+for _cls in (StrictLoader, StrictDumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+
+
+def dump_flow(value: Any) -> str:
+    """A value as one line of YAML that `load_yaml` reads back as the same value."""
+    kw = {"Dumper": StrictDumper, "default_flow_style": True, "width": 10**6, "sort_keys": False}
+    text = yaml.dump(value, **kw).removesuffix("\n...\n").strip()
+    if "\n" in text:  # a string holding a newline: double quotes keep it on one line, escaped
+        text = yaml.dump(value, default_style='"', **kw).removesuffix("\n...\n").strip()
+    return text
 
 
 def load_yaml(text: str, where: str) -> Any:
