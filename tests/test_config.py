@@ -10,6 +10,7 @@ from lossreweight.cli import main
 from lossreweight.config import (
     TEMPERATURE_RANGE,
     RunConfig,
+    dump_yaml,
     load_config,
     load_data_config,
     load_yaml,
@@ -102,6 +103,11 @@ def test_exponent_floats_are_floats_in_files_and_overrides(tmp_path):
     }
     cfg = load_config(_file(tmp_path, "train: {lr: 1e-3}\n"), ["train.weight_decay=1e-2"])
     assert (cfg.train.lr, cfg.train.weight_decay) == (1e-3, 1e-2)
+
+
+def test_dump_yaml_round_trips_through_the_loader():
+    data = load_config("tiny", ['log.wandb_run_name="1e5"', "data.domains=[code, wiki]"]).to_dict()
+    assert load_yaml(dump_yaml(data), "dumped") == data
 
 
 def test_non_mapping_and_control_characters_are_config_errors(tmp_path):

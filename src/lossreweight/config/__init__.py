@@ -26,7 +26,13 @@ from lossreweight.config.schema import (
     RunConfig,
     TrainConfig,
 )
-from lossreweight.config.yaml_io import load_yaml, parse_value, preset_names, read_config_file
+from lossreweight.config.yaml_io import (
+    dump_yaml,
+    load_yaml,
+    parse_value,
+    preset_names,
+    read_config_file,
+)
 
 __all__ = [
     "SCHEDULE_KEYS",
@@ -40,6 +46,7 @@ __all__ = [
     "all_keys",
     "apply_overrides",
     "check_key",
+    "dump_yaml",
     "load_config",
     "load_data_config",
     "load_yaml",

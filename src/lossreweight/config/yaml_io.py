@@ -47,6 +47,11 @@ def dump_flow(value: Any) -> str:
     return text
 
 
+def dump_yaml(data: Any) -> str:
+    """A config as block YAML that `load_yaml` (and so every command) reads back unchanged."""
+    return yaml.dump(data, Dumper=StrictDumper, sort_keys=False, allow_unicode=True)
+
+
 def load_yaml(text: str, where: str) -> Any:
     """Parse one YAML document; duplicate keys and bad syntax are `ConfigError`s."""
     loader = None
