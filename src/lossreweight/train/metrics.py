@@ -62,7 +62,8 @@ def check_logging_deps(wandb_project: str | None) -> None:
         from lossreweight.errors import ConfigError
 
         raise ConfigError(
-            "log.wandb_project is set but wandb is not installed; pip install wandb, or unset it"
+            "log.wandb_project is set but wandb is not installed; "
+            "pip install 'lossreweight[wandb]', or unset log.wandb_project"
         )
 
 
