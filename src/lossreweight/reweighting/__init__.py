@@ -4,7 +4,7 @@ Pure PyTorch, no I/O, and nothing else of this package is imported here.
 """
 
 from lossreweight.reweighting.accumulation import StepResult, accumulate_step
-from lossreweight.reweighting.checks import TEMPERATURE_RANGE
+from lossreweight.reweighting.checks import DELTA_RANGE, TEMPERATURE_RANGE
 from lossreweight.reweighting.reweighter import Reweighted, Reweighter
 from lossreweight.reweighting.schedules import (
     SCHEDULES,
@@ -32,6 +32,7 @@ from lossreweight.reweighting.weights import (
 
 __all__ = [
     "COUNT_STATS",
+    "DELTA_RANGE",
     "SCHEDULES",
     "TEMPERATURE_RANGE",
     "Constant",
