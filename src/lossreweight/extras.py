@@ -20,6 +20,7 @@ DISTRIBUTION = "lossreweight"
 # `yaml`). tests/test_config_extras.py checks these against pyproject.toml's extras.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("yaml", "pydantic", "safetensors", "tokenizers", "tqdm", "tensorboard"),
+    "data": ("zstandard", "pyarrow", "datasets", "tiktoken"),
     "report": ("matplotlib",),
     "hf": ("transformers", "accelerate"),
     "lightning": ("lightning",),
