@@ -14,16 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lossreweight.data.config import DataConfig
 from lossreweight.model.config import ModelConfig
-from lossreweight.reweighting import available_strategies, make_schedule
+
+# The library's bounds (reweighting/checks.py says why): the config refuses what it would.
+from lossreweight.reweighting import (
+    DELTA_RANGE,
+    TEMPERATURE_RANGE,
+    available_strategies,
+    make_schedule,
+)
 
 # The paper's GPT-2 code keeps weights uniform for the first 1,000 of 20,000 steps
 # (`burnout_steps`): the losses carry information only once the model has learned some language.
 DEFAULT_BURN_IN_FRACTION = 0.05
 DEFAULT_LR_WARMUP_STEPS = 20
-# Outside this range the weights are numerically meaningless: below it exp(score / r)
-# underflows to a one-hot (or 0/0), above it r reaches float32's range (weights are uniform
-# long before: r = 1e3 already gives every sample the same weight to 0.1%).
-TEMPERATURE_RANGE = (1e-3, 1e6)
 
 # The keys of `reweight.temperature` when it is a schedule (a mapping with `kind`).
 SCHEDULE_KEYS: dict[str, str] = {
@@ -113,7 +116,12 @@ class ReweightConfig(_Section):
         description="r > 0 (smaller: sharper weights), or a schedule {kind: ..., ...} "
         f"(see the schedule keys); each r in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}]",
     )
-    delta: float = Field(1.0, gt=0.0, description="losses are normalised to [-delta, delta]")
+    delta: float = Field(
+        1.0,
+        ge=DELTA_RANGE[0],
+        le=DELTA_RANGE[1],
+        description="losses are normalised to [-delta, delta] (the paper: 1)",
+    )
     warmup_steps: int | None = Field(
         None,
         ge=0,
