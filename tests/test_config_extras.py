@@ -106,6 +106,14 @@ def test_missing_extra_is_one_line_naming_the_install(tmp_path, argv, blocked, e
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_every_missing_extra_is_named_in_one_install_line(tmp_path):
+    code = "from lossreweight.cli import main\nsys.exit(main(['demo', '--out', 'd']))"
+    proc = _python(code, blocked=["yaml", "matplotlib"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'lossreweight[train,report]'" in proc.stderr
+    assert "train: yaml; report: matplotlib" in proc.stderr
+
+
 def test_help_works_without_the_pipeline():
     proc = _python(
         "from lossreweight.cli import main\nsys.exit(main(['--help']))", blocked=PIPELINE

@@ -63,17 +63,26 @@ def extra_distributions(extra: str) -> list[str]:
 
 
 def require_extra(*extras: str) -> None:
-    """Raise MissingExtra (exit 2, one line) unless every extra named is installed."""
+    """Raise MissingExtra (exit 2, one line) unless every extra named is installed.
+
+    All the missing extras are named at once, so one `pip install` fixes the command.
+    """
+    missing: dict[str, list[str]] = {}
     for extra in extras:
         if extra in DISTRIBUTION_EXTRAS:
-            missing = missing_distributions(extra)
+            absent = missing_distributions(extra)
         else:
-            missing = missing_modules(extra)
-        if missing:
-            raise MissingExtra(
-                f"this needs the '{extra}' extra ({', '.join(missing)} not installed); "
-                f"install it with: pip install 'lossreweight[{extra}]'"
-            )
+            absent = missing_modules(extra)
+        if absent:
+            missing[extra] = absent
+    if not missing:
+        return
+    what = "; ".join(f"{extra}: {', '.join(names)}" for extra, names in missing.items())
+    noun = "extra" if len(missing) == 1 else "extras"
+    raise MissingExtra(
+        f"this needs the {', '.join(repr(e) for e in missing)} {noun} (not installed: {what}); "
+        f"install with: pip install 'lossreweight[{','.join(missing)}]'"
+    )
 
 
 def _importable(module: str) -> bool:
