@@ -161,7 +161,7 @@ def test_hugging_face_save_to_disk_dataset_dict(tmp_path):
 def test_a_missing_zstandard_names_the_extra(tmp_path, monkeypatch):
     path = write_zst(tmp_path / "a.jsonl.zst", slimpajama_records(2))
     monkeypatch.setitem(sys.modules, "zstandard", None)
-    with pytest.raises(DataError, match=r"a.jsonl.zst: .*zstandard.*lossreweight\[corpus\]"):
+    with pytest.raises(DataError, match=r"a.jsonl.zst: .*zstandard.*lossreweight\[data\]"):
         prepare(tmp_path, [path])
 
 
@@ -203,7 +203,7 @@ def test_a_line_over_the_limit_is_refused_before_it_is_read(tmp_path, monkeypatc
 def test_a_long_document_is_encoded_in_pieces_with_the_same_ids(tmp_path):
     import numpy as np
 
-    import lossreweight.data.encode as enc
+    import lossreweight.data.pieces as enc
     from lossreweight.data.tokenizer import train_bpe
 
     text = " ".join(f"w{i % 97} x{i % 13}." for i in range(3000)) + "\n\nend  of  it"

@@ -22,7 +22,7 @@ import numpy as np
 
 import lossreweight
 
-_STOP = None
+_STOP = object()  # the end of the batches (None is a twin verdict)
 
 
 class WorkerProcess:
@@ -30,7 +30,7 @@ class WorkerProcess:
     arrays. A feeder thread writes the batches, so a worker blocked on writing a result never
     waits on us writing the next batch."""
 
-    def __init__(self, tokenizer_dir: Path, dtype: np.dtype, twin: bool | None) -> None:
+    def __init__(self, tokenizer_dir: Path, dtype: np.dtype) -> None:
         env = dict(os.environ)
         # One tokenizer thread per worker: the processes are the parallelism.
         env.update(RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
@@ -45,8 +45,7 @@ class WorkerProcess:
                 "lossreweight.data.encode_worker",
                 str(tokenizer_dir),
                 dtype.str,
-                repr(twin),
-            ],  # fmt: skip
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -55,6 +54,11 @@ class WorkerProcess:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._feeder = threading.Thread(target=self._feed, daemon=True)
         self._feeder.start()
+
+    def start(self, twin: bool | None) -> None:
+        """The first message: the main process's verdict on the tokenizer's fast twin. The
+        worker starts (imports, loads the tokenizer) while the main process reaches it."""
+        self._queue.put(twin)
 
     def submit(self, texts: list[str]) -> None:
         self._queue.put(texts)
@@ -84,7 +88,7 @@ class WorkerProcess:
         stdin = self.proc.stdin
         assert stdin is not None
         try:
-            while (texts := self._queue.get()) is not _STOP:
+            while (texts := self._queue.get()) is not _STOP:  # the twin verdict first
                 pickle.dump(texts, stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 stdin.flush()
         except (BrokenPipeError, OSError):
@@ -94,17 +98,20 @@ class WorkerProcess:
                 stdin.close()
 
 
-def _serve(tokenizer_dir: str, dtype_str: str, twin: str) -> None:
-    from lossreweight.data.encode import encode_texts
+def _serve(tokenizer_dir: str, dtype_str: str) -> None:
+    from lossreweight.data.pieces import encode_texts
     from lossreweight.data.tokenizer import load_tokenizer, set_threads
 
     set_threads(1)
     tokenizer = load_tokenizer(tokenizer_dir)
-    state = {"True": True, "False": False}.get(twin)
-    if state is not None and hasattr(tokenizer, "adopt_twin_state"):
-        tokenizer.adopt_twin_state(state)
     dtype = np.dtype(dtype_str)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        twin = pickle.load(stdin)
+    except EOFError:
+        return
+    if twin is not None and hasattr(tokenizer, "adopt_twin_state"):
+        tokenizer.adopt_twin_state(twin)
     while True:
         try:
             texts = pickle.load(stdin)
@@ -115,4 +122,4 @@ def _serve(tokenizer_dir: str, dtype_str: str, twin: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(*sys.argv[1:4])
+    _serve(*sys.argv[1:3])
