@@ -33,7 +33,8 @@ COMMANDS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "train several strategies on the same batches and report",
         ("train", "report"),
     ),
-    ("export-hf", "export_hf", "export a run as a Hugging Face LlamaForCausalLM", ("train",)),
+    # config.json records the transformers version that will read it: hf is needed.
+    ("export-hf", "export_hf", "export a run as a Hugging Face LlamaForCausalLM", ("train", "hf")),
     (
         "demo",
         "demo",
