@@ -82,3 +82,32 @@ def plot_paired_curves(path: Path, records: Records, baseline: str, arms: Sequen
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return P.save_figure(fig, path)
+
+
+def plot_share_bars(path: Path, arms: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Per corrupted mix, each arm's weight share of the corrupted sequences next to their
+    sample share (the dashed line): above it, the arm up-weights them."""
+    conds = [c for c in dict.fromkeys(a["condition"] for a in arms.values()) if c != "clean"]
+    strategies = list(dict.fromkeys(name.split("@")[0] for name in arms))
+    colors = P.colors_for(strategies)
+    fig, (ax,) = P.new_figure(1, panel_size=(max(6.0, 2.2 * len(conds)), 4.0))
+    width = 0.8 / max(1, len(strategies))
+    for j, cond in enumerate(conds):
+        for i, s in enumerate(strategies):
+            a = arms.get(f"{s}@{cond}")
+            if a is None or a["corrupted_weight_share"] is None:
+                continue
+            ax.bar(j + (i - (len(strategies) - 1) / 2) * width, a["corrupted_weight_share"], width,
+                   color=colors[s], label=s if j == 0 else None)
+        share = next((a["corrupted_sample_share"] for a in arms.values() if a["condition"] == cond), None)
+        if share is not None:
+            ax.hlines(share, j - 0.45, j + 0.45, colors="black", linestyles="--",
+                      label="sample share" if j == 0 else None)
+    ax.set_xticks(range(len(conds)))
+    ax.set_xticklabels(conds)
+    ax.set_ylabel("share of batch weight (after burn-in)")
+    ax.set_title("weight on the corrupted sequences vs their share of the samples")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.margins(y=0.15)
+    return P.save_figure(fig, path)

@@ -104,8 +104,8 @@ MODEL_SIZES: dict[str, tuple[str, ...]] = {
 # --quick: QUICK_BASE's corpus slice and tokenizer; sizes small enough for seconds per run.
 QUICK_MODEL_SIZES: dict[str, tuple[str, ...]] = {
     "tiny-a": ("model.dim=16", "model.n_layers=1", "model.n_heads=2", "model.multiple_of=16"),
-    "tiny-b": ("model.dim=32", "model.n_layers=2", "model.n_heads=2", "model.multiple_of=32"),
-    "tiny-c": ("model.dim=48", "model.n_layers=2", "model.n_heads=2", "model.multiple_of=48"),
+    "tiny-b": ("model.dim=24", "model.n_layers=1", "model.n_heads=2", "model.multiple_of=16"),
+    "tiny-c": ("model.dim=32", "model.n_layers=1", "model.n_heads=2", "model.multiple_of=16"),
 }
 PAPER_DATA: tuple[str, ...] = (
     "data.domains=[" + ",".join(NATURAL_DOMAINS) + "]",

@@ -1,0 +1,130 @@
+"""Model size: does LinUpper's gap to uniform change from 0.5M to 1.4M to 6M parameters?
+
+The `replicate` protocol at three model sizes, each trained for 2.6 tokens per parameter (so
+the larger models see more data, as in the paper), uniform and LinUpper (r = 0.4) on the same
+batches within a size and seed. The gap is LinUpper - uniform in domain-average validation
+loss per seed, with a 95% interval; its change with size is the per-seed difference of gaps
+between the largest and the smallest model (the paper: larger models gain more).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lossreweight.experiments import plotting as P
+from lossreweight.experiments.harness import Context, Plan, Study
+from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.runs import Arm
+from lossreweight.experiments.scales import QUICK_MODEL_SIZES, paper_setup
+from lossreweight.experiments.setup import regime_text
+from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, spread
+
+SIZES: tuple[str, ...] = ("0.5M", "1.4M", "6M")
+QUICK_SIZES: tuple[str, ...] = tuple(QUICK_MODEL_SIZES)
+SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
+METRIC = "val_loss_domain_avg"
+
+
+def _gaps(records: Records, size: str) -> list[float | None]:
+    lin, uni = records[f"linupper@{size}"], records[f"uniform@{size}"]
+    out = []
+    for s in sorted(lin):
+        a, b = lin[s].final.get(METRIC), uni[s].final.get(METRIC)
+        out.append(a - b if a is not None and b is not None else None)
+    return out
+
+
+def plot_gaps(path: Path, sizes: dict[str, Any]) -> Path:
+    fig, (ax,) = P.new_figure(1, panel_size=(6.5, 4.0))
+    xs, ys, lo, hi = [], [], [], []
+    for s in sizes.values():
+        g = s["gap"]
+        if g["mean"] is None:
+            continue
+        xs.append(s["params"])
+        ys.append(g["mean"])
+        lo.append(0.0 if not g["ci95"] else g["mean"] - g["ci95"][0])
+        hi.append(0.0 if not g["ci95"] else g["ci95"][1] - g["mean"])
+    has_ci = any(v > 0 for v in lo + hi)
+    ax.errorbar(xs, ys, yerr=[lo, hi] if has_ci else None, marker="o", capsize=3,
+                color=P.STRATEGY_COLORS["linupper"], label="linupper - uniform")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("domain-avg val loss - uniform (nats)")
+    ax.set_title("LinUpper's gap to uniform vs model size" + (" (95% interval)" if has_ci else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.margins(x=0.2, y=0.2)
+    return P.save_figure(fig, path)
+
+
+class Scale(Study):
+    name = "scale"
+    title = "scale: LinUpper's gap to uniform at three model sizes, same tokens per parameter"
+    metric = METRIC
+    metric_label = "domain-average validation loss"
+
+    def plan(self, quick: bool) -> Plan:
+        arms, groups, pairs, sizes = [], {}, {}, {}
+        base = ()
+        for size in QUICK_SIZES if quick else SIZES:
+            base_s, run, steps, params = paper_setup(quick, size)
+            base = base or tuple(o for o in base_s if not o.startswith("model."))
+            model = tuple(o for o in base_s if o.startswith("model."))
+            sizes[size] = {"params": params, "steps": steps}
+            for strategy in ("uniform", "linupper"):
+                arm = Arm(f"{strategy}@{size}", (*model, *run, f"reweight.strategy={strategy}"))
+                arms.append(arm)
+                groups[arm.name], pairs[arm.name] = size, f"uniform@{size}"
+        return Plan(tuple(arms), QUICK_SEEDS if quick else SEEDS, base, baseline=arms[0].name,
+                    batch_groups=groups, paired_to=pairs, notes={"sizes": sizes})
+
+    def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
+        names = list(summary["sizes"])
+        for size in names:
+            summary["sizes"][size]["gap"] = spread(_gaps(records, size))
+        first, last = _gaps(records, names[0]), _gaps(records, names[-1])
+        summary["gap_change"] = spread([b - a if a is not None and b is not None else None
+                                        for a, b in zip(first, last, strict=True)])
+
+    def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
+        from lossreweight.experiments.arm_plots import plot_loss_curves
+
+        return {"gap_vs_size": plot_gaps(ctx.out / "gap_vs_size.png", summary["sizes"]).name,
+                "loss_curves": plot_loss_curves(ctx.out / "loss_curves.png", records).name}
+
+    def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
+        return [f"{size} ({s['params']:,} parameters, {s['steps']} steps): linupper - uniform "
+                f"{fmt_ci(s['gap'])} nats" for size, s in summary["sizes"].items()]
+
+    def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
+        names = list(summary["sizes"])
+        a, b = summary["sizes"][names[0]]["gap"], summary["sizes"][names[-1]]["gap"]
+        ch = summary["gap_change"]
+        ex = excludes_zero(ch)
+        if ch["mean"] is None:
+            how = "cannot be compared yet"
+        elif ex is None:
+            how = "changes by an amount one seed cannot resolve"
+        else:
+            word = "falls (LinUpper does better with size)" if ch["mean"] < 0 else "rises (LinUpper does worse with size)"
+            how = f"{word} by {abs(ch['mean']):.4f} nats, 95% interval {fmt_ci(ch)}, which " + (
+                "excludes zero" if ex else "includes zero, so no trend is resolved")
+        return (f"LinUpper's domain-average gap to uniform is {fmt_ci(a)} nats at {names[0]} and {fmt_ci(b)} at "
+                f"{names[-1]}: from the smallest to the largest model it {how}, "
+                f"{regime_text(summary.get('setup') or [])}.")
+
+    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
+        rows = [[size, s["params"], s["steps"], summary["runs"][f"uniform@{size}"][METRIC],
+                 summary["runs"][f"linupper@{size}"][METRIC], fmt_ci(s["gap"])]
+                for size, s in summary["sizes"].items()]
+        table = Table(["size", "parameters", "steps", "uniform", "linupper", "linupper - uniform [95% CI]"], rows,
+                      "domain-average validation loss (nats), mean over seeds")
+        return [Section("Gap vs model size", summary["conclusions"],
+                        images=[(files["gap_vs_size"], "linupper - uniform per size, 95% interval"),
+                                (files["loss_curves"], "loss curves of every size")], tables=[table])]
+
+
+STUDY = Scale()
