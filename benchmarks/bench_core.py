@@ -54,7 +54,8 @@ def step_time_ratio(device: str, model_cfg: ModelConfig, batch: int, seq: int, v
                 losses, _ = per_sample_loss(hidden_states=model.hidden_states(ids), lm_head_weight=model.output_weight, labels=ids)
             else:
                 losses, _ = per_sample_loss(model(ids), ids)
-        rw.weighted_loss(losses, step=10, domain_ids=doms).backward()
+        # The whole library call a training loop makes: weights, loss and statistics.
+        rw.reweight(losses, step=10, domain_ids=doms).loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if dev.type == "cuda":
