@@ -34,7 +34,9 @@ def test_lost_rank_stops_the_others_with_a_clear_error(tmp_path: Path, action: s
     # ($LOSSREWEIGHT_DIST_TIMEOUT) fires on rank 0; rank 1 then finds rank 0 gone.
     out = tmp_path / "run"
     proc = torchrun(out, fault=f"step:3:{action}:1", timeout=timeout)
-    wait_for(lambda: max(logged_steps(out), default=0) >= 3, proc)  # rank 1's fault fires now
+    # Step 2 is logged once step 3 runs (the trainer reads a step's metrics one step late);
+    # rank 1's fault fires at the end of step 3, so step 3 itself may never be logged.
+    wait_for(lambda: max(logged_steps(out), default=0) >= 2, proc)
     lost = time.monotonic()
     code, err = finish(proc, timeout=120)
     assert code != 0 and time.monotonic() - lost < bound
