@@ -102,3 +102,35 @@ def test_config_that_is_not_a_mapping(tmp_path, capsys, text):
     cfg.write_text(text)
     code, _, err = run(["prepare", str(cfg)], capsys)
     assert code == 2 and str(cfg) in one_error_line(err)
+
+
+def test_overrides_workers_and_force(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in sentences(8, "a")])
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(yaml.safe_dump({"sources": [str(path)], "tokenizer": {"vocab_size": 300}}))
+    out = tmp_path / "out"
+    base = ["prepare", str(cfg), "--out", str(out), "--quiet"]
+    code, _, err = run([*base, "data.seq_len=16", "--workers", "2"], capsys)
+    assert code == 0, err
+    assert PreparedData.open(out).seq_len == 16
+    # Other settings into the same folder: refused, then replaced with --force.
+    code, _, err = run([*base, "data.seq_len=8"], capsys)
+    assert code == 2 and "seq_len is 16 there, 8 here" in one_error_line(err)
+    code, _, err = run([*base, "data.seq_len=8", "--force"], capsys)
+    assert code == 0, err
+    assert PreparedData.open(out).seq_len == 8
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["prepare", "tiny", "--workers", "0"], "--workers must be >= 1"),
+        (["prepare"], "give a CONFIG"),
+        (["prepare", "tiny", "data.prepared=/somewhere"], "already prepared"),
+        (["prepare", "--join", "a", "b"], "--join takes prepared folders and --out DIR"),
+        (["prepare", "--join", "a", "--out", "c"], "at least two prepared folders"),
+    ],
+)
+def test_usage_errors(capsys, argv, message):
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in one_error_line(err)
