@@ -7,6 +7,7 @@ import contextlib
 import copy
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,6 @@ CASES: dict[str, Case] = {
     # output directory and logging
     "out is a file": lambda t: (["tiny", "--out", str(_file(t, "run", "x"))], "not a directory"),
     "out foreign dir": lambda t: (["tiny", "--out", str(_file(t, "run/config.yaml", "mine").parent)], "holds no run"),
-    "wandb missing": lambda t: (["tiny", "log.wandb_project=x"], "wandb"),
 }
 
 
@@ -97,6 +97,16 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytes
     assert main(["train", config, *tiny, *rest]) == 2
     assert message in one_line(capsys.readouterr().err)
     assert snapshot(tmp_path) == before  # no --out created, no input touched
+
+
+def test_wandb_project_without_wandb_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed (find_spec -> None)
+    out = tmp_path / "run"
+    assert main(["train", "tiny", *TINY_OVERRIDES, "--out", str(out), "log.wandb_project=x"]) == 2
+    assert "wandb is not installed" in one_line(capsys.readouterr().err)
+    assert not out.exists()
 
 
 # -- fuzzing the config loader -----------------------------------------------------------------
