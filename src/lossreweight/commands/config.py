@@ -4,6 +4,7 @@ each key with its meaning as a comment (every key: docs/config.md)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 ACCEPTS_OVERRIDES = True
 
@@ -27,7 +28,6 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossreweight.config import (
-        RunConfig,
         apply_overrides,
         load_config,
         preset_names,
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(preset_names()))
         return 0
     overrides = list(args.overrides)
-    if args.config is not None and "=" in args.config:  # `config key=value`: no preset given
+    if args.config is not None and "=" in args.config and not Path(args.config).is_file():
+        # `config key=value ...`: no preset given, the defaults are overridden
         overrides.insert(0, args.config)
         args.config = None
     if args.config is None:
@@ -48,6 +49,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, overrides)
         title = f"{args.config}" + (f" with {' '.join(overrides)}" if overrides else "")
-    assert isinstance(cfg, RunConfig)
     print(render_yaml(cfg, f"lossreweight config: {title}"), end="")
     return 0
