@@ -101,6 +101,8 @@ def describe_difference(old: Any, new: dict[str, Any], limit: int = 3) -> str:
     """'seq_len is 64 there, 128 here; ...' for the first `limit` differing settings."""
     if not isinstance(old, dict):
         return "written by another version of lossreweight"
+    if "joined" in old:
+        return f"it was joined from {len(old['joined'])} prepared folders by prepare --join"
     a, b = _flatten(old), _flatten(new)
     parts = []
     for key in sorted(set(a) | set(b)):
