@@ -414,3 +414,36 @@ def test_reporter_reads_late_logs_due_and_skipped_steps(tmp_path: Path) -> None:
     with pytest.raises(TrainingDiverged, match="the last at step 6"):
         rep.report()
     logger.close()
+
+
+# -- the evaluator --------------------------------------------------------------------------------
+class _FixedLoss(torch.nn.Module):
+    """Per-sample loss = the sample's first token id (a known answer per domain)."""
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids[:, 0].to(torch.float32)
+
+
+def test_evaluator_cadence_and_names() -> None:
+    from lossreweight.train.evaluator import Evaluator
+    from lossreweight.train.runtime import Runtime
+
+    rt = Runtime(torch.device("cpu"), 0, 0, 1, None)
+    batch = {
+        "input_ids": torch.tensor([[1, 0, 0], [3, 0, 0], [2, 0, 0]]),
+        "domain_ids": torch.tensor([0, 0, 1]),
+    }
+    ev = Evaluator(_FixedLoss(), [batch], ["code", "wiki"], rt, every=5)
+    assert [s for s in range(1, 12) if ev.due(s)] == [5, 10] and ev.due(7, last=True)
+    assert Evaluator(_FixedLoss(), [], [], rt, every=0).due(5) is False
+    result = ev.run()
+    assert ev.last is result and result["val_loss_by_domain"] == {"code": 2.0, "wiki": 2.0}
+    result["val_loss_by_domain"]["wiki"] = 2.5  # a worst domain to find
+    assert Evaluator.metrics(result) == {
+        "eval/loss": 2.0,
+        "eval/domain_avg_loss": 2.0,
+        "eval/worst_domain_loss": 2.5,
+        "eval/code/loss": 2.0,
+        "eval/wiki/loss": 2.5,
+    }
+    assert Evaluator.worst_domain(result) == "wiki"
