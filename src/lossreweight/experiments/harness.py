@@ -127,13 +127,18 @@ def run_study(study: Study, out: Path, *, quick: bool = False, log: Log | None =
     summary = summarize(records, baseline=plan.baseline if plan.baseline in names else None,
                         batch_groups=plan.batch_groups)
     _repair(records, summary, plan)
-    summary.update({"study": study.name, "quick": quick, "complete": set(summary["seeds"]) == set(plan.seeds) and set(records) == set(names),
+    summary.update({"study": study.name, "quick": quick, "complete": all(set(records.get(a, {})) == set(plan.seeds) for a in names),
                     "planned_seeds": list(plan.seeds), "config": plan.config,
                     "overrides": list(plan.overrides), "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
                     "steps": _common_steps(summary), "setup": setup_rows(records), **plan.notes})
     study.extend(ctx, records, summary)
     files = study.plots(ctx, records, summary)
     summary["verdict"] = study.verdict(ctx, summary)
+    if not summary["complete"]:
+        done = sum(len(v) for v in records.values())
+        summary["verdict"] = (f"Partial result ({done} of {len(plan.arms) * len(plan.seeds)} runs finished; "
+                              f"short of seeds: {', '.join(a for a in names if len(records.get(a, {})) < len(plan.seeds))}"
+                              f"): {summary['verdict']}")
     summary["conclusions"] = study.conclusions(ctx, summary)
     summary["files"] = {**files, "html": "index.html", "summary": "summary.json"}
     summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
@@ -148,7 +153,7 @@ def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
     if not base or not plan.paired_to:
         return
     for arm, other in plan.paired_to.items():
-        if other == base or arm not in records or other not in records:
+        if other == base or arm not in records or other not in records or not set(records[arm]) <= set(records[other]):
             continue
         seeds = sorted(records[arm])
         summary["runs"][arm][f"diff_vs_{base}"] = paired(

@@ -269,13 +269,12 @@ def _prepare_once(cfgs: Sequence[RunConfig]) -> None:
 
 def _finished_part(plan: list[Any], first_arm: str, runs_dir: Path) -> list[Any]:
     """The finished part of a plan that pairs: the seeds where `first_arm` (the baseline) is
-    finished, and each arm finished at all of those seeds."""
+    finished, and each arm at those of them where it is finished too."""
     finished = {(a.name, k) for a, k, _, c, d in plan if d.exists() and run_status(d, c) == "done"}
-    seeds = sorted({k for a, k in finished if a == first_arm})
-    arms = {a.name for a, *_ in plan if all((a.name, k) in finished for k in seeds)}
+    seeds = {k for a, k in finished if a == first_arm}
     if not seeds:
         raise ConfigError(f"no finished {first_arm} run in {runs_dir} yet; run the study without --no-train")
-    return [p for p in plan if p[0].name in arms and p[1] in seeds]
+    return [p for p in plan if p[1] in seeds and (p[0].name, p[1]) in finished]
 
 
 def run_arms(

@@ -268,7 +268,7 @@ def summarize(
     for arm, by_seed in records.items():
         ordered = [by_seed[s] for s in sorted(by_seed)]
         runs[arm] = _arm_summary(ordered, domains)
-        if base is not None and set(base) == set(by_seed):
+        if base is not None and set(by_seed) <= set(base):  # paired at the arm's seeds
             runs[arm][f"diff_vs_{baseline}"] = paired(ordered, [base[s] for s in sorted(by_seed)], domains)
     groups = {arm: (batch_groups or {}).get(arm, "") for arm in records}
     same = {

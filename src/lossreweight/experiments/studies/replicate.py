@@ -75,10 +75,10 @@ def protocol_block(summary: dict[str, Any], params: int, steps: int) -> dict[str
 
 
 def arms_block(records: Records, domains: list[str]) -> dict[str, Any]:
-    base = [records["uniform"][s] for s in sorted(records["uniform"])]
     out = {}
-    for arm, by_seed in records.items():
+    for arm, by_seed in records.items():  # paired at the arm's seeds (all, once the study is done)
         runs = [by_seed[s] for s in sorted(by_seed)]
+        base = [records["uniform"][s] for s in sorted(by_seed)]
         out[arm] = arm_metrics(runs, None if arm == "uniform" else base, domains)
     return out
 
