@@ -3,8 +3,9 @@
 - `lossreweight.integrations.hf_trainer.ReweightingTrainer`: a `transformers.Trainer` subclass.
 - `lossreweight.integrations.hf_loss.ReweightedLossFunc`: a `compute_loss_func` (+ callback)
   for users who keep their own Trainer subclass.
-- `lossreweight.integrations.lightning`: `ReweightingMixin` and `ReweightingStatsCallback`
-  (needs the optional `lightning` extra; imported only from that module).
+- `lossreweight.integrations.lightning`: `ReweightingMixin`, which also logs the losses and
+  statistics per optimizer step (needs the optional `lightning` extra; imported only from
+  that module).
 
 Importing this package imports neither transformers nor lightning; the two Hugging Face names
 are also available here, loaded on first access.
