@@ -26,10 +26,12 @@ from typing import Any, Literal
 from lossreweight.errors import ConfigError
 from lossreweight.experiments.metric_names import flat_record
 from lossreweight.rundir import (
+    CHECKPOINTS_DIR,
     FINAL_FILE,
     NEVER_CHANGE_RESULTS,
     RESOLVED_CONFIG,
     RUN_MARKERS,  # noqa: F401 - re-exported
+    TENSORBOARD_DIR,
     TIMING_FILE,
     compare_runs,
     is_run_dir,  # noqa: F401 - re-exported (experiments.outdir)
@@ -105,7 +107,7 @@ def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     saved_path = run_dir / RESOLVED_CONFIG
     if not saved_path.is_file():
         # Interrupted before the trainer wrote its config, or never started.
-        return "partial" if (run_dir / "checkpoints").exists() else "new"
+        return "partial" if (run_dir / CHECKPOINTS_DIR).exists() else "new"
     try:
         saved = json.loads(saved_path.read_text())
     except (OSError, ValueError):
@@ -162,7 +164,7 @@ def _copy_run(src: Path, dst: Path) -> None:
     # Checkpoints are left behind: a finished run never resumes, and a changed one retrains.
     tmp = dst.with_name(dst.name + ".copying")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(CHECKPOINTS_DIR, TENSORBOARD_DIR))
     tmp.replace(dst)
 
 

@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
+from lossreweight.rundir import METRICS_FILE, TENSORBOARD_DIR
+
 X_AXES = ("step", "tokens")  # the x axes of every chart, not metrics
 
 
@@ -89,7 +90,7 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
         if wandb_project:
             import wandb  # checked by check_logging_deps before the run wrote anything
 
