@@ -46,7 +46,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     return reference_metrics(tmp_path_factory.mktemp("reference") / "run")
 
 
-def test_kill9_anywhere_then_resume_equals_uninterrupted(tmp_path: Path, reference: list[dict[str, Any]]) -> None:
+def test_kill9_anywhere_then_resume_equals_uninterrupted(
+    tmp_path: Path, reference: list[dict[str, Any]]
+) -> None:
     out = tmp_path / "run"
     # Before the first checkpoint (killed as step 2 ends, its records written, its checkpoint
     # not): the re-run starts over and must not keep those records twice. (A step's record is

@@ -17,9 +17,25 @@ from test_reliability_helpers import RUN, child_env, finish, logged_steps, our_f
 pytestmark = pytest.mark.xdist_group("reliability")
 
 
-def torchrun(out: Path, *extra: str, fault: str | None = None, timeout: str = "30") -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "lossreweight.cli", "train", "tiny", "--out", str(out), *RUN, *extra]
+def torchrun(
+    out: Path, *extra: str, fault: str | None = None, timeout: str = "30"
+) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lossreweight.cli",
+        "train",
+        "tiny",
+        "--out",
+        str(out),
+        *RUN,
+        *extra,
+    ]
     env = child_env(fault, LOSSREWEIGHT_DIST_TIMEOUT=timeout)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -29,7 +45,9 @@ def torchrun(out: Path, *extra: str, fault: str | None = None, timeout: str = "3
     [("kill", "30", 15), ("hang", "5", 25)],
     ids=["rank1-killed", "rank1-stalls-past-the-timeout"],
 )
-def test_lost_rank_stops_the_others_with_a_clear_error(tmp_path: Path, action: str, timeout: str, bound: float) -> None:
+def test_lost_rank_stops_the_others_with_a_clear_error(
+    tmp_path: Path, action: str, timeout: str, bound: float
+) -> None:
     # Killed: gloo sees the closed connection at once. Stalled: the collective timeout
     # ($LOSSREWEIGHT_DIST_TIMEOUT) fires on rank 0; rank 1 then finds rank 0 gone.
     out = tmp_path / "run"
@@ -41,7 +59,9 @@ def test_lost_rank_stops_the_others_with_a_clear_error(tmp_path: Path, action: s
     code, err = finish(proc, timeout=120)
     assert code != 0 and time.monotonic() - lost < bound
     ours = [line for line in err.splitlines() if line.startswith("lossreweight train: error:")]
-    assert ours and all("another rank died or stopped answering during step" in line for line in ours), err[-3000:]
+    assert ours and all(
+        "another rank died or stopped answering during step" in line for line in ours
+    ), err[-3000:]
     assert "step_00000002" in ours[0]  # where a re-run resumes
     assert not our_frames(err)  # no traceback through our code (torchrun prints its own summary)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]

@@ -77,8 +77,11 @@ def full_disk() -> Any:
 
 @pytest.mark.parametrize("where", list(SAVE_FAULTS))
 def test_disk_full_while_saving_keeps_previous_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    reference: list[dict[str, Any]], where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    reference: list[dict[str, Any]],
+    where: str,
 ) -> None:
     owner, name, needle = SAVE_FAULTS[where]
     real = getattr(owner, name, open)
@@ -86,7 +89,9 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     before: dict[str, str] = {}
 
     def failing(*args: Any, **kwargs: Any) -> Any:
-        paths = [str(a) for a in args if isinstance(a, os.PathLike) or (isinstance(a, str) and "/" in a)]
+        paths = [
+            str(a) for a in args if isinstance(a, os.PathLike) or (isinstance(a, str) and "/" in a)
+        ]
         if any(p.endswith(needle) for p in paths):
             before.update(snapshot(out / "checkpoints" / "step_00000002"))
             if where in DEV_FULL:
@@ -107,7 +112,9 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     assert metrics(out) == reference
 
 
-def test_disk_full_while_logging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_disk_full_while_logging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real = MetricsLogger.log
 
     def log(self: MetricsLogger, record: dict[str, Any]) -> None:
@@ -131,7 +138,9 @@ def test_unwritable_output_directory(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert blocker.read_text() == "x"
 
 
-def test_out_of_memory_says_what_to_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_of_memory_says_what_to_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real, calls = PerSampleLoss.forward, [0]
 
     def forward(self: PerSampleLoss, input_ids: torch.Tensor) -> torch.Tensor:
@@ -143,7 +152,11 @@ def test_out_of_memory_says_what_to_change(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(PerSampleLoss, "forward", forward)
     assert train_main(tmp_path / "run") == 2
     err = one_line(capsys.readouterr().err)
-    assert "out of memory during step 3" in err and "train.batch_size" in err and "step_00000002" in err
+    assert (
+        "out of memory during step 3" in err
+        and "train.batch_size" in err
+        and "step_00000002" in err
+    )
 
 
 # -- non-finite losses and gradients -----------------------------------------------------------
@@ -170,16 +183,24 @@ def poison(monkeypatch: pytest.MonkeyPatch, steps: set[int], how: str) -> None:
     monkeypatch.setattr(PerSampleLoss, "forward", forward)
 
 
-def test_nan_samples_get_zero_weight_and_are_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_samples_get_zero_weight_and_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     poison(monkeypatch, set(range(1, 7)), "one")
     result = train(load_config("tiny", SHORT), tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     for r in rows:
-        assert r["reweight/num_invalid"] == 1 and r["reweight/num_samples"] == 3 and not r["train/skipped"]
+        assert (
+            r["reweight/num_invalid"] == 1
+            and r["reweight/num_samples"] == 3
+            and not r["train/skipped"]
+        )
         shares = [v for k, v in r.items() if k.startswith("reweight/domain_weight_share/")]
         assert sum(shares) == pytest.approx(1.0, abs=1e-5)  # the 3 valid ones
-        assert all(r[k] is not None for k in ("train/loss", "train/weighted_loss", "train/grad_norm"))
+        assert all(
+            r[k] is not None for k in ("train/loss", "train/weighted_loss", "train/grad_norm")
+        )
     assert rows[0]["train/loss"] != rows[-1]["train/loss"]  # it trains
     assert torch.isfinite(torch.tensor(result.final_eval["val_loss"]))
 
@@ -210,18 +231,24 @@ def test_nan_storm_stops_with_exit_3_and_resumes_after_lowering_lr(
     assert train_main(out, "train.max_nonfinite_steps=2") == 3
     err = one_line(capsys.readouterr().err)
     assert "2 non-finite steps in a row" in err and "last good checkpoint: " in err
-    assert err.split("last good checkpoint: ")[1].startswith(str(out / "checkpoints" / "step_00000002"))
+    assert err.split("last good checkpoint: ")[1].startswith(
+        str(out / "checkpoints" / "step_00000002")
+    )
     assert [r["train/skipped"] for r in read_metrics(out)] == [False, False, True, True]
     monkeypatch.undo()
     # The error's advice works: a lower lr is accepted on resume (with a note).
     assert train_main(out, "train.max_nonfinite_steps=2", "train.lr=1e-3") == 0
     assert "resuming" in capsys.readouterr().err
     rows = read_metrics(out)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and not any(r["train/skipped"] for r in rows)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and not any(
+        r["train/skipped"] for r in rows
+    )
 
 
 # -- re-running a finished command -------------------------------------------------------------
-def test_rerun_after_final_checkpoint_restores_final_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rerun_after_final_checkpoint_restores_final_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert train_main(out) == 0
     final = json.loads((out / "final.json").read_text())

@@ -30,7 +30,17 @@ RUN = [*TINY_OVERRIDES, f"train.max_steps={MAX_STEPS}", "eval.every=4", "checkpo
 
 
 def train_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lossreweight.cli", "train", "tiny", "--out", str(out), *RUN, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lossreweight.cli",
+        "train",
+        "tiny",
+        "--out",
+        str(out),
+        *RUN,
+        *extra,
+    ]
 
 
 def child_env(fault: str | None = None, **extra: str) -> dict[str, str]:
@@ -43,12 +53,24 @@ def child_env(fault: str | None = None, **extra: str) -> dict[str, str]:
 
 def start(out: Path, *extra: str, fault: str | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        train_cmd(out, *extra), env=child_env(fault), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        train_cmd(out, *extra),
+        env=child_env(fault),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def run_cli(out: Path, *extra: str, fault: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(train_cmd(out, *extra), env=child_env(fault), capture_output=True, text=True, timeout=timeout)
+def run_cli(
+    out: Path, *extra: str, fault: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        train_cmd(out, *extra),
+        env=child_env(fault),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
@@ -57,12 +79,16 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def wait_for(cond: Callable[[], bool], proc: subprocess.Popen[str] | None = None, timeout: float = 60) -> None:
+def wait_for(
+    cond: Callable[[], bool], proc: subprocess.Popen[str] | None = None, timeout: float = 60
+) -> None:
     """Poll `cond` every 5 ms (fails if `proc` exits first, or after `timeout` s)."""
     end = time.monotonic() + timeout
     while not cond():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) first: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            raise AssertionError(
+                f"process exited ({proc.returncode}) first: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+            )
         if time.monotonic() > end:
             raise AssertionError("timed out waiting")
         time.sleep(0.005)
@@ -88,7 +114,9 @@ def snapshot(root: Path) -> dict[str, str]:
     if not root.exists():
         return {}
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "dir"
         for p in sorted(root.rglob("*"))
     }
 

@@ -51,9 +51,15 @@ def _yaml(tmp: Path, data: object) -> list[str]:
 CASES: dict[str, Case] = {
     # config files
     "config missing": lambda t: ([str(t / "nope.yaml")], "neither a file nor a preset"),
-    "config bad yaml": lambda t: ([str(_file(t, "c.yaml", "train: [unclosed\n"))], "not valid YAML"),
+    "config bad yaml": lambda t: (
+        [str(_file(t, "c.yaml", "train: [unclosed\n"))],
+        "not valid YAML",
+    ),
     "config not a mapping": lambda t: (_yaml(t, [1, 2]), "must be a mapping"),
-    "config binary": lambda t: ([str(_file(t, "c.yaml", b"\xff\xfe\x00garbage"))], "cannot read config"),
+    "config binary": lambda t: (
+        [str(_file(t, "c.yaml", b"\xff\xfe\x00garbage"))],
+        "cannot read config",
+    ),
     "config unknown section": lambda t: (_yaml(t, {"trian": {"lr": 1}}), "did you mean train"),
     "config wrong type": lambda t: (_yaml(t, {"train": {"max_steps": "many"}}), "train.max_steps"),
     "config section not a mapping": lambda t: (_yaml(t, {"train": 3}), "train"),
@@ -64,7 +70,10 @@ CASES: dict[str, Case] = {
     "override no equals": lambda t: (["tiny", "train.lr"], "key=value"),
     "override empty key": lambda t: (["tiny", "=3"], "unknown config key"),
     "override bad value": lambda t: (["tiny", "eval.every=-1"], "eval.every"),
-    "override bad schedule": lambda t: (["tiny", "reweight.temperature={kind: [1]}"], "temperature"),
+    "override bad schedule": lambda t: (
+        ["tiny", "reweight.temperature={kind: [1]}"],
+        "temperature",
+    ),
     "override bad mixture": lambda t: (["tiny", "data.mixture={code: -1}"], "mixture"),
     # command-line flags
     "flag max-steps 0": lambda t: (["tiny", "--max-steps", "0"], "--max-steps must be >= 1"),
@@ -73,22 +82,43 @@ CASES: dict[str, Case] = {
     "flag unknown": lambda t: (["tiny", "--bogus"], "unrecognized arguments"),
     # data files, tokenizer files, data folders
     "data source missing": lambda t: (["tiny", f"data.sources=[{t / 'none'}]"], "source not found"),
-    "data folder empty": lambda t: (["tiny", f"data.sources=[{_file(t, 'e/x.bin', '').parent}]"], "no supported files"),
-    "data bad jsonl": lambda t: (["tiny", f"data.sources=[{_file(t, 'd.jsonl', 'nope')}]"], "not valid JSON"),
+    "data folder empty": lambda t: (
+        ["tiny", f"data.sources=[{_file(t, 'e/x.bin', '').parent}]"],
+        "no supported files",
+    ),
+    "data bad jsonl": lambda t: (
+        ["tiny", f"data.sources=[{_file(t, 'd.jsonl', 'nope')}]"],
+        "not valid JSON",
+    ),
     "tokenizer garbage": lambda t: (
-        ["tiny", "data.tokenizer.kind=hf", f"data.tokenizer.path={_file(t, 'tok/tokenizer.json', 'x').parent}"],
+        [
+            "tiny",
+            "data.tokenizer.kind=hf",
+            f"data.tokenizer.path={_file(t, 'tok/tokenizer.json', 'x').parent}",
+        ],
         "tokenizer.json",
     ),
-    "tokenizer missing": lambda t: (["tiny", "data.tokenizer.kind=hf", f"data.tokenizer.path={t / 'tok'}"], "not a directory"),
-    "data-dir foreign": lambda t: (["tiny", "--data-dir", str(_file(t, "mine/notes.txt", "x").parent)], "not empty"),
+    "tokenizer missing": lambda t: (
+        ["tiny", "data.tokenizer.kind=hf", f"data.tokenizer.path={t / 'tok'}"],
+        "not a directory",
+    ),
+    "data-dir foreign": lambda t: (
+        ["tiny", "--data-dir", str(_file(t, "mine/notes.txt", "x").parent)],
+        "not empty",
+    ),
     # output directory and logging
     "out is a file": lambda t: (["tiny", "--out", str(_file(t, "run", "x"))], "not a directory"),
-    "out foreign dir": lambda t: (["tiny", "--out", str(_file(t, "run/config.yaml", "mine").parent)], "holds no run"),
+    "out foreign dir": lambda t: (
+        ["tiny", "--out", str(_file(t, "run/config.yaml", "mine").parent)],
+        "holds no run",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+def test_bad_input_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
     (config, *rest), message = CASES[case](tmp_path / "inputs")
     if "--out" not in rest:
         rest = ["--out", str(tmp_path / "run"), *rest]
@@ -112,20 +142,44 @@ def test_wandb_project_without_wandb_is_refused_before_anything_is_written(
 # -- fuzzing the config loader -----------------------------------------------------------------
 KEYS = _all_keys(RunConfig)
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=6),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=6),
     st.sampled_from(["constant", "step", "cosine", "natural", "uniform", "linupper", "bpe", "hf"]),
 )
-_keys = st.one_of(st.sampled_from(sorted({k.rsplit(".", 1)[-1] for k in KEYS} | {"kind", "r", "code"})),
-                  st.text(max_size=4), st.integers(), st.none(), st.booleans())
-_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3), max_leaves=10)
-_sections = st.dictionaries(st.one_of(st.sampled_from(["data", "model", "train", "reweight", "eval", "log", "checkpoint"]), _keys), _values, max_size=4)
+_keys = st.one_of(
+    st.sampled_from(sorted({k.rsplit(".", 1)[-1] for k in KEYS} | {"kind", "r", "code"})),
+    st.text(max_size=4),
+    st.integers(),
+    st.none(),
+    st.booleans(),
+)
+_values = st.recursive(
+    _scalars,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3),
+    max_leaves=10,
+)
+_sections = st.dictionaries(
+    st.one_of(
+        st.sampled_from(["data", "model", "train", "reweight", "eval", "log", "checkpoint"]), _keys
+    ),
+    _values,
+    max_size=4,
+)
 _override = st.builds(
     lambda k, v: f"{k}={v}",
     st.one_of(st.sampled_from(KEYS), st.text(max_size=12)),
-    st.one_of(st.text(max_size=12), _scalars.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip())),
+    st.one_of(
+        st.text(max_size=12),
+        _scalars.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()),
+    ),
 )
 BASE = read_config_file("tiny")
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @FUZZ
@@ -136,8 +190,13 @@ def test_fuzz_validate_config_raises_only_user_errors(data: dict[Any, Any]) -> N
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(sorted(BASE)), _values, max_size=2), st.lists(_override, max_size=4))
-def test_fuzz_overrides_on_a_preset_raise_only_user_errors(patch: dict[str, Any], overrides: list[str]) -> None:
+@given(
+    st.dictionaries(st.sampled_from(sorted(BASE)), _values, max_size=2),
+    st.lists(_override, max_size=4),
+)
+def test_fuzz_overrides_on_a_preset_raise_only_user_errors(
+    patch: dict[str, Any], overrides: list[str]
+) -> None:
     data = {**copy.deepcopy(BASE), **patch}
     with contextlib.suppress(UserError):
         validate_config(apply_overrides(data, overrides))
@@ -145,8 +204,15 @@ def test_fuzz_overrides_on_a_preset_raise_only_user_errors(patch: dict[str, Any]
 
 @pytest.mark.parametrize(
     "override",
-    ["train.lr=" + "[" * 5000, "train.lr=&a [*a]", "reweight.temperature=&a {kind: *a}",
-     "train.seed=18446744073709551616", "train.lr=.inf", "data.mixture={1: 1}", "1.2=3"],
+    [
+        "train.lr=" + "[" * 5000,
+        "train.lr=&a [*a]",
+        "reweight.temperature=&a {kind: *a}",
+        "train.seed=18446744073709551616",
+        "train.lr=.inf",
+        "data.mixture={1: 1}",
+        "1.2=3",
+    ],
 )
 def test_config_edge_values_are_user_errors(override: str) -> None:
     """What the fuzzer found, and values it cannot reach (deep nesting, YAML self-reference)."""
@@ -186,10 +252,16 @@ def _edit_state(path: Path) -> None:
 
 
 TAMPER: dict[str, tuple[str, Callable[[Path], None]]] = {
-    "code in optimizer.pt": ("optimizer.pt", lambda p: torch.save({"state": RunsCode(p.parent / "PWNED")}, p)),
+    "code in optimizer.pt": (
+        "optimizer.pt",
+        lambda p: torch.save({"state": RunsCode(p.parent / "PWNED")}, p),
+    ),
     "truncated optimizer.pt": ("optimizer.pt", _truncate),
     "truncated model.safetensors": ("model.safetensors", _truncate),
-    "garbage model.safetensors": ("model.safetensors", lambda p: p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")),
+    "garbage model.safetensors": (
+        "model.safetensors",
+        lambda p: p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"),
+    ),
     "garbage state.json": ("state.json", lambda p: p.write_bytes(b"\x00{not json")),
     "edited state.json": ("state.json", _edit_state),
     "truncated rng file": ("rng_rank0.safetensors", _truncate),
@@ -222,12 +294,17 @@ def test_tampered_checkpoint_is_rejected_and_runs_no_code(
     assert snapshot(out) == before  # the run directory is left as it was
 
 
-def test_checkpoint_from_another_model_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str], finished_run: Path) -> None:
+def test_checkpoint_from_another_model_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], finished_run: Path
+) -> None:
     other = tmp_path / "other"
     train(load_config("tiny", [*RUN4, "train.max_steps=2", "model.n_layers=1"]), other)
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
-    shutil.copy(other / "checkpoints" / "step_00000002" / "model.safetensors", out / "checkpoints" / "step_00000004")
+    shutil.copy(
+        other / "checkpoints" / "step_00000002" / "model.safetensors",
+        out / "checkpoints" / "step_00000004",
+    )
     reseal(out / "checkpoints" / "step_00000004")  # hashes pass: the shape check must catch it
     before = snapshot(out)
     assert main(["train", "tiny", "--out", str(out), *RUN4, "train.max_steps=6"]) == 2

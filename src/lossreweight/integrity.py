@@ -46,7 +46,11 @@ class HashingWriter:
     def write(self, data: bytes | memoryview) -> int:
         # A large chunk is hashed on a helper thread while this one writes it (both release
         # the GIL); the call returns only when both are done, so `data` is never used later.
-        pending = _HASHER.submit(self._hash.update, data) if memoryview(data).nbytes >= _PARALLEL else None
+        pending = (
+            _HASHER.submit(self._hash.update, data)
+            if memoryview(data).nbytes >= _PARALLEL
+            else None
+        )
         try:
             n = self._file.write(data)
         except OSError as exc:

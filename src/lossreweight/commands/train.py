@@ -12,12 +12,18 @@ ACCEPTS_OVERRIDES = True
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="a YAML config file or a preset name (tiny, small, llama-1.4b, llama-7b)")
+    p.add_argument(
+        "config", help="a YAML config file or a preset name (tiny, small, llama-1.4b, llama-7b)"
+    )
     p.add_argument("--out", required=True, help="run directory; re-running on it resumes")
     p.add_argument("--max-steps", type=int, help="shorthand for train.max_steps=N")
     p.add_argument("--checkpoint-every", type=int, help="shorthand for checkpoint.every=K")
-    p.add_argument("--data-dir", help="where the token shards go (default: a cache keyed by the data config)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="override any config field by dotted path")
+    p.add_argument(
+        "--data-dir", help="where the token shards go (default: a cache keyed by the data config)"
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="override any config field by dotted path"
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
@@ -48,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
     if not is_main:
         return 0
     if result.interrupted:
-        print(f"stopped at step {result.steps}; checkpoint saved in {args.out}. Re-run the same command to resume.", file=sys.stderr)
+        print(
+            f"stopped at step {result.steps}; checkpoint saved in {args.out}. Re-run the same command to resume.",
+            file=sys.stderr,
+        )
         return 0
     ev = result.final_eval
     if ev:
-        print(f"done: {result.steps} steps, {result.tokens:,} tokens, val_loss {ev['val_loss']:.4f} (ppl {ev['val_ppl']:.2f}); run in {args.out}")
+        print(
+            f"done: {result.steps} steps, {result.tokens:,} tokens, val_loss {ev['val_loss']:.4f} (ppl {ev['val_ppl']:.2f}); run in {args.out}"
+        )
     return 0

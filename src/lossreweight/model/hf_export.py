@@ -128,7 +128,9 @@ def export_hf(
             )
         if tokenizer_dir:
             _copy_tokenizer(Path(tokenizer_dir), tmp)
-        (tmp / EXPORT_MARKER).write_text("written by lossreweight export-hf; --force may replace this directory\n")
+        (tmp / EXPORT_MARKER).write_text(
+            "written by lossreweight export-hf; --force may replace this directory\n"
+        )
     return out_dir
 
 
@@ -259,10 +261,18 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
     ours = (out_dir / EXPORT_MARKER).is_file()
     protected = _protected(out_dir)
     if protected:
-        raise ConfigError(f"output directory {out_dir} is {protected}; it is never replaced, --force or not: choose another OUT_DIR")
+        raise ConfigError(
+            f"output directory {out_dir} is {protected}; it is never replaced, --force or not: choose another OUT_DIR"
+        )
     if not force:
-        hint = "pass --force to replace this earlier export" if ours else "export into a new or empty one"
-        raise ConfigError(f"output directory {out_dir} is not empty; choose another OUT_DIR or {hint}")
+        hint = (
+            "pass --force to replace this earlier export"
+            if ours
+            else "export into a new or empty one"
+        )
+        raise ConfigError(
+            f"output directory {out_dir} is not empty; choose another OUT_DIR or {hint}"
+        )
     if not ours:
         raise ConfigError(
             f"output directory {out_dir} was not created by export-hf (no {EXPORT_MARKER} file), so --force "

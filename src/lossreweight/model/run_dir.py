@@ -78,7 +78,9 @@ def load_run_model(
     weights = ckpt / MODEL_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {ckpt} has no {MODEL_WEIGHTS}; it is damaged, delete it")
-    if (ckpt / MANIFEST_FILE).is_file():  # the trainer's checkpoints: the weights must match their hash
+    if (
+        ckpt / MANIFEST_FILE
+    ).is_file():  # the trainer's checkpoints: the weights must match their hash
         verify_checkpoint(ckpt, only=[MODEL_WEIGHTS])
     if cfg.hf is not None:
         from lossreweight.model.hf_model import build_hf_model
@@ -176,7 +178,9 @@ def _embedding_rows(weights: Path) -> int:
     try:
         return _embedding_rows_of(safe_open(str(weights), framework="pt"), weights)
     except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot read {weights}: {exc}; the file is damaged, delete its checkpoint") from None
+        raise CheckpointError(
+            f"cannot read {weights}: {exc}; the file is damaged, delete its checkpoint"
+        ) from None
 
 
 def _embedding_rows_of(handle, weights: Path) -> int:  # noqa: ANN001 - a safetensors handle

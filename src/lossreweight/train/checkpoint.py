@@ -100,7 +100,10 @@ def save_checkpoint(
     Any write failure (disk full, read-only, ...) on any rank makes every rank raise the same
     CheckpointError, with the newest complete checkpoint untouched."""
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_sd = {k.removeprefix(MODEL_PREFIX): v for k, v in get_model_state_dict(model, options=full).items()}
+    model_sd = {
+        k.removeprefix(MODEL_PREFIX): v
+        for k, v in get_model_state_dict(model, options=full).items()
+    }
     optim_sd = get_optimizer_state_dict(model, optimizer, options=full)
     root = run_dir / CHECKPOINTS_DIR
     final = root / checkpoint_dir_name(step)
@@ -127,7 +130,9 @@ def save_checkpoint(
             hashes[STATE_FILE] = f.close()
 
     def write_rng() -> None:  # every rank, into the temporary directory
-        save_safetensors({k: v.contiguous() for k, v in rng.items()}, tmp / f"rng_rank{rt.rank}.safetensors")
+        save_safetensors(
+            {k: v.contiguous() for k, v in rng.items()}, tmp / f"rng_rank{rt.rank}.safetensors"
+        )
 
     def publish() -> None:
         # Only finite weights make a good checkpoint (one to go back to after a divergence).
@@ -145,7 +150,11 @@ def save_checkpoint(
         if rt.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         latest = find_latest_checkpoint(run_dir)
-        kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint exists"
+        kept = (
+            f"the previous checkpoint {latest} is intact"
+            if latest
+            else "no earlier checkpoint exists"
+        )
         raise CheckpointError(
             f"could not write checkpoint at step {step} in {root}: {error}; {kept}; "
             "free disk space or fix permissions and re-run the same command to resume"
@@ -202,7 +211,11 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, 
         if t.dtype not in _ST_DTYPES:
             raise TypeError(f"cannot checkpoint {name}: dtype {t.dtype}")
         size = t.numel() * t.element_size()
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
@@ -211,7 +224,9 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, 
         f.write(raw)
         for t in tensors.values():
             if t.numel():  # raw little-endian bytes, as safetensors stores them
-                f.write(memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+                f.write(
+                    memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+                )
         return f.close()
 
 
@@ -250,7 +265,9 @@ def _prune(root: Path, keep: int) -> None:
 def read_state(ckpt: Path) -> dict[str, Any]:
     """state.json, checked: a damaged or edited file is a CheckpointError, not a crash later."""
     file = ckpt / STATE_FILE
-    state = read_json_object(file, what="a checkpoint state", fix=damaged_advice(ckpt), error=CheckpointError)
+    state = read_json_object(
+        file, what="a checkpoint state", fix=damaged_advice(ckpt), error=CheckpointError
+    )
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{ckpt} was written by another version of lossreweight (format {state.get('format')!r}); "
@@ -258,13 +275,24 @@ def read_state(ckpt: Path) -> dict[str, Any]:
         )
     m = re.fullmatch(r"step_(\d+)", ckpt.name)
     problems = [
-        f"{key} is {state.get(key)!r}" for key in ("step", "tokens")
-        if not (isinstance(state.get(key), int) and not isinstance(state.get(key), bool) and state[key] >= 0)
-    ] + [f"{key} is not a mapping" for key in ("loader", "reweighter") if not isinstance(state.get(key), dict)]
+        f"{key} is {state.get(key)!r}"
+        for key in ("step", "tokens")
+        if not (
+            isinstance(state.get(key), int)
+            and not isinstance(state.get(key), bool)
+            and state[key] >= 0
+        )
+    ] + [
+        f"{key} is not a mapping"
+        for key in ("loader", "reweighter")
+        if not isinstance(state.get(key), dict)
+    ]
     if not problems and m and int(m.group(1)) != state["step"]:
         problems.append(f"step {state['step']} does not match the directory name")
     if problems:
-        raise CheckpointError(f"{file} is not a valid checkpoint state ({'; '.join(problems)}); {damaged_advice(ckpt)}")
+        raise CheckpointError(
+            f"{file} is not a valid checkpoint state ({'; '.join(problems)}); {damaged_advice(ckpt)}"
+        )
     return state
 
 
@@ -287,12 +315,16 @@ def load_checkpoint(
     try:
         optim_sd = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"cannot read {ckpt / OPTIMIZER_FILE}: {_load_failure(exc)}; {damaged_advice(ckpt)}") from None
+        raise CheckpointError(
+            f"cannot read {ckpt / OPTIMIZER_FILE}: {_load_failure(exc)}; {damaged_advice(ckpt)}"
+        ) from None
     rng_file = ckpt / f"rng_rank{rt.rank}.safetensors"
     rng = _load_tensors(rng_file, ckpt) if rng_file.is_file() else {}
     set_model_state_dict(model, model_sd, options=full)
     try:
-        set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True)
+        )
     except Exception as exc:  # noqa: BLE001 - a well-formed file of the wrong content
         raise CheckpointError(
             f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}"
@@ -303,7 +335,9 @@ def load_checkpoint(
         if "cuda" in rng and rt.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], rt.device)
     except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{rng_file} holds no valid RNG state ({exc}); {damaged_advice(ckpt)}") from None
+        raise CheckpointError(
+            f"{rng_file} holds no valid RNG state ({exc}); {damaged_advice(ckpt)}"
+        ) from None
     return state
 
 
@@ -321,7 +355,9 @@ def _verify(ckpt: Path, rt: Runtime) -> None:
         failed = torch.tensor([0.0 if error is None else 1.0], device=rt.device)
         dist.all_reduce(failed, op=dist.ReduceOp.MAX)
         if failed.item() and error is None:
-            error = CheckpointError(f"rank 0 refused checkpoint {ckpt} (see its error); {damaged_advice(ckpt)}")
+            error = CheckpointError(
+                f"rank 0 refused checkpoint {ckpt} (see its error); {damaged_advice(ckpt)}"
+            )
     if error is not None:
         raise error
 
@@ -332,15 +368,24 @@ def _load_failure(exc: Exception) -> str:
     if "Weights only load failed" in text:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         culprit = f" ({found.group(1)})" if found else ""
-        return f"it holds Python objects beyond tensors{culprit} whose loading could run code; refused"
+        return (
+            f"it holds Python objects beyond tensors{culprit} whose loading could run code; refused"
+        )
     return text[:160]
 
 
 def _load_tensors(file: Path, ckpt: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # safetensors rejects tampered headers
-        raise CheckpointError(f"cannot read {file}: {' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}") from None
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+        SafetensorError,
+    ) as exc:  # safetensors rejects tampered headers
+        raise CheckpointError(
+            f"cannot read {file}: {' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}"
+        ) from None
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
@@ -357,7 +402,10 @@ def check_compatible(model: torch.nn.Module, sd: dict[str, torch.Tensor], ckpt: 
     wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k])]
     if missing or unexpected or wrong:
         detail = (
-            f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}" if unexpected
+            f"missing {missing[:2]}"
+            if missing
+            else f"unexpected {unexpected[:2]}"
+            if unexpected
             else f"{wrong[0]} is {tuple(sd[wrong[0]].shape)} in the checkpoint but {tuple(expected[wrong[0]])} in the model"
         )
         raise CheckpointError(
