@@ -153,6 +153,20 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no space left on the device" in err, err
     assert list((tmp_path / "data").iterdir()) == []  # no half data, no temp folder, no lock
+    # Into an empty folder of the user's: the folder stays, empty.
+    out.mkdir()
+    calls["n"] = 0
+    assert main(["prepare", str(config), "--out", str(out), "--quiet"]) == 2
+    assert list((tmp_path / "data").iterdir()) == [out] and list(out.iterdir()) == []
+
+
+def test_temporary_folders_of_a_killed_writer_are_cleaned_up(tmp_path):
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.partial-424242-deadbeef"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "0000-00000.bin").write_bytes(b"\0" * 64)
+    prepare_data(cfg(tmp_path, [corpus(tmp_path)]), out, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "out"]
 
 
 def test_workers_give_the_same_bytes_as_one(tmp_path, monkeypatch):

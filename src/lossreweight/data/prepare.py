@@ -97,6 +97,7 @@ def _prepare(
         return data
     check_replaceable(out, settings, replace=replace or ours)
     created = not out.exists()
+    was_empty = created or not any(out.iterdir())
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with DirectoryLock(out, what="prepared-data directory"):
@@ -105,6 +106,7 @@ def _prepare(
             if data is not None:
                 return data
             check_replaceable(out, settings, replace=replace or ours)
+            _remove_stale_partials(out)
             tmp.mkdir()
             build(cfg, corpus, tmp, settings, fingerprint, progress, workers)
             move_into(tmp, out)
@@ -117,17 +119,27 @@ def _prepare(
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if created:
-            _remove_if_only_lock(out)
+        if was_empty:
+            _remove_if_only_lock(out, remove_folder=created)
     return PreparedData.open(out)
 
 
-def _remove_if_only_lock(out: Path) -> None:
-    """A folder we created for the lock, left with nothing else in it, goes too: no debris."""
+def _remove_if_only_lock(out: Path, *, remove_folder: bool) -> None:
+    """After a failure, the lock file we added to an empty folder goes, and so does the folder
+    if we created it: no debris."""
     with contextlib.suppress(OSError):
         if [p.name for p in out.iterdir()] == [LOCK_FILE]:
             (out / LOCK_FILE).unlink()
-            out.rmdir()
+            if remove_folder:
+                out.rmdir()
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Temporary folders of earlier writers of `out` that were killed (kill -9 runs no
+    cleanup). Called under the lock, so no live process is writing any of them."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 __all__ = ["FORMAT_VERSION", "cache_root", "open_prepared", "prepare_data"]
