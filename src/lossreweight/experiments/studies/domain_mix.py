@@ -22,7 +22,8 @@ from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, pai
 
 # The static mixture (normalised by the loader): hard domains up, the easy synthetic one down.
 STATIC_MIXTURE: dict[str, float] = {
-    "code": 0.2, "docs": 0.2, "drama": 0.15, "math": 0.05, "scripture": 0.15, "wiki": 0.25,
+    "code": 0.2, "docs": 0.2, "drama": 0.15, "math": 0.05, "quotes": 0.15, "scripture": 0.15,
+    "wiki": 0.25,
 }
 
 
