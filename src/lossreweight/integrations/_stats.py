@@ -52,6 +52,16 @@ class StatsAccumulator:
         return stats_to_python(self.pop_tensors())
 
 
+def logged_losses(stats: Stats) -> Stats:
+    """`{"loss": unweighted mean, "weighted_loss": ...}` as device tensors; NaN when no sample
+    was valid (0 would read as a perfect model)."""
+    some = stats["num_samples"] > 0
+    return {
+        "loss": torch.where(some, stats["mean_loss"], torch.nan),
+        "weighted_loss": torch.where(some, stats["weighted_loss"], torch.nan),
+    }
+
+
 def flatten(
     stats: dict, prefix: str = "reweight/", domain_names: Sequence[str] | None = None
 ) -> dict:

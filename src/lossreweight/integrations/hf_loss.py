@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from lossreweight.integrations._stats import StatsAccumulator, flatten
+from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.integrations.hf_eval import domain_summary, eval_batch_loss
 from lossreweight.integrations.hf_outputs import logits_of
 from lossreweight.losses import per_sample_loss
@@ -149,9 +149,9 @@ class ReweightedLossFunc(TrainerCallback):
         if "loss" in logs and self._stats:
             stats = self._stats.pop_tensors()
             self._run = combine_stats([self._run, stats]) if self._run else stats
-            py = stats_to_python(stats)
+            py = stats_to_python({**stats, "_loss": logged_losses(stats)["loss"]})
             update = {
-                "loss": py["mean_loss"],
+                "loss": py.pop("_loss"),
                 "weighted_loss": logs["loss"],
                 **flatten(py, self.stats_prefix, self.domain_names),
             }
@@ -159,7 +159,7 @@ class ReweightedLossFunc(TrainerCallback):
             parts = [p for p in (self._run, self._stats.pop_tensors()) if p]
             self._run = combine_stats(parts)
             update = {
-                "train_loss": stats_to_python({"m": self._run["mean_loss"]})["m"],
+                "train_loss": stats_to_python(logged_losses(self._run))["loss"],
                 "train_weighted_loss": logs["train_loss"],
             }
         if not update:

@@ -24,7 +24,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import TrainOutput
 
-from lossreweight.integrations._stats import StatsAccumulator, flatten
+from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.integrations.hf_eval import domain_summary, eval_batch_loss
 from lossreweight.integrations.hf_outputs import causal_lm_losses
 from lossreweight.reweighting import Reweighter, combine_stats, stats_to_python
@@ -197,15 +197,15 @@ class ReweightingTrainer(Trainer):
             # the unweighted mean as `loss` instead, comparable with eval_loss and across
             # strategies, the weighted one beside it, and the statistics (one host copy).
             stats = self._fold_interval()
-            py = stats_to_python(stats)
+            py = stats_to_python({**stats, "_loss": logged_losses(stats)["loss"]})
             logs["weighted_loss"] = logs["loss"]
-            logs["loss"] = py["mean_loss"]
+            logs["loss"] = py.pop("_loss")
             logs.update(flatten(py, self.stats_prefix, self.domain_names))
         elif "train_loss" in logs and (self._rw_run or self._rw_stats):
             # The end of train(): the same swap over the whole run.
             self._fold_interval()
             logs["train_weighted_loss"] = logs["train_loss"]
-            logs["train_loss"] = stats_to_python({"m": self._rw_run["mean_loss"]})["m"]
+            logs["train_loss"] = stats_to_python(logged_losses(self._rw_run))["loss"]
         super().log(logs, *args, **kwargs)
 
     def _fold_interval(self) -> dict[str, torch.Tensor]:

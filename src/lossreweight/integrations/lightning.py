@@ -49,7 +49,7 @@ except ModuleNotFoundError as exc:
             "'lossreweight[lightning]'"
         ) from exc
 
-from lossreweight.integrations._stats import StatsAccumulator, flatten
+from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.losses import per_sample_loss
 from lossreweight.reweighting import Reweighter
 
@@ -133,15 +133,16 @@ class ReweightingMixin:
         stats = acc.pop_tensors()
         if not self.reweight_log:
             return
+        losses = logged_losses(stats)  # NaN for a window without a valid sample
         log = self.log  # type: ignore[attr-defined]
         log(
             "train/loss",
-            stats["mean_loss"],
+            losses["loss"],
             on_step=True,
             on_epoch=False,
             prog_bar=True,
             batch_size=1,
         )
-        metrics = {"train/weighted_loss": stats["weighted_loss"]}
+        metrics = {"train/weighted_loss": losses["weighted_loss"]}
         metrics.update(flatten(stats, self.reweight_prefix, self.reweight_domain_names))
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)  # type: ignore[attr-defined]
