@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,35 @@ def test_rerun_after_final_checkpoint_restores_final_json(
     assert json.loads((out / "final.json").read_text()) == final
     assert read_metrics(out) == rows  # nothing trained or logged twice
     assert capsys.readouterr().out.count("done: 6 steps") == 2
+
+
+@pytest.mark.parametrize("name", ["resolved_config.json", "data.json", "tokenizer"])
+def test_disk_full_while_writing_the_run_files_leaves_no_debris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    real_write, real_copy = pathlib.Path.write_text, shutil.copytree
+
+    def write_text(self: pathlib.Path, *args: Any, **kwargs: Any) -> Any:
+        if self.name == f"{name}.tmp":
+            real_write(self, "{half", **kwargs)  # part of it reached the disk
+            raise enospc(self)
+        return real_write(self, *args, **kwargs)
+
+    def copytree(src: Any, dst: Any, **kwargs: Any) -> Any:
+        real_copy(src, dst, **kwargs)
+        if name == "tokenizer" and str(dst).endswith("tokenizer.tmp"):
+            raise enospc(dst)  # the disk filled up at the copy's last file
+
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+    monkeypatch.setattr(shutil, "copytree", copytree)
+    out = tmp_path / "run"
+    assert train_main(out) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "No space left on device" in err and "free disk space" in err
+    # Only what was written whole stays (a later re-run goes on from there); no .tmp debris.
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert not [n for n in left if n.endswith(".tmp")], left
+    if name == "resolved_config.json":
+        assert not out.exists()  # nothing marked it as a run: the folder we created went too
+    monkeypatch.undo()
+    assert train_main(out) == 0  # space freed: the same command works

@@ -100,6 +100,20 @@ def user_entries(directory: str | Path) -> list[Path]:
     ]
 
 
+def atomic_write(path: str | Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary sibling renamed onto it); a failed write
+    (a full disk) leaves no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 # -- the one "same run" rule --------------------------------------------------------------
 # Every config key falls in one of four classes (a key also covers its sub-keys):
 # Settings that never change what a run computes: where logs go, how often checkpoints are

@@ -30,6 +30,7 @@ from lossreweight.rundir import (
     RESOLVED_CONFIG,
     TOKENIZER_DIR,
     RunDirLock,
+    atomic_write,
     check_resume,
     data_fingerprint,
     find_latest_checkpoint,
@@ -91,10 +92,7 @@ class _Parts:
     tokens_per_step: int
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+_atomic_write = atomic_write  # lossreweight.rundir's: no temporary file left on failure
 
 
 class Trainer:
@@ -146,8 +144,11 @@ class Trainer:
             # Copy then rename: a kill mid-copy must not leave a half tokenizer for good.
             tmp = self.run_dir / "tokenizer.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(data.tokenizer_dir, tmp)
-            tmp.rename(tok)
+            try:
+                shutil.copytree(data.tokenizer_dir, tmp)
+                tmp.rename(tok)
+            finally:  # a full disk mid-copy leaves no half copy behind
+                shutil.rmtree(tmp, ignore_errors=True)
         # The data's fingerprint: a resume on changed data is refused (rundir.check_resume).
         data_info = {"domains": data.domains, "fingerprint": self._data_fp, "stats": data.stats()}
         _atomic_write(self.run_dir / DATA_FILE, json.dumps(data_info, indent=1))
