@@ -79,12 +79,9 @@ def plot_domain_bars(path: Path, summary: Mapping[str, Any], *, colors: Mapping[
     key = f"diff_vs_{relative_to}"
     paired = relative_to is not None and any(key in runs[a] for a in arms if a != relative_to)
     fig, axes = P.new_figure(2 if paired else 1, ncols=1, panel_size=(max(8.0, 1.3 * len(cats) + 0.4 * len(arms)), 3.8))
-    finite = [v for row in values.values() for v in row.values() if v is not None]
     P.plot_grouped_bars(axes[0], values, errors=errors, colors=colors, ylabel="validation loss (nats)",
                         title="final validation loss per domain (mean +- std over seeds)")
-    if finite:
-        lo, hi = min(finite), max(finite)
-        axes[0].set_ylim(max(0.0, lo - 0.15 * (hi - lo) - 0.1), hi + 0.1 * (hi - lo) + 0.1)
+    axes[0].margins(y=0.1)  # whole bars from 0: nothing clipped (the differences are in the panel below)
     if paired:
         others = [a for a in arms if a != relative_to and key in runs[a]]
         dv, de = {}, {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,10 +341,16 @@ def colors_for(names: Sequence[str]) -> dict[str, str]:
     palette = _CYCLE + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
     out: dict[str, str] = {}
     k = 0
+    used: set[str] = set()
     for name in names:
+        # "linupper-r0.4" or "linupper@noise10" takes its strategy's colour, once.
+        stem = re.split(r"[-@]", name, maxsplit=1)[0]
         if name in STRATEGY_COLORS:
             out[name] = STRATEGY_COLORS[name]
+        elif stem in STRATEGY_COLORS and STRATEGY_COLORS[stem] not in used:
+            out[name] = STRATEGY_COLORS[stem]
         else:
             out[name] = palette[k % len(palette)]
             k += 1
+        used.add(out[name])
     return out
