@@ -116,6 +116,9 @@ def test_failed_setup_leaves_an_empty_out_as_it_was(
     assert list(out.iterdir()) == []
     assert train_main(tmp_path / "new", f"data.sources=[{tmp_path / 'none'}]") == 2
     assert not (tmp_path / "new").exists()
+    deep = tmp_path / "a" / "b" / "run"  # parents made for the lock go again too
+    assert train_main(deep, f"data.sources=[{tmp_path / 'none'}]") == 2
+    assert not (tmp_path / "a").exists()
 
 
 def test_a_run_dir_holding_only_a_stale_lock_is_a_new_run(tmp_path: Path) -> None:

@@ -321,12 +321,13 @@ class RunDirLock:
 
     Bad input must leave no trace, yet the lock lives in the directory: on release, when the
     directory holds no run (no resolved_config.json), the lock file goes again if this process
-    created it, and the directory too if this process created it and it is empty."""
+    created it, and the directory (with any parents) too if this process created it and it is
+    empty."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self._lock: DirectoryLock | None = None
-        self._created_dir = False
+        self._created: list[Path] = []  # folders this process made for the lock, deepest first
         self._created_lock = False
 
     def acquire(self) -> RunDirLock:
@@ -335,7 +336,7 @@ class RunDirLock:
                 f"--out {self.run_dir} exists and is not a directory; choose another --out"
             )
         for _ in range(10):
-            self._created_dir = self._created_dir or not self.run_dir.exists()
+            self._created = self._created or _missing_dirs(self.run_dir)
             self._created_lock = not (self.run_dir / LOCK_FILE).exists()
             lock = DirectoryLock(self.run_dir, what="run directory").acquire()
             if _same_file(lock):
@@ -355,8 +356,10 @@ class RunDirLock:
             if self.run_dir.is_dir() and not (self.run_dir / RESOLVED_CONFIG).exists():
                 if self._created_lock:
                     (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
-                if self._created_dir and not any(self.run_dir.iterdir()):
-                    self.run_dir.rmdir()
+                for folder in self._created:
+                    if any(folder.iterdir()):
+                        break
+                    folder.rmdir()
         self._lock.release()  # after the clean-up: no other writer can start in between
         self._lock = None
 
@@ -370,6 +373,16 @@ class RunDirLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for folder in (path, *path.absolute().parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
 
 
 def _same_file(lock: DirectoryLock) -> bool:
