@@ -11,7 +11,7 @@ from typing import Any
 from lossreweight.errors import ConfigError
 from lossreweight.experiments.arm_plots import standard_plots
 from lossreweight.experiments.plotting import Section, colors_for
-from lossreweight.experiments.runs import Arm, Log, run_arms
+from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
 from lossreweight.experiments.study import write_study
 from lossreweight.experiments.summary import Records, summarize
 from lossreweight.experiments.tables import results_table, weights_table
@@ -144,8 +144,9 @@ def run_compare(
     strategies = parse_strategies(strategies)
     seeds = parse_seeds(seeds)
     check_overrides(overrides)
-    claim_output_dir(out, command, command)
     arms = [Arm.strategy(s) for s in strategies]
+    check_configs(config, [[*overrides, *a.overrides] for a in arms])  # before anything is written
+    claim_output_dir(out, command, command)
     records, summary = train_arms(config, out, arms, seeds, overrides, log=log, jobs=jobs, reuse_from=reuse_from)
     files = standard_plots(out, records, summary, colors=colors_for(strategies))
     summary["command"] = command

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from lossreweight.experiments.outdir import claim_output_dir
 from lossreweight.experiments.plotting import Section
-from lossreweight.experiments.runs import Arm, Log, run_arms
+from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
 from lossreweight.experiments.setup import regime_text, setup_rows, setup_table
 from lossreweight.experiments.study import write_study
 from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, paired, summarize
@@ -120,6 +120,7 @@ def run_study(study: Study, out: Path, *, quick: bool = False, log: Log | None =
               train_missing: bool = True) -> dict[str, Any]:
     out = Path(out)
     plan = study.plan(quick)  # a bad plan fails before the folder is touched
+    check_configs(plan.config, [[*plan.overrides, *a.overrides] for a in plan.arms])
     claim_output_dir(out, "experiment", study.name)
     ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
     records = study.train(ctx)

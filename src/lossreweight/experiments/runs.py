@@ -256,6 +256,21 @@ def _complete_final(run_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
     return final
 
 
+def check_configs(base: str | Path, overrides: Sequence[Sequence[str]]) -> None:
+    """Load every run's config and check its corpus sources are installed, before anything is
+    written: a typo or a missing corpus package fails in one line with the output untouched."""
+    from lossreweight.data.corpus import Corpus
+    from lossreweight.train import load_config
+
+    seen: set[str] = set()
+    for ov in overrides:
+        cfg = load_config(base, [*ov, "train.seed=0"])
+        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            Corpus.from_config(cfg.data)
+
+
 def _prepare_once(cfgs: Sequence[RunConfig]) -> None:
     """Prepare each distinct data setting once, here, before workers start: parallel workers
     would otherwise race for the prepared-data folder (it admits one writer at a time)."""
