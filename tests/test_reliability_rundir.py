@@ -189,6 +189,8 @@ def test_a_flipped_bit_in_the_weights_stops_eval_and_export(
     assert main(["export-hf", str(run), str(tmp_path / "hf")]) == 2
     assert "model.safetensors changed since it was saved" in one_line(capsys.readouterr().err)
     assert not (tmp_path / "hf").exists()
+    assert main(["eval", str(run)]) == 2
+    assert "model.safetensors changed since it was saved" in one_line(capsys.readouterr().err)
 
 
 def test_an_edited_state_file_is_refused(run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,6 +31,7 @@ from lossreweight.rundir import (  # noqa: F401
     MODEL_WEIGHTS,
     RESOLVED_CONFIG,
     RUN_CONFIG_FILES,
+    STATE_FILE,
     TOKENIZER_DIR,
     checkpoint_dir_name,
     find_latest_checkpoint,
@@ -78,10 +79,11 @@ def load_run_model(
     weights = ckpt / MODEL_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {ckpt} has no {MODEL_WEIGHTS}; it is damaged, delete it")
-    if (
-        ckpt / MANIFEST_FILE
-    ).is_file():  # the trainer's checkpoints: the weights must match their hash
-        verify_checkpoint(ckpt, only=[MODEL_WEIGHTS])
+    # The trainer's checkpoints carry a manifest: what is read must match its hashes.
+    if (ckpt / MANIFEST_FILE).is_file():
+        verify_checkpoint(
+            ckpt, only=[n for n in (MODEL_WEIGHTS, STATE_FILE) if (ckpt / n).exists()]
+        )
     if cfg.hf is not None:
         from lossreweight.model.hf_model import build_hf_model
 
