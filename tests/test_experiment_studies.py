@@ -240,3 +240,13 @@ def test_every_study_is_registered() -> None:
     assert set(STUDIES) >= {"linreg", "strategies", "temperature", "weight-bound", "domain-mix", "replicate",
                             "noise", "scale"}
     assert all(desc and "\n" not in desc for desc in STUDIES.values())
+
+
+def test_help_lists_every_study(capsys: pytest.CaptureFixture[str]) -> None:
+    from lossreweight.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["experiment", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"{name}:" in text for name in STUDIES) and "5% burn-in" in text

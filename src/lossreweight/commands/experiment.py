@@ -11,7 +11,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     from lossreweight.experiments.studies import STUDIES
 
     names = "; ".join(f"{k}: {v}" for k, v in STUDIES.items())
-    p.add_argument("name", metavar="NAME", help=f"the study ({names})")
+    p.add_argument("name", metavar="NAME", help=f"the study ({names})".replace("%", "%%"))  # argparse formats %
     p.add_argument("--quick", action="store_true", help="a small, fast version (minutes at most)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default runs/NAME, or runs/NAME-quick with --quick); "

@@ -33,7 +33,7 @@ def describe(name: str) -> str:
     """The first line of the study module's docstring."""
     path = Path(__file__).with_name(f"{_modules()[name]}.py")
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
 
 
 def study_names() -> list[str]:
