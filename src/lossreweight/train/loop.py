@@ -190,11 +190,12 @@ class Trainer:
     def _run_dir_lock(self) -> contextlib.AbstractContextManager[Any]:
         """Rank 0 locks --out; every rank learns whether it could, so none waits for a rank
         that refused to start."""
-        lock, error = None, None
+        lock: RunDirLock | None = None
+        error: Exception | None = None
         if self.rt.is_main:
             try:
                 lock = RunDirLock(self.run_dir).acquire()
-            except UserError as exc:
+            except (UserError, OSError) as exc:  # OSError: --out's parent is a file, read-only, ...
                 error = exc
         if self.rt.distributed:
             flag = torch.tensor([0.0 if error is None else 1.0], device=self.rt.device)
