@@ -447,3 +447,20 @@ def test_evaluator_cadence_and_names() -> None:
         "eval/wiki/loss": 2.5,
     }
     assert Evaluator.worst_domain(result) == "wiki"
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        console = Console(enabled=True, progress=True, max_steps=4, initial=1, desc="linupper")
+        console.advance()
+        console.close()
+        assert (console._bar is not None) == shown
+        assert ("linupper" in stream.getvalue() and "1/4" in stream.getvalue()) == shown
