@@ -37,7 +37,6 @@ from lossreweight.rundir import (
 )
 from lossreweight.train.checkpointer import Checkpointer, Counters
 from lossreweight.train.config import RunConfig
-from lossreweight.train.console import Console
 from lossreweight.train.errors import (
     Interrupted,
     OutOfMemory,
@@ -47,9 +46,8 @@ from lossreweight.train.errors import (
     is_peer_failure,
 )
 from lossreweight.train.evaluator import Evaluator
-from lossreweight.train.flops import peak_flops
 from lossreweight.train.guard import StepGuard, StopSignals
-from lossreweight.train.metrics import MetricsLogger, check_logging_deps, truncate_metrics
+from lossreweight.train.metrics import check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
 from lossreweight.train.parallel import wrap_model
 from lossreweight.train.reporter import StepReporter
@@ -277,35 +275,17 @@ class Trainer:
         rt.barrier()
         self._step = counters.step
         evaluator = Evaluator(wrapped, val_batches, data.domains, rt, every=cfg.eval.every)
-        logger = MetricsLogger(
+        reporter = StepReporter.for_run(
+            cfg,
             self.run_dir,
-            enabled=rt.is_main,
-            tensorboard=cfg.log.tensorboard,
-            wandb_project=cfg.log.wandb_project,
-            wandb_run_name=cfg.log.wandb_run_name,
+            rt,
+            evaluator=evaluator,
+            domains=data.domains,
+            flops_per_token=model.flops_per_token(data.seq_len),
+            initial_step=counters.step,
             config=resolved,
         )
-        console = Console(
-            enabled=rt.is_main,
-            progress=cfg.log.progress,
-            max_steps=cfg.train.max_steps,
-            initial=counters.step,
-            desc=cfg.reweight.strategy,
-        )
-        reporter = StepReporter(
-            evaluator=evaluator,
-            logger=logger,
-            console=console,
-            domains=data.domains,
-            log_every=cfg.log.every,
-            max_steps=cfg.train.max_steps,
-            max_nonfinite=cfg.train.max_nonfinite_steps,
-            run_dir=self.run_dir,
-            rank=rt.rank,
-            world_size=rt.world_size,
-            flops_per_token=model.flops_per_token(data.seq_len),
-            peak_flops=peak_flops(rt.device),
-        )
+        logger, console = reporter.logger, reporter.console
         p = _Parts(
             model=wrapped,
             optimizer=optimizer,

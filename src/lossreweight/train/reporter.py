@@ -14,14 +14,15 @@ from typing import Any
 
 import torch
 
+from lossreweight.train.config import RunConfig
 from lossreweight.train.console import Console
 from lossreweight.train.evaluator import Evaluator
 from lossreweight.train.fetch import Pending
-from lossreweight.train.flops import mfu
+from lossreweight.train.flops import mfu, peak_flops
 from lossreweight.train.guard import check_divergence
 from lossreweight.train.metrics import MetricsLogger
 from lossreweight.train.records import rate_metrics, step_metrics
-from lossreweight.train.runtime import fault_point
+from lossreweight.train.runtime import Runtime, fault_point
 
 
 @dataclass
@@ -66,6 +67,50 @@ class StepReporter:
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self._queue: list[_Queued] = []
         self._t_log, self._tokens_at_log = time.perf_counter(), 0
+
+    @classmethod
+    def for_run(
+        cls,
+        cfg: RunConfig,
+        run_dir: Path,
+        rt: Runtime,
+        *,
+        evaluator: Evaluator,
+        domains: list[str],
+        flops_per_token: float,
+        initial_step: int,
+        config: dict[str, Any],
+    ) -> StepReporter:
+        """The reporter of a training run, with its metrics sinks and console (main rank)."""
+        logger = MetricsLogger(
+            run_dir,
+            enabled=rt.is_main,
+            tensorboard=cfg.log.tensorboard,
+            wandb_project=cfg.log.wandb_project,
+            wandb_run_name=cfg.log.wandb_run_name,
+            config=config,
+        )
+        console = Console(
+            enabled=rt.is_main,
+            progress=cfg.log.progress,
+            max_steps=cfg.train.max_steps,
+            initial=initial_step,
+            desc=cfg.reweight.strategy,
+        )
+        return cls(
+            evaluator=evaluator,
+            logger=logger,
+            console=console,
+            domains=domains,
+            log_every=cfg.log.every,
+            max_steps=cfg.train.max_steps,
+            max_nonfinite=cfg.train.max_nonfinite_steps,
+            run_dir=run_dir,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            flops_per_token=flops_per_token,
+            peak_flops=peak_flops(rt.device),
+        )
 
     def start(self, tokens: int) -> None:
         """The throughput clock starts now, at `tokens` (a resumed run's count)."""
