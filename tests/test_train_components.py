@@ -464,3 +464,33 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
         console.close()
         assert (console._bar is not None) == shown
         assert ("linupper" in stream.getvalue() and "1/4" in stream.getvalue()) == shown
+
+
+def test_wandb_gets_the_same_names_with_step_as_x_axis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    calls: list[tuple[dict[str, Any], int]] = []
+
+    class Run:
+        def log(self, data: dict[str, Any], step: int) -> None:
+            calls.append((data, step))
+
+        def finish(self) -> None:
+            calls.append(({"finished": True}, -1))
+
+    fake = types.SimpleNamespace(init=lambda **kwargs: Run())
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    logger = MetricsLogger(
+        tmp_path, enabled=True, tensorboard=False, wandb_project="p", wandb_run_name=None, config={}
+    )
+    logger.log(
+        {"step": 7, "tokens": 896, "train/loss": 2.0, "reweight/domain_weight_share/code": 0.5}
+    )
+    logger.close()
+    assert calls == [
+        ({"train/loss": 2.0, "reweight/domain_weight_share/code": 0.5, "tokens": 896}, 7),
+        ({"finished": True}, -1),
+    ]
