@@ -139,6 +139,21 @@ def test_wandb_project_without_wandb_is_refused_before_anything_is_written(
     assert not out.exists()
 
 
+def test_wandb_project_without_api_key_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc with a wandb key
+    monkeypatch.setenv("NETRC", str(tmp_path / "home" / ".netrc"))
+    out = tmp_path / "run"
+    assert main(["train", "tiny", *TINY_OVERRIDES, "--out", str(out), "log.wandb_project=x"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "wandb has no API key" in err and "WANDB_MODE=offline" in err
+    assert not out.exists()
+
+
 # -- fuzzing the config loader -----------------------------------------------------------------
 KEYS = _all_keys(RunConfig)
 _scalars = st.one_of(

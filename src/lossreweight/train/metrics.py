@@ -59,13 +59,33 @@ def check_logging_deps(wandb_project: str | None) -> None:
         return
     import importlib.util
 
-    if importlib.util.find_spec("wandb") is None:
-        from lossreweight.errors import ConfigError
+    from lossreweight.errors import ConfigError
 
+    if importlib.util.find_spec("wandb") is None:
         raise ConfigError(
             "log.wandb_project is set but wandb is not installed; "
             "pip install 'lossreweight[wandb]', or unset log.wandb_project"
         )
+    if not _wandb_can_log():
+        raise ConfigError(
+            "log.wandb_project is set but wandb has no API key; run `wandb login`, or set "
+            "WANDB_MODE=offline to log into the run directory, or unset log.wandb_project"
+        )
+
+
+def _wandb_can_log() -> bool:
+    """Without this, wandb.init raises (or prompts) only after the run directory exists."""
+    import netrc
+    import os
+
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 class MetricsLogger:
@@ -95,7 +115,11 @@ class MetricsLogger:
             import wandb  # checked by check_logging_deps before the run wrote anything
 
             self._wandb = wandb.init(
-                project=wandb_project, name=wandb_run_name, config=config, resume="allow"
+                project=wandb_project,
+                name=wandb_run_name,
+                config=config,
+                resume="allow",
+                dir=str(run_dir),  # offline runs stay with the run, not in the current folder
             )
 
     def log(self, record: dict[str, Any]) -> None:
