@@ -36,7 +36,9 @@ def trainer_rates(cfg, strategy: str) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, Path(tmp) / "run")
         rows = read_metrics(Path(tmp) / "run")
-    rates = [r["train/tokens_per_s"] for r in rows if r["step"] % WINDOW == 0 and "eval/loss" not in r]
+    rates = [
+        r["train/tokens_per_s"] for r in rows if r["step"] % WINDOW == 0 and "eval/loss" not in r
+    ]
     return rates[1:]
 
 
@@ -61,7 +63,11 @@ def minimal_loop_rates(cfg) -> list[float]:
         ids = next(loader)["input_ids"].to(dev, non_blocking=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             if fused:
-                losses, _ = per_sample_loss(hidden_states=model.hidden_states(ids), lm_head_weight=model.output_weight, labels=ids)
+                losses, _ = per_sample_loss(
+                    hidden_states=model.hidden_states(ids),
+                    lm_head_weight=model.output_weight,
+                    labels=ids,
+                )
             else:
                 losses, _ = per_sample_loss(model(ids), ids)
         losses.mean().backward()
@@ -87,9 +93,16 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     overrides = [
-        f"train.max_steps={args.steps}", f"log.every={WINDOW}", "log.progress=false", "log.tensorboard=false",
-        "eval.every=0", "eval.max_sequences_per_domain=1", "checkpoint.every=0", "train.lr_warmup_steps=5",
-        f"train.compile={args.compile}", *args.overrides,
+        f"train.max_steps={args.steps}",
+        f"log.every={WINDOW}",
+        "log.progress=false",
+        "log.tensorboard=false",
+        "eval.every=0",
+        "eval.max_sequences_per_domain=1",
+        "checkpoint.every=0",
+        "train.lr_warmup_steps=5",
+        f"train.compile={args.compile}",
+        *args.overrides,
     ]
     cfg = load_config(args.preset, overrides)
     # The trainer turns TF32 on for its fp32 matmuls; give the minimal loop the same flags.
@@ -103,7 +116,9 @@ def main() -> None:
     # made next to each other, and the reported ratio is the median over rounds.
     paired: dict[str, list[float]] = {"uniform/minimal": [], "linupper/uniform": []}
     for r in range(args.rounds):
-        order = ["minimal", "uniform", "linupper"] if r % 2 == 0 else ["linupper", "uniform", "minimal"]
+        order = (
+            ["minimal", "uniform", "linupper"] if r % 2 == 0 else ["linupper", "uniform", "minimal"]
+        )
         round_med = {}
         for name in order:
             rates = minimal_loop_rates(cfg) if name == "minimal" else trainer_rates(cfg, name)
@@ -128,9 +143,11 @@ def main() -> None:
         res["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(res, indent=1))
     spread = {k: f"{min(v):.3f}-{max(v):.3f}" for k, v in paired.items()}
-    print(f"trainer(uniform)/minimal loop = {res['ratio_trainer_uniform_over_minimal']:.3f} (rounds {spread['uniform/minimal']}; target >= 0.97); "
-          f"linupper/uniform = {res['ratio_linupper_over_uniform']:.3f} (rounds {spread['linupper/uniform']}; target >= 0.98); "
-          f"tok/s minimal {med['minimal']:,.0f}, uniform {med['uniform']:,.0f}, linupper {med['linupper']:,.0f}")
+    print(
+        f"trainer(uniform)/minimal loop = {res['ratio_trainer_uniform_over_minimal']:.3f} (rounds {spread['uniform/minimal']}; target >= 0.97); "
+        f"linupper/uniform = {res['ratio_linupper_over_uniform']:.3f} (rounds {spread['linupper/uniform']}; target >= 0.98); "
+        f"tok/s minimal {med['minimal']:,.0f}, uniform {med['uniform']:,.0f}, linupper {med['linupper']:,.0f}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

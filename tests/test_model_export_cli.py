@@ -160,8 +160,13 @@ def test_force_replaces_only_an_earlier_export(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     capsys.readouterr()
-    err = run_cli_error(["export-hf", str(tmp_path / "run"), str(tmp_path / "mine"), "--force"], capsys)
-    assert "was not created by export-hf" in err and (tmp_path / "mine" / "notes.txt").read_text() == "x"
+    err = run_cli_error(
+        ["export-hf", str(tmp_path / "run"), str(tmp_path / "mine"), "--force"], capsys
+    )
+    assert (
+        "was not created by export-hf" in err
+        and (tmp_path / "mine" / "notes.txt").read_text() == "x"
+    )
 
 
 def test_refuses_to_replace_the_run_directory(tmp_path, capsys):

@@ -72,7 +72,12 @@ def test_export_gives_the_same_logits_in_transformers(case, tmp_path):
         diff = (hf(x).logits - model(x)).abs().max().item()
     assert diff <= 1e-4
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == [".lossreweight-export", "config.json", "generation_config.json", "model.safetensors"]
+    assert files == [
+        ".lossreweight-export",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
 
 

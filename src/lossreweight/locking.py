@@ -53,8 +53,12 @@ class DirectoryLock:
                 f"{self.what} {self.directory} is in use by {describe_holder(self.path)}; wait for "
                 "it to finish or stop it, or choose another directory"
             ) from None
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                  "command": " ".join(sys.argv)[:300]}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.time(),
+            "command": " ".join(sys.argv)[:300],
+        }
         with contextlib.suppress(OSError):  # the lock holds even if the note cannot be written
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)
@@ -77,7 +81,10 @@ class DirectoryLock:
         return self.acquire()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()
 
