@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_curve(args, spec)
     if spec is not None:
         return _run_downstream(args, spec)
-    from lossreweight.evaluation.names import eval_metrics, worst_domain
+    from lossreweight.metric_names import eval_metrics, worst_domain
     from lossreweight.train.evaluate_run import open_run
 
     result = open_run(args.run_dir, args.device).evaluate()
@@ -188,7 +188,7 @@ def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
 def _run_curve(args: argparse.Namespace, spec: Any) -> int:
     from lossreweight.evaluation.curve import evaluate_curve
     from lossreweight.evaluation.files import EVAL_DIR
-    from lossreweight.evaluation.names import LOSS, WORST_DOMAIN_LOSS
+    from lossreweight.metric_names import LOSS, WORST_DOMAIN_LOSS
     from lossreweight.train.evaluate_run import read_run_config, require_checkpoint
 
     run_dir = Path(args.run_dir)

@@ -16,8 +16,8 @@ from lossreweight.evaluation.files import (
     downstream_stem,
     write_new_json,
 )
-from lossreweight.evaluation.names import eval_metrics, worst_domain
 from lossreweight.evaluation.plot import plot_curve
+from lossreweight.metric_names import eval_metrics, worst_domain
 from lossreweight.train.evaluate_run import complete_checkpoints, open_run
 
 if TYPE_CHECKING:

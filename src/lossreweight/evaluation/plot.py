@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lossreweight.evaluation.files import write_new_file
-from lossreweight.evaluation.names import DOMAIN_AVG_LOSS, LOSS, domain_loss_name
+from lossreweight.metric_names import DOMAIN_AVG_LOSS, LOSS, domain_loss_name
 
 
 def plot_curve(curve: dict[str, Any], directory: Path, stem: str) -> Path | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from lossreweight.evaluation.names import eval_metrics, worst_domain
+from lossreweight.metric_names import eval_metrics, worst_domain
 from lossreweight.train.evaluate import evaluate
 from lossreweight.train.runtime import Runtime
 

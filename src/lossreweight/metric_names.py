@@ -1,4 +1,4 @@
-"""Metric names shared with the trainer's metrics.jsonl, TensorBoard and reports.
+"""Metric names shared by metrics.jsonl, TensorBoard, wandb, eval curves and reports.
 
 Validation loss (nats per token):
     eval/loss                 token-weighted mean over all validation tokens
