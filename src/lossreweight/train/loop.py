@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import yaml
 
+from lossreweight.config import dump_yaml
 from lossreweight.data import PreparedData, check_vocab_fits, prepare_data
 from lossreweight.errors import UserError
 from lossreweight.model import build_model
@@ -130,9 +130,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # resolved_config.json first: it marks the directory as a run (rundir.read_saved_config).
         _atomic_write(self.run_dir / RESOLVED_CONFIG, json.dumps(resolved, indent=1))
-        _atomic_write(
-            self.run_dir / CONFIG_YAML, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
-        )
+        _atomic_write(self.run_dir / CONFIG_YAML, dump_yaml(self.cfg.to_dict()))
         tok = self.run_dir / TOKENIZER_DIR
         if (
             not tok.exists()
@@ -169,12 +167,14 @@ class Trainer:
         except OSError as exc:  # disk full, read-only or missing directory, ...
             what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
             raise RunDirError(
-                f"file system error ({what}); free disk space or fix the path/permissions, then {self._resume_hint()}"
+                f"file system error ({what}); free disk space or fix the path/permissions, "
+                f"then {self._resume_hint()}"
             ) from None
         except RuntimeError as exc:
             if is_out_of_memory(exc):
                 raise OutOfMemory(
-                    f"out of memory during step {self._step + 1} ({' '.join(str(exc).split())[:100]}); "
+                    f"out of memory during step {self._step + 1} "
+                    f"({' '.join(str(exc).split())[:100]}); "
                     "lower train.batch_size (raise train.grad_accum to keep the batch), or train a "
                     f"smaller model or with train.fsdp=true; {self._resume_hint()}"
                 ) from None
@@ -212,7 +212,10 @@ class Trainer:
         with contextlib.suppress(OSError):
             latest = find_latest_checkpoint(self.run_dir)
             if latest is not None:
-                return f"re-run the same command: it resumes from the last complete checkpoint {latest}"
+                return (
+                    "re-run the same command: it resumes from the last complete checkpoint "
+                    f"{latest}"
+                )
         return (
             "re-run the same command: no checkpoint was saved yet, so it starts from the beginning"
         )
@@ -222,7 +225,10 @@ class Trainer:
             return (
                 f"interrupted before training started, nothing new was saved; {self._resume_hint()}"
             )
-        return f"interrupted at once (second signal) during step {self._step + 1}, without saving it; {self._resume_hint()}"
+        return (
+            f"interrupted at once (second signal) during step {self._step + 1}, "
+            f"without saving it; {self._resume_hint()}"
+        )
 
     def _run(self, stop: StopSignals) -> TrainResult:
         cfg, rt = self.cfg, self.rt
