@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lossreweight.experiments.plotting import Section, Table, write_html_report
 from lossreweight.experiments.studies.linreg import run_linreg
 from lossreweight.experiments.toy.linreg_sim import (
     STRATEGIES,
@@ -20,7 +21,6 @@ from lossreweight.experiments.toy.linreg_sim import (
     sgd_step,
 )
 from lossreweight.experiments.toy.linreg_stats import ArmStats, faster, steps_to_target
-from lossreweight.experiments.plotting import Section, Table, write_html_report
 from lossreweight.reweighting import Reweighter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -62,9 +62,16 @@ def test_replicate_summary_has_the_protocol_and_paired_intervals(replicate: Run)
     p = s["protocol"]
     assert p["tokens_per_param"] == pytest.approx(TOKENS_PER_PARAM, rel=0.05)
     assert p["burn_in_fraction"] == 0.05 and p["lr_warmup_fraction"] == 0.025
-    assert p["temperature"] == [0.4, 1.0] and len(p["seeds"]) >= 3 and p["params"] > 0 and p["steps"] > 0
-    assert set(s["arms"]) == {"uniform", *(f"{a}-r{r}" for a in ("linupper", "quadratic", "extremes")
-                                           for r in ("0.4", "1"))}
+    assert (
+        p["temperature"] == [0.4, 1.0]
+        and len(p["seeds"]) >= 3
+        and p["params"] > 0
+        and p["steps"] > 0
+    )
+    assert set(s["arms"]) == {
+        "uniform",
+        *(f"{a}-r{r}" for a in ("linupper", "quadratic", "extremes") for r in ("0.4", "1")),
+    }
     assert set(s["domains"]) == set(NATURAL_DOMAINS)  # the synthetic math domain is not trained on
     uni = s["arms"]["uniform"]
     for name, a in s["arms"].items():
@@ -76,16 +83,25 @@ def test_replicate_summary_has_the_protocol_and_paired_intervals(replicate: Run)
             assert "paired_vs_uniform" not in a
             continue
         d = a["paired_vs_uniform"]
-        per = [x - y for x, y in zip(a["per_seed"]["val_loss"], uni["per_seed"]["val_loss"], strict=True)]
-        assert d["per_seed"] == pytest.approx(per) and d["mean"] == pytest.approx(sum(per) / len(per))
+        per = [
+            x - y
+            for x, y in zip(a["per_seed"]["val_loss"], uni["per_seed"]["val_loss"], strict=True)
+        ]
+        assert d["per_seed"] == pytest.approx(per) and d["mean"] == pytest.approx(
+            sum(per) / len(per)
+        )
         lo, hi = d["ci95"]
         assert lo < d["mean"] < hi
         for key in ("val_loss_domain_avg", "worst_domain_loss"):
             assert len(d[key]["ci95"]) == 2
         st = a["steps_to_uniform_final"]
-        assert st["of"] == len(p["seeds"]) and all(v is None or 0 < v <= p["steps"] for v in st["per_seed"])
+        assert st["of"] == len(p["seeds"]) and all(
+            v is None or 0 < v <= p["steps"] for v in st["per_seed"]
+        )
     assert s["same_batches"] is True and s["complete"] is True
-    assert "verdict: " in stdout and "tokens/param" in s["verdict"] and "95% interval" in s["verdict"]
+    assert (
+        "verdict: " in stdout and "tokens/param" in s["verdict"] and "95% interval" in s["verdict"]
+    )
     page = (out / "index.html").read_text()
     assert _headings(page)[:2] == ["Verdict", "Setup"]
     for f in ("paired_differences", "paired_curves", "loss_curves"):
@@ -97,14 +113,20 @@ def test_replicate_burns_in_then_reweights(replicate: Run) -> None:
     run = Path(s["runs"]["linupper-r0.4"]["run_dirs"][0])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     burn = round(0.05 * s["protocol"]["steps"])
-    assert all(r["reweight/max_weight_x_m"] == pytest.approx(1.0) for r in rows if r["step"] <= burn)
+    assert all(
+        r["reweight/max_weight_x_m"] == pytest.approx(1.0) for r in rows if r["step"] <= burn
+    )
     assert max(r["reweight/max_weight_x_m"] for r in rows if r["step"] > burn + 1) > 1.01
 
 
-def test_replicate_no_train_reports_the_same_numbers(replicate: Run, root: tuple[Path, FileLock]) -> None:
+def test_replicate_no_train_reports_the_same_numbers(
+    replicate: Run, root: tuple[Path, FileLock]
+) -> None:
     out, s, _ = replicate
     with root[1]:
-        rc, stdout, err = _cli("experiment", "replicate", "--quick", "--out", str(out), "--no-train")
+        rc, stdout, err = _cli(
+            "experiment", "replicate", "--quick", "--out", str(out), "--no-train"
+        )
     assert rc == 0 and "training" not in stdout.replace("short-run", ""), err
     again = json.loads((out / "summary.json").read_text())
     assert again["arms"] == s["arms"] and again["verdict"] == s["verdict"]
@@ -122,7 +144,9 @@ def test_noise_labels_corrupted_sequences(noise: Run) -> None:
         else:
             assert a["corrupted_sample_share"] == pytest.approx(a["corrupted_fraction"], abs=0.04)
         if name.startswith("uniform"):  # uniform weights: weight share = sample share
-            assert a["corrupted_weight_share"] == pytest.approx(a["corrupted_sample_share"], abs=1e-4)
+            assert a["corrupted_weight_share"] == pytest.approx(
+                a["corrupted_sample_share"], abs=1e-4
+            )
         else:
             assert len(a["paired_vs_uniform"]["ci95"]) == 2
     assert all(s["same_batches_per_seed"].values())
@@ -131,16 +155,24 @@ def test_noise_labels_corrupted_sequences(noise: Run) -> None:
     from lossreweight.data import prepare_data
     from lossreweight.train import load_config
 
-    resolved = json.loads((Path(s["runs"]["uniform@noise20"]["run_dirs"][0]) / "resolved_config.json").read_text())
-    data = prepare_data(load_config("tiny", []).data.model_validate(resolved["data"]), progress=False)
+    resolved = json.loads(
+        (Path(s["runs"]["uniform@noise20"]["run_dirs"][0]) / "resolved_config.json").read_text()
+    )
+    data = prepare_data(
+        load_config("tiny", []).data.model_validate(resolved["data"]), progress=False
+    )
     tokens = data.tokens("train", "noise")
     tokens = tokens[tokens != data.load_tokenizer().eos_id]
     _, counts = np.unique(tokens, return_counts=True)
     p = counts / counts.sum()
     k = s["noise_vocabulary"]
     assert len(counts) <= k and -(p * np.log(p)).sum() > 0.97 * math.log(k)
-    resolved = json.loads((Path(s["runs"]["uniform@repeat20"]["run_dirs"][0]) / "resolved_config.json").read_text())
-    data = prepare_data(load_config("tiny", []).data.model_validate(resolved["data"]), progress=False)
+    resolved = json.loads(
+        (Path(s["runs"]["uniform@repeat20"]["run_dirs"][0]) / "resolved_config.json").read_text()
+    )
+    data = prepare_data(
+        load_config("tiny", []).data.model_validate(resolved["data"]), progress=False
+    )
     assert 1 <= data.train_sequences("repeat") <= 9  # a few sequences, seen over and over
     assert _headings((out / "index.html").read_text())[:2] == ["Verdict", "Setup"]
 
@@ -153,8 +185,14 @@ def test_scale_same_tokens_per_param_at_every_size(scale: Run) -> None:
         assert row["tokens_per_param"] == pytest.approx(TOKENS_PER_PARAM, rel=0.1)
     for size, z in s["sizes"].items():
         lin, uni = s["runs"][f"linupper@{size}"], s["runs"][f"uniform@{size}"]
-        per = [a - b for a, b in zip(lin["per_seed"]["val_loss_domain_avg"], uni["per_seed"]["val_loss_domain_avg"],
-                                     strict=True)]
+        per = [
+            a - b
+            for a, b in zip(
+                lin["per_seed"]["val_loss_domain_avg"],
+                uni["per_seed"]["val_loss_domain_avg"],
+                strict=True,
+            )
+        ]
         assert z["gap"]["per_seed"] == pytest.approx(per)
     assert len(s["gap_change"]["per_seed"]) == 2 and "tiny-a" in s["verdict"]
 
@@ -182,4 +220,6 @@ def test_report_never_overwrites_what_it_did_not_write(replicate: Run, tmp_path:
     assert _cli("report", str(out), "--out", str(page))[0] == 0
     assert _cli("report", str(out), "--out", str(stranger), "--force")[0] == 0
     text = page.read_text()
-    assert _headings(text)[0] == "Verdicts" and replicate[1]["verdict"] in text.replace("&#x27;", "'")
+    assert _headings(text)[0] == "Verdicts" and replicate[1]["verdict"] in text.replace(
+        "&#x27;", "'"
+    )

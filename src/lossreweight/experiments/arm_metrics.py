@@ -43,8 +43,9 @@ def _diffs(arm: Sequence[RunRecord], base: Sequence[RunRecord], get: Getter) -> 
     return out
 
 
-def arm_metrics(arm: Sequence[RunRecord], base: Sequence[RunRecord] | None,
-                domains: Sequence[str]) -> dict[str, Any]:
+def arm_metrics(
+    arm: Sequence[RunRecord], base: Sequence[RunRecord] | None, domains: Sequence[str]
+) -> dict[str, Any]:
     """The summary.json block of one arm (runs in seed order; `base` the baseline's runs at
     the same seeds, or None for the baseline itself)."""
     g = _getters(domains)
@@ -54,7 +55,10 @@ def arm_metrics(arm: Sequence[RunRecord], base: Sequence[RunRecord] | None,
         "seeds": [r.seed for r in arm],
         **{k: mean(v) for k, v in vals.items()},
         "val_loss_by_domain": {d: mean(v) for d, v in by_dom.items()},
-        "std": {**{k: std(v) for k, v in vals.items()}, "val_loss_by_domain": {d: std(v) for d, v in by_dom.items()}},
+        "std": {
+            **{k: std(v) for k, v in vals.items()},
+            "val_loss_by_domain": {d: std(v) for d, v in by_dom.items()},
+        },
         "per_seed": {**vals, "val_loss_by_domain": by_dom},
     }
     if base is None:
@@ -63,7 +67,9 @@ def arm_metrics(arm: Sequence[RunRecord], base: Sequence[RunRecord] | None,
     for key in ("val_loss_domain_avg", "worst_domain_loss"):
         p[key] = spread(_diffs(arm, base, g[key]))
     p["val_loss_by_domain"] = {
-        d: spread(_diffs(arm, base, lambda r, d=d: (r.final.get("val_loss_by_domain") or {}).get(d)))
+        d: spread(
+            _diffs(arm, base, lambda r, d=d: (r.final.get("val_loss_by_domain") or {}).get(d))
+        )
         for d in domains
     }
     p["seeds_better"] = sum(1 for v in p["per_seed"] if v is not None and v < 0)
@@ -71,11 +77,24 @@ def arm_metrics(arm: Sequence[RunRecord], base: Sequence[RunRecord] | None,
     reach, speed = [], []
     for a, b in zip(arm, base, strict=True):
         target = b.final.get("val_loss")
-        s_a = steps_to_reach(*series(a, "val_loss", evals_only=True), target) if finite(target) else None
-        s_b = steps_to_reach(*series(b, "val_loss", evals_only=True), target) if finite(target) else None
+        s_a = (
+            steps_to_reach(*series(a, "val_loss", evals_only=True), target)
+            if finite(target)
+            else None
+        )
+        s_b = (
+            steps_to_reach(*series(b, "val_loss", evals_only=True), target)
+            if finite(target)
+            else None
+        )
         reach.append(s_a)
         speed.append(s_b / s_a if s_a and s_b else None)
-    out["steps_to_uniform_final"] = {**spread(reach), "reached": sum(s is not None for s in reach),
-                                     "of": len(reach)}
-    out["speedup_vs_uniform"] = spread(speed)  # uniform's steps / the arm's, to uniform's final loss
+    out["steps_to_uniform_final"] = {
+        **spread(reach),
+        "reached": sum(s is not None for s in reach),
+        "of": len(reach),
+    }
+    out["speedup_vs_uniform"] = spread(
+        speed
+    )  # uniform's steps / the arm's, to uniform's final loss
     return out

@@ -35,11 +35,26 @@ def demo_overrides(quick: bool) -> tuple[str, ...]:
     return sc.overrides
 
 
-def run_demo(out_dir: Path | None = None, *, quick: bool = False, log: Log | None = None,
-             extra_overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_demo(
+    out_dir: Path | None = None,
+    *,
+    quick: bool = False,
+    log: Log | None = None,
+    extra_overrides: tuple[str, ...] = (),
+) -> dict[str, Any]:
     out = Path(out_dir) if out_dir is not None else (QUICK_OUT if quick else DEFAULT_OUT)
     overrides = [*demo_overrides(quick), *extra_overrides]
     title = f"demo{' (quick)' if quick else ''}: uniform vs linupper in the paper's regime"
     jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
-    return run_compare("tiny", out, list(STRATEGIES), list(QUICK_SEEDS if quick else FULL_SEEDS), overrides,
-                       log=log, title=title, command="demo", jobs=jobs, reuse_from=[out.parent])
+    return run_compare(
+        "tiny",
+        out,
+        list(STRATEGIES),
+        list(QUICK_SEEDS if quick else FULL_SEEDS),
+        overrides,
+        log=log,
+        title=title,
+        command="demo",
+        jobs=jobs,
+        reuse_from=[out.parent],
+    )

@@ -79,9 +79,17 @@ class Study:
 
     def train(self, ctx: Context) -> Records:
         p = ctx.plan
-        return run_arms(p.config, list(p.overrides), list(p.arms), p.seeds, ctx.out / "runs",
-                        log=ctx.log, reuse_from=[ctx.out.parent], jobs=ctx.jobs,
-                        train_missing=ctx.train_missing)
+        return run_arms(
+            p.config,
+            list(p.overrides),
+            list(p.arms),
+            p.seeds,
+            ctx.out / "runs",
+            log=ctx.log,
+            reuse_from=[ctx.out.parent],
+            jobs=ctx.jobs,
+            train_missing=ctx.train_missing,
+        )
 
     def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
         """Add the study's own numbers to `summary` (default: nothing)."""
@@ -90,34 +98,58 @@ class Study:
         from lossreweight.experiments.arm_plots import standard_plots
         from lossreweight.experiments.plotting import colors_for
 
-        return standard_plots(ctx.out, records, summary, colors=colors_for(list(records)),
-                              baseline=ctx.plan.baseline)
+        return standard_plots(
+            ctx.out, records, summary, colors=colors_for(list(records)), baseline=ctx.plan.baseline
+        )
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
         base = summary.get("baseline")
         if not base:
             return []
-        return [paired_sentence(arm, r.get("paired_with", base), r[f"diff_vs_{base}"], self.metric,
-                                self.metric_label)
-                for arm, r in summary["runs"].items()
-                if arm != r.get("paired_with", base) and f"diff_vs_{base}" in r]
+        return [
+            paired_sentence(
+                arm,
+                r.get("paired_with", base),
+                r[f"diff_vs_{base}"],
+                self.metric,
+                self.metric_label,
+            )
+            for arm, r in summary["runs"].items()
+            if arm != r.get("paired_with", base) and f"diff_vs_{base}" in r
+        ]
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
         return best_arm_verdict(summary, self.metric, self.metric_label)
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
         from lossreweight.experiments.compare import standard_sections
 
         return standard_sections(summary, files)
 
-    def run(self, out: Path, *, quick: bool = False, log: Log | None = None, jobs: int = 1,
-            train_missing: bool = True) -> dict[str, Any]:
+    def run(
+        self,
+        out: Path,
+        *,
+        quick: bool = False,
+        log: Log | None = None,
+        jobs: int = 1,
+        train_missing: bool = True,
+    ) -> dict[str, Any]:
         return run_study(self, out, quick=quick, log=log, jobs=jobs, train_missing=train_missing)
 
 
 # -- the pipeline ---------------------------------------------------------------------------
-def run_study(study: Study, out: Path, *, quick: bool = False, log: Log | None = None, jobs: int = 1,
-              train_missing: bool = True) -> dict[str, Any]:
+def run_study(
+    study: Study,
+    out: Path,
+    *,
+    quick: bool = False,
+    log: Log | None = None,
+    jobs: int = 1,
+    train_missing: bool = True,
+) -> dict[str, Any]:
     out = Path(out)
     plan = study.plan(quick)  # a bad plan fails before the folder is touched
     check_configs(plan.config, [[*plan.overrides, *a.overrides] for a in plan.arms])
@@ -125,21 +157,36 @@ def run_study(study: Study, out: Path, *, quick: bool = False, log: Log | None =
     ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
     records = study.train(ctx)
     names = [a.name for a in plan.arms]
-    summary = summarize(records, baseline=plan.baseline if plan.baseline in names else None,
-                        batch_groups=plan.batch_groups)
+    summary = summarize(
+        records,
+        baseline=plan.baseline if plan.baseline in names else None,
+        batch_groups=plan.batch_groups,
+    )
     _repair(records, summary, plan)
-    summary.update({"study": study.name, "quick": quick, "complete": all(set(records.get(a, {})) == set(plan.seeds) for a in names),
-                    "planned_seeds": list(plan.seeds), "config": plan.config,
-                    "overrides": list(plan.overrides), "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
-                    "steps": _common_steps(summary), "setup": setup_rows(records), **plan.notes})
+    summary.update(
+        {
+            "study": study.name,
+            "quick": quick,
+            "complete": all(set(records.get(a, {})) == set(plan.seeds) for a in names),
+            "planned_seeds": list(plan.seeds),
+            "config": plan.config,
+            "overrides": list(plan.overrides),
+            "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
+            "steps": _common_steps(summary),
+            "setup": setup_rows(records),
+            **plan.notes,
+        }
+    )
     study.extend(ctx, records, summary)
     files = study.plots(ctx, records, summary)
     summary["verdict"] = study.verdict(ctx, summary)
     if not summary["complete"]:
         done = sum(len(v) for v in records.values())
-        summary["verdict"] = (f"Partial result ({done} of {len(plan.arms) * len(plan.seeds)} runs finished; "
-                              f"short of seeds: {', '.join(a for a in names if len(records.get(a, {})) < len(plan.seeds))}"
-                              f"): {summary['verdict']}")
+        summary["verdict"] = (
+            f"Partial result ({done} of {len(plan.arms) * len(plan.seeds)} runs finished; "
+            f"short of seeds: {', '.join(a for a in names if len(records.get(a, {})) < len(plan.seeds))}"
+            f"): {summary['verdict']}"
+        )
     summary["conclusions"] = study.conclusions(ctx, summary)
     summary["files"] = {**files, "html": "index.html", "summary": "summary.json"}
     summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
@@ -154,18 +201,26 @@ def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
     if not base or not plan.paired_to:
         return
     for arm, other in plan.paired_to.items():
-        if other == base or arm not in records or other not in records or not set(records[arm]) <= set(records[other]):
+        if (
+            other == base
+            or arm not in records
+            or other not in records
+            or not set(records[arm]) <= set(records[other])
+        ):
             continue
         seeds = sorted(records[arm])
         summary["runs"][arm][f"diff_vs_{base}"] = paired(
-            [records[arm][s] for s in seeds], [records[other][s] for s in seeds], summary["domains"])
+            [records[arm][s] for s in seeds], [records[other][s] for s in seeds], summary["domains"]
+        )
         summary["runs"][arm]["paired_with"] = other
 
 
 def page_head(summary: Mapping[str, Any]) -> list[Section]:
     """What every page opens with: the verdict in one sentence, then the setup table."""
-    return [Section("Verdict", [summary["verdict"]]),
-            Section("Setup", [], tables=[setup_table(summary.get("setup") or [])])]
+    return [
+        Section("Verdict", [summary["verdict"]]),
+        Section("Setup", [], tables=[setup_table(summary.get("setup") or [])]),
+    ]
 
 
 def _common_steps(summary: Mapping[str, Any]) -> int | list[Any] | None:
@@ -174,22 +229,35 @@ def _common_steps(summary: Mapping[str, Any]) -> int | list[Any] | None:
 
 
 # -- sentences ------------------------------------------------------------------------------
-def paired_sentence(arm: str, base: str, diff: Mapping[str, Any], metric: str = "val_loss",
-                    label: str = "validation loss") -> str:
+def paired_sentence(
+    arm: str,
+    base: str,
+    diff: Mapping[str, Any],
+    metric: str = "val_loss",
+    label: str = "validation loss",
+) -> str:
     """arm - base on `metric` with its interval, seeds better, and steps to base's final."""
     d = diff.get(metric) or {}
     n = len(d.get("per_seed") or [])
     if d.get("mean") is None:
         return f"{arm}: no paired difference to {base} on {label}"
     ex = excludes_zero(d)
-    ci = "" if ex is None else (" (the 95% interval excludes 0)" if ex else " (the 95% interval includes 0)")
-    text = (f"{arm} - {base}, {label}: {fmt_ci(d)} nats over {n} seed{'s' * (n != 1)}{ci}; "
-            f"lower on {_seeds_lower(d)}/{n} seeds")
+    ci = (
+        ""
+        if ex is None
+        else (" (the 95% interval excludes 0)" if ex else " (the 95% interval includes 0)")
+    )
+    text = (
+        f"{arm} - {base}, {label}: {fmt_ci(d)} nats over {n} seed{'s' * (n != 1)}{ci}; "
+        f"lower on {_seeds_lower(d)}/{n} seeds"
+    )
     st = diff.get("steps_to_baseline_final")
     if st and metric == "val_loss":
-        reach = (f"reaches {base}'s final val loss at step {st['mean']:.0f} on average"
-                 if st.get("mean") is not None and st["reached"] == n
-                 else f"reaches {base}'s final val loss on {st['reached']}/{n} seeds")
+        reach = (
+            f"reaches {base}'s final val loss at step {st['mean']:.0f} on average"
+            if st.get("mean") is not None and st["reached"] == n
+            else f"reaches {base}'s final val loss on {st['reached']}/{n} seeds"
+        )
         text += f"; {reach}"
     return text + "."
 
@@ -198,8 +266,12 @@ def _seeds_lower(d: Mapping[str, Any]) -> int:
     return sum(1 for v in d.get("per_seed") or [] if v is not None and v < 0)
 
 
-def best_arm_verdict(summary: Mapping[str, Any], metric: str = "val_loss",
-                     label: str = "validation loss", arms: Sequence[str] | None = None) -> str:
+def best_arm_verdict(
+    summary: Mapping[str, Any],
+    metric: str = "val_loss",
+    label: str = "validation loss",
+    arms: Sequence[str] | None = None,
+) -> str:
     """One sentence: the arm with the lowest mean paired difference to the baseline, by how
     much, its 95% interval, whether the interval excludes zero, and the regime."""
     base = summary.get("baseline")
@@ -222,7 +294,10 @@ def best_arm_verdict(summary: Mapping[str, Any], metric: str = "val_loss",
     else:
         interval = "one seed, so no interval"
     if m < 0:
-        return (f"{arm} ends with a lower {label} than {base} by {-m:.4f} nats ({interval}), "
-                f"{regime}.")
-    return (f"No arm beats {base}: the closest, {arm}, ends with a {label} higher by {m:.4f} nats "
-            f"({interval}), {regime}.")
+        return (
+            f"{arm} ends with a lower {label} than {base} by {-m:.4f} nats ({interval}), {regime}."
+        )
+    return (
+        f"No arm beats {base}: the closest, {arm}, ends with a {label} higher by {m:.4f} nats "
+        f"({interval}), {regime}."
+    )

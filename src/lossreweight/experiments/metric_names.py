@@ -10,11 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_TRAIN = {"train/loss": "train_loss", "train/weighted_loss": "weighted_loss", "train/lr": "lr",
-          "train/grad_norm": "grad_norm", "train/skipped": "skipped", "train/tokens_per_s": "tokens_per_s",
-          "train/mfu": "mfu"}
-_EVAL = {"eval/loss": "val_loss", "eval/ppl": "val_ppl", "eval/domain_avg_loss": "val_loss_domain_avg",
-         "eval/worst_domain_loss": "worst_domain_loss", "eval/tokens": "val_tokens"}
+_TRAIN = {
+    "train/loss": "train_loss",
+    "train/weighted_loss": "weighted_loss",
+    "train/lr": "lr",
+    "train/grad_norm": "grad_norm",
+    "train/skipped": "skipped",
+    "train/tokens_per_s": "tokens_per_s",
+    "train/mfu": "mfu",
+}
+_EVAL = {
+    "eval/loss": "val_loss",
+    "eval/ppl": "val_ppl",
+    "eval/domain_avg_loss": "val_loss_domain_avg",
+    "eval/worst_domain_loss": "worst_domain_loss",
+    "eval/tokens": "val_tokens",
+}
 
 
 def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,7 +43,7 @@ def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
             else:  # reweight/<statistic>/<domain>
                 out.setdefault(parts[1], {})["/".join(parts[2:])] = value
         elif key.startswith("eval/") and key.count("/") >= 2:
-            domain, _, metric = key[len("eval/"):].rpartition("/")
+            domain, _, metric = key[len("eval/") :].rpartition("/")
             if metric == "loss":
                 out.setdefault("val_loss_by_domain", {})[domain] = value
             elif metric == "ppl":

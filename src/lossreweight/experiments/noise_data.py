@@ -62,7 +62,10 @@ def clean_tokenizer(base_overrides: Sequence[str]) -> Path:
 def _write_jsonl(path: Path, domain: str, texts: Sequence[str]) -> Path:
     if not path.is_file():
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps({"text": t, "domain": domain}) + "\n" for t in texts), encoding="utf-8")
+        tmp.write_text(
+            "".join(json.dumps({"text": t, "domain": domain}) + "\n" for t in texts),
+            encoding="utf-8",
+        )
         tmp.replace(path)
     return path
 
@@ -80,8 +83,9 @@ def word_tokens(tokenizer_dir: Path) -> list[int]:
     return out
 
 
-def noise_file(base_overrides: Sequence[str], tokenizer_dir: Path, sequences: int, seq_len: int,
-               seed: int = 0) -> Path:
+def noise_file(
+    base_overrides: Sequence[str], tokenizer_dir: Path, sequences: int, seq_len: int, seed: int = 0
+) -> Path:
     """`sequences` sequences' worth of random-token documents (4 sequences per document)."""
     from lossreweight.data.tokenizer import load_tokenizer
 
@@ -96,7 +100,9 @@ def noise_file(base_overrides: Sequence[str], tokenizer_dir: Path, sequences: in
         x = rng.choice(ids, size=4 * seq_len).tolist()
         text = tok.decode(x)
         if tok.encode(text) != x:  # the property the study rests on: never silently lost
-            raise RuntimeError("random word tokens did not survive decode -> encode; the noise would not be random")
+            raise RuntimeError(
+                "random word tokens did not survive decode -> encode; the noise would not be random"
+            )
         texts.append(text)
     return _write_jsonl(path, NOISE_DOMAIN, texts)
 
@@ -112,7 +118,10 @@ def repeat_file(base_overrides: Sequence[str]) -> Path:
         return path
     data = prepare_data(load_config("tiny", list(base_overrides)).data, progress=False)
     tok = data.load_tokenizer()
-    texts = [tok.decode(data.sequence("train", REPEAT_SOURCE, i).tolist()) for i in range(REPEAT_SEQUENCES + 1)]
+    texts = [
+        tok.decode(data.sequence("train", REPEAT_SOURCE, i).tolist())
+        for i in range(REPEAT_SEQUENCES + 1)
+    ]
     return _write_jsonl(path, REPEAT_DOMAIN, texts)
 
 

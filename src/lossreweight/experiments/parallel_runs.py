@@ -26,8 +26,9 @@ class WorkerStopped(RuntimeError):
 _STOPPED = False  # in a worker: a signal stopped one of its runs, so it starts no other
 
 
-def _train_one(base: str, overrides: list[str], run_dir: str, label: str,
-               reuse_from: list[str]) -> str:
+def _train_one(
+    base: str, overrides: list[str], run_dir: str, label: str, reuse_from: list[str]
+) -> str:
     from lossreweight.experiments.runs import ensure_run
     from lossreweight.train import load_config
 
@@ -42,12 +43,18 @@ def _train_one(base: str, overrides: list[str], run_dir: str, label: str,
         ensure_run(cfg, Path(run_dir), log=say, reuse_from=[Path(p) for p in reuse_from])
     except KeyboardInterrupt:  # a plain exception reaches the parent, which stops the pool
         _STOPPED = True
-        raise WorkerStopped(f"{label.strip()} stopped by a signal; its checkpoint is saved") from None
+        raise WorkerStopped(
+            f"{label.strip()} stopped by a signal; its checkpoint is saved"
+        ) from None
     return run_dir
 
 
-def train_in_parallel(base: str | Path, todo: Sequence[tuple[list[str], Path, str]], jobs: int,
-                      reuse_from: Sequence[Path] = ()) -> None:
+def train_in_parallel(
+    base: str | Path,
+    todo: Sequence[tuple[list[str], Path, str]],
+    jobs: int,
+    reuse_from: Sequence[Path] = (),
+) -> None:
     """Train every (overrides, run_dir, label) of `todo` with `jobs` worker processes."""
     if not todo:
         return
@@ -56,8 +63,12 @@ def train_in_parallel(base: str | Path, todo: Sequence[tuple[list[str], Path, st
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        futures = [pool.submit(_train_one, str(base), list(ov), str(d), label, [str(p) for p in reuse_from])
-                   for ov, d, label in todo]
+        futures = [
+            pool.submit(
+                _train_one, str(base), list(ov), str(d), label, [str(p) for p in reuse_from]
+            )
+            for ov, d, label in todo
+        ]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         errors = [f.exception() for f in done if f.exception() is not None]
         if errors:

@@ -19,7 +19,11 @@ class Scale:
     seeds: tuple[int, ...]
 
     def with_steps(self, steps: int, eval_every: int) -> Scale:
-        return Scale((*self.overrides, f"train.max_steps={steps}", f"eval.every={eval_every}"), steps, self.seeds)
+        return Scale(
+            (*self.overrides, f"train.max_steps={steps}", f"eval.every={eval_every}"),
+            steps,
+            self.seeds,
+        )
 
 
 # Full studies: the tiny preset (1.5M-parameter model, 4k BPE, 16 x 128 tokens per step),
@@ -136,17 +140,22 @@ PAPER_QUICK_RUN: tuple[str, ...] = (
 )
 
 
-def warmup_overrides(burn_in: float = BURN_IN_FRACTION, lr_warmup: float = LR_WARMUP_FRACTION) -> tuple[str, ...]:
+def warmup_overrides(
+    burn_in: float = BURN_IN_FRACTION, lr_warmup: float = LR_WARMUP_FRACTION
+) -> tuple[str, ...]:
     """The burn-in and lr warm-up as fractions of the run (they follow train.max_steps)."""
     return (f"reweight.warmup_fraction={burn_in:g}", f"train.lr_warmup_fraction={lr_warmup:g}")
 
 
-def paper_steps(params: int, tokens_per_step: int, tokens_per_param: float = TOKENS_PER_PARAM) -> int:
+def paper_steps(
+    params: int, tokens_per_step: int, tokens_per_param: float = TOKENS_PER_PARAM
+) -> int:
     return max(20, round(tokens_per_param * params / tokens_per_step))
 
 
-def paper_setup(quick: bool, size: str | None = None, budget: float = 1.0
-                ) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
+def paper_setup(
+    quick: bool, size: str | None = None, budget: float = 1.0
+) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
     """The paper's protocol at one model size and data budget: (shared overrides, the run's
     length overrides, steps, parameters). `budget` multiplies the tokens per parameter (1.0:
     the paper's 2.6); the burn-in and lr warm-up are fractions, so they follow the length."""
@@ -157,20 +166,29 @@ def paper_setup(quick: bool, size: str | None = None, budget: float = 1.0
     size = size or ("tiny-a" if quick else "0.5M")
     if size not in sizes:
         raise ValueError(f"unknown model size {size!r}; sizes: {', '.join(sizes)}")
-    base = (*PAPER_DATA, *PAPER_OPTIM, *(PAPER_QUICK_RUN if quick else PAPER_FULL_RUN), *sizes[size],
-            *warmup_overrides())
+    base = (
+        *PAPER_DATA,
+        *PAPER_OPTIM,
+        *(PAPER_QUICK_RUN if quick else PAPER_FULL_RUN),
+        *sizes[size],
+        *warmup_overrides(),
+    )
     cfg = load_config(BASE_CONFIG, list(base))
     vocab = cfg.data.tokenizer.vocab_size  # the BPE's size: what the trainer resolves it to
     params = count_params({**cfg.model.model_dump(mode="json"), "vocab_size": vocab}) or 0
     tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.data.seq_len
     steps = paper_steps(params, tokens_per_step, TOKENS_PER_PARAM * budget)
-    run = (f"train.max_steps={steps}", f"eval.every={max(1, steps // EVALS_PER_RUN)}",
-           f"checkpoint.every={0 if quick else max(50, steps // 10)}")
+    run = (
+        f"train.max_steps={steps}",
+        f"eval.every={max(1, steps // EVALS_PER_RUN)}",
+        f"checkpoint.every={0 if quick else max(50, steps // 10)}",
+    )
     return base, run, steps, params
 
 
-def paper_scale(quick: bool, size: str | None = None, *, seeds: Sequence[int] = (0, 1, 2),
-                budget: float = 1.0) -> tuple[Scale, int]:
+def paper_scale(
+    quick: bool, size: str | None = None, *, seeds: Sequence[int] = (0, 1, 2), budget: float = 1.0
+) -> tuple[Scale, int]:
     """The paper's protocol at one model size as one Scale: (scale, parameters)."""
     base, run, steps, params = paper_setup(quick, size, budget)
     return Scale((*base, *run), steps, tuple(seeds)), params

@@ -91,11 +91,30 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
     for arm, by_seed in records.items():
         for seed, run in sorted(by_seed.items()):
             d = describe(_resolved(run), run.final)
-            r = "uniform weights" if d["strategy"] == "uniform" else temperature_text(d["temperature"])
-            key = json.dumps([d["params"], d["tokens"], d["steps"], round(d["burn_in_fraction"], 6),
-                              round(d["lr_warmup_fraction"], 6), r])
-            row = rows.setdefault(key, {**{k: v for k, v in d.items() if k not in ("temperature", "strategy")},
-                                        "temperature": r, "arms": [], "seeds": []})
+            r = (
+                "uniform weights"
+                if d["strategy"] == "uniform"
+                else temperature_text(d["temperature"])
+            )
+            key = json.dumps(
+                [
+                    d["params"],
+                    d["tokens"],
+                    d["steps"],
+                    round(d["burn_in_fraction"], 6),
+                    round(d["lr_warmup_fraction"], 6),
+                    r,
+                ]
+            )
+            row = rows.setdefault(
+                key,
+                {
+                    **{k: v for k, v in d.items() if k not in ("temperature", "strategy")},
+                    "temperature": r,
+                    "arms": [],
+                    "seeds": [],
+                },
+            )
             if arm not in row["arms"]:
                 row["arms"].append(arm)
             if seed not in row["seeds"]:
@@ -104,17 +123,39 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
 
 
 def setup_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    cols = ["arms", "parameters", "tokens", "tokens/param", "steps", "burn-in", "lr warm-up",
-            "r or schedule", "seeds"]
+    cols = [
+        "arms",
+        "parameters",
+        "tokens",
+        "tokens/param",
+        "steps",
+        "burn-in",
+        "lr warm-up",
+        "r or schedule",
+        "seeds",
+    ]
     out = []
     for r in rows:
         tpp = r.get("tokens_per_param")
-        out.append([", ".join(r["arms"]), _int(r.get("params")), _int(r.get("tokens")),
-                    None if tpp is None else f"{tpp:.3g}", r.get("steps"),
-                    f"{r['burn_in_fraction']:.1%}", f"{r['lr_warmup_fraction']:.1%}", r["temperature"],
-                    ", ".join(str(s) for s in sorted(r["seeds"]))])
-    return Table(cols, out, "setup, as trained (burn-in: uniform weights before reweighting starts; "
-                            f"the paper's GPT-2 code: {PAPER_TOKENS_PER_PARAM:.1f} tokens/param, burn-in 5%)")
+        out.append(
+            [
+                ", ".join(r["arms"]),
+                _int(r.get("params")),
+                _int(r.get("tokens")),
+                None if tpp is None else f"{tpp:.3g}",
+                r.get("steps"),
+                f"{r['burn_in_fraction']:.1%}",
+                f"{r['lr_warmup_fraction']:.1%}",
+                r["temperature"],
+                ", ".join(str(s) for s in sorted(r["seeds"])),
+            ]
+        )
+    return Table(
+        cols,
+        out,
+        "setup, as trained (burn-in: uniform weights before reweighting starts; "
+        f"the paper's GPT-2 code: {PAPER_TOKENS_PER_PARAM:.1f} tokens/param, burn-in 5%)",
+    )
 
 
 def _int(v: Any) -> str | None:
@@ -133,7 +174,11 @@ def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
         return "regime unknown"
     lo, hi = min(tpp), max(tpp)
     tp = f"{lo:.2g}" if hi - lo < 0.01 * hi else f"{lo:.2g}-{hi:.2g}"
-    pa = _short(min(params)) if min(params) == max(params) else f"{_short(min(params))}-{_short(max(params))}"
+    pa = (
+        _short(min(params))
+        if min(params) == max(params)
+        else f"{_short(min(params))}-{_short(max(params))}"
+    )
     paper = lo >= REGIME_TOKENS_PER_PARAM and burn > 0
     where = "in the paper's regime" if paper else "in a short-run regime, not the paper's"
     return f"{where} ({pa} parameters, {tp} tokens/param, {burn:.0%} burn-in)"

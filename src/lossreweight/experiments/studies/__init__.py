@@ -61,8 +61,15 @@ def default_out(name: str, quick: bool) -> Path:
     return study_dir(name, None, quick)
 
 
-def run_study(name: str, out_dir: Path | None = None, *, quick: bool = False,
-              log: Callable[[str], None] | None = None, jobs: int = 1, train_missing: bool = True) -> dict[str, Any]:
+def run_study(
+    name: str,
+    out_dir: Path | None = None,
+    *,
+    quick: bool = False,
+    log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    train_missing: bool = True,
+) -> dict[str, Any]:
     study = get_study(name)
     out = Path(out_dir) if out_dir is not None else default_out(name, quick)
     return study.run(out, quick=quick, log=log, jobs=jobs, train_missing=train_missing)

@@ -22,7 +22,12 @@ from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, pai
 
 # The static mixture (normalised by the loader): hard domains up, the easy synthetic one down.
 STATIC_MIXTURE: dict[str, float] = {
-    "code": 0.2, "docs": 0.2, "drama": 0.15, "math": 0.05, "quotes": 0.15, "scripture": 0.15,
+    "code": 0.2,
+    "docs": 0.2,
+    "drama": 0.15,
+    "math": 0.05,
+    "quotes": 0.15,
+    "scripture": 0.15,
     "wiki": 0.25,
 }
 
@@ -34,11 +39,21 @@ def _mixture_value(m: dict[str, float]) -> str:
 ARMS: tuple[Arm, ...] = (
     Arm("uniform-mix", ("data.mixture=uniform", "reweight.strategy=uniform")),
     Arm("uniform-mix+linupper", ("data.mixture=uniform", "reweight.strategy=linupper")),
-    Arm("static-mix", (f"data.mixture={_mixture_value(STATIC_MIXTURE)}", "reweight.strategy=uniform")),
-    Arm("static-mix+linupper", (f"data.mixture={_mixture_value(STATIC_MIXTURE)}", "reweight.strategy=linupper")),
+    Arm(
+        "static-mix",
+        (f"data.mixture={_mixture_value(STATIC_MIXTURE)}", "reweight.strategy=uniform"),
+    ),
+    Arm(
+        "static-mix+linupper",
+        (f"data.mixture={_mixture_value(STATIC_MIXTURE)}", "reweight.strategy=linupper"),
+    ),
 )
-MIXTURE_OF = {"uniform-mix": "uniform", "uniform-mix+linupper": "uniform",
-              "static-mix": "static", "static-mix+linupper": "static"}
+MIXTURE_OF = {
+    "uniform-mix": "uniform",
+    "uniform-mix+linupper": "uniform",
+    "static-mix": "static",
+    "static-mix+linupper": "static",
+}
 # (treatment, control): what each comparison isolates.
 CONTRASTS: dict[str, tuple[str, str]] = {
     "linupper on the uniform mixture": ("uniform-mix+linupper", "uniform-mix"),
@@ -55,10 +70,19 @@ def scale(quick: bool):  # noqa: ANN201 - a Scale
 def contrast_table(contrasts: dict[str, Any], domains: list[str]) -> Table:
     rows = []
     for name, d in contrasts.items():
-        rows.append([name, d["val_loss"]["mean"], d["val_loss_domain_avg"]["mean"],
-                     *[d["val_loss_by_domain"][dom]["mean"] for dom in domains]])
-    return Table(["contrast (treatment - control)", "val_loss", "domain avg", *domains], rows,
-                 "paired differences in final validation loss (negative: the treatment is better)")
+        rows.append(
+            [
+                name,
+                d["val_loss"]["mean"],
+                d["val_loss_domain_avg"]["mean"],
+                *[d["val_loss_by_domain"][dom]["mean"] for dom in domains],
+            ]
+        )
+    return Table(
+        ["contrast (treatment - control)", "val_loss", "domain avg", *domains],
+        rows,
+        "paired differences in final validation loss (negative: the treatment is better)",
+    )
 
 
 def share_table(summary: dict[str, Any]) -> Table:
@@ -67,8 +91,11 @@ def share_table(summary: dict[str, Any]) -> Table:
         w = r["weights"].get("domain_weight_share", {})
         n = r["weights"].get("domain_sample_share", {})
         rows.append([arm, *[f"{w.get(d, 0):.3f} / {n.get(d, 0):.3f}" for d in summary["domains"]]])
-    return Table(["arm", *summary["domains"]], rows,
-                 "weight share / sample share per domain, averaged over the logged steps")
+    return Table(
+        ["arm", *summary["domains"]],
+        rows,
+        "weight share / sample share per domain, averaged over the logged steps",
+    )
 
 
 class DomainMix(Study):
@@ -77,8 +104,14 @@ class DomainMix(Study):
 
     def plan(self, quick: bool) -> Plan:
         sc = scale(quick)
-        return Plan(ARMS, sc.seeds, sc.overrides, baseline="uniform-mix", batch_groups=MIXTURE_OF,
-                    notes={"static_mixture": STATIC_MIXTURE, "mixture_of": MIXTURE_OF})
+        return Plan(
+            ARMS,
+            sc.seeds,
+            sc.overrides,
+            baseline="uniform-mix",
+            batch_groups=MIXTURE_OF,
+            notes={"static_mixture": STATIC_MIXTURE, "mixture_of": MIXTURE_OF},
+        )
 
     def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
         seeds, domains = ctx.plan.seeds, summary["domains"]
@@ -92,22 +125,37 @@ class DomainMix(Study):
         for name, d in summary["contrasts"].items():
             per = d["val_loss_by_domain"]
             better = [dom for dom in summary["domains"] if (per[dom]["mean"] or 0) < 0]
-            out.append(f"{name}: val_loss {fmt_ci(d['val_loss'])}, domain average {fmt_ci(d['val_loss_domain_avg'])} "
-                       f"nats; lower on {', '.join(better) or 'no domain'}.")
+            out.append(
+                f"{name}: val_loss {fmt_ci(d['val_loss'])}, domain average {fmt_ci(d['val_loss_domain_avg'])} "
+                f"nats; lower on {', '.join(better) or 'no domain'}."
+            )
         return out
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
         d = summary["contrasts"]["linupper on the uniform mixture"]
         s = summary["contrasts"]["static vs uniform mixture (no reweighting)"]
         regime = regime_text(summary.get("setup") or [])
-        return (f"LinUpper on the uniform mixture changes the validation loss by {fmt_ci(d['val_loss'])} nats and the "
-                f"static mixture (no reweighting) by {fmt_ci(s['val_loss'])} nats against the uniform mixture "
-                f"({_interval_words(d)}), {regime}.")
+        return (
+            f"LinUpper on the uniform mixture changes the validation loss by {fmt_ci(d['val_loss'])} nats and the "
+            f"static mixture (no reweighting) by {fmt_ci(s['val_loss'])} nats against the uniform mixture "
+            f"({_interval_words(d)}), {regime}."
+        )
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
         secs = super().sections(ctx, summary, files)
-        secs.insert(1, Section("Per-domain effects", summary["conclusions"],
-                               tables=[contrast_table(summary["contrasts"], summary["domains"]), share_table(summary)]))
+        secs.insert(
+            1,
+            Section(
+                "Per-domain effects",
+                summary["conclusions"],
+                tables=[
+                    contrast_table(summary["contrasts"], summary["domains"]),
+                    share_table(summary),
+                ],
+            ),
+        )
         return secs
 
 

@@ -33,7 +33,10 @@ def paired_steps(summary: dict[str, Any], arm: str, base: str = "uniform") -> di
     """arm - base in steps to target per seed (the main setting), with a 95% interval; a seed
     where either never reached the target is missing, and then so are the mean and interval."""
     per = summary["steps_to_target_per_seed"]
-    diffs = [a - b if a is not None and b is not None else None for a, b in zip(per[arm], per[base], strict=True)]
+    diffs = [
+        a - b if a is not None and b is not None else None
+        for a, b in zip(per[arm], per[base], strict=True)
+    ]
     return spread(diffs)
 
 
@@ -45,8 +48,10 @@ def verdict(summary: dict[str, Any], cfg: LinregConfig) -> str:
         d = paired_steps(summary, s)
         if d["mean"] is not None:
             cands.append((d["mean"], s, d))
-    regime = (f"on the toy least-squares problem (d = {cfg.dim}, lr {cfg.lr:g}, r = {cfg.temperature:g}, "
-              f"{len(summary['seeds'])} seeds, no burn-in)")
+    regime = (
+        f"on the toy least-squares problem (d = {cfg.dim}, lr {cfg.lr:g}, r = {cfg.temperature:g}, "
+        f"{len(summary['seeds'])} seeds, no burn-in)"
+    )
     if not cands:
         return f"No strategy reached the target on every seed together with uniform, {regime}."
     m, s, d = min(cands)
@@ -57,8 +62,10 @@ def verdict(summary: dict[str, Any], cfg: LinregConfig) -> str:
     else:
         interval = "one seed, so no interval"
     word = "fewer" if m < 0 else "more"
-    return (f"{s} reaches {cfg.target:g} x the initial test loss in {abs(m):.1f} {word} steps than uniform "
-            f"on average ({interval}), {regime}.")
+    return (
+        f"{s} reaches {cfg.target:g} x the initial test loss in {abs(m):.1f} {word} steps than uniform "
+        f"on average ({interval}), {regime}."
+    )
 
 
 class Linreg(Study):
@@ -68,14 +75,27 @@ class Linreg(Study):
     def plan(self, quick: bool) -> Plan:
         return Plan((), QUICK_SEEDS if quick else DEFAULT_SEEDS)
 
-    def run(self, out: Path, *, quick: bool = False, log: Log | None = None, jobs: int = 1,
-            train_missing: bool = True, seeds: list[int] | None = None,
-            config: LinregConfig | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        out: Path,
+        *,
+        quick: bool = False,
+        log: Log | None = None,
+        jobs: int = 1,
+        train_missing: bool = True,
+        seeds: list[int] | None = None,
+        config: LinregConfig | None = None,
+    ) -> dict[str, Any]:
         return run_linreg(out, quick=quick, seeds=seeds, config=config)
 
 
-def run_linreg(out_dir: Path, *, quick: bool = False, seeds: list[int] | None = None,
-               config: LinregConfig | None = None) -> dict[str, Any]:
+def run_linreg(
+    out_dir: Path,
+    *,
+    quick: bool = False,
+    seeds: list[int] | None = None,
+    config: LinregConfig | None = None,
+) -> dict[str, Any]:
     """Run the study; write summary.json, PNG plots and index.html into `out_dir`.
 
     quick: the test budget (fewer steps, seeds 0 and 1). `config` overrides the settings.
@@ -94,7 +114,9 @@ def run_linreg(out_dir: Path, *, quick: bool = False, seeds: list[int] | None = 
     claim_output_dir(out, "experiment", "linreg")
     traj = simulate(make_problem(cfg, seeds), plan_arms(cfg), cfg.steps)
     summary = build_summary(cfg, traj, quick=quick)
-    summary["paired_steps_vs_uniform"] = {s: paired_steps(summary, s) for s in cfg.strategies if s != "uniform"}
+    summary["paired_steps_vs_uniform"] = {
+        s: paired_steps(summary, s) for s in cfg.strategies if s != "uniform"
+    }
     summary["verdict"] = verdict(summary, cfg)
     files = write_plots(out, cfg, traj, summary)
     files["html"] = write_report(out, cfg, summary, files).name

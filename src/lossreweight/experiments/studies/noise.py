@@ -32,7 +32,9 @@ from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, mea
 STRATEGIES: tuple[str, ...] = ("uniform", "linupper", "quadratic")
 # condition -> (corrupted domain, share of the training sequences); "" is the clean mix.
 CONDITIONS: dict[str, tuple[str | None, float]] = {
-    "": (None, 0.0), "@noise10": (NOISE_DOMAIN, 0.1), "@noise20": (NOISE_DOMAIN, 0.2),
+    "": (None, 0.0),
+    "@noise10": (NOISE_DOMAIN, 0.1),
+    "@noise20": (NOISE_DOMAIN, 0.2),
     "@repeat20": (REPEAT_DOMAIN, 0.2),
 }
 SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
@@ -53,10 +55,17 @@ def condition_overrides(base: tuple[str, ...], steps: int) -> dict[str, tuple[st
             out[cond] = common
             continue
         needed = int(share * steps * cfg.train.batch_size / (1 - cfg.data.val_fraction)) + 64
-        path = noise_file(base, tok, needed, cfg.data.seq_len) if domain == NOISE_DOMAIN else repeat_file(base)
-        out[cond] = (*common, f"data.sources=[embedded,{path}]",
-                     "data.domains=[" + ",".join((*NATURAL_DOMAINS, domain)) + "]",
-                     f"data.mixture={mixture_value(counts, domain, share)}")
+        path = (
+            noise_file(base, tok, needed, cfg.data.seq_len)
+            if domain == NOISE_DOMAIN
+            else repeat_file(base)
+        )
+        out[cond] = (
+            *common,
+            f"data.sources=[embedded,{path}]",
+            "data.domains=[" + ",".join((*NATURAL_DOMAINS, domain)) + "]",
+            f"data.mixture={mixture_value(counts, domain, share)}",
+        )
     return out
 
 
@@ -74,21 +83,33 @@ def clean_val_loss(run: RunRecord) -> float | None:
 def arms_block(records: Records, steps: int) -> dict[str, Any]:
     out = {}
     for arm, by_seed in records.items():
-        cond = arm[arm.index("@"):] if "@" in arm else ""
+        cond = arm[arm.index("@") :] if "@" in arm else ""
         domain, share = CONDITIONS[cond]
         runs = [by_seed[s] for s in sorted(by_seed)]
         base = [records["uniform" + cond][s] for s in sorted(by_seed)]
         clean = [clean_val_loss(r) for r in runs]
-        sample = [_post_burn_in_share(r, "domain_sample_share", domain, steps) if domain else 0.0 for r in runs]
-        weight = [_post_burn_in_share(r, "domain_weight_share", domain, steps) if domain else 0.0 for r in runs]
-        diffs = [a - b if a is not None and b is not None else None
-                 for a, b in zip(clean, [clean_val_loss(r) for r in base], strict=True)]
+        sample = [
+            _post_burn_in_share(r, "domain_sample_share", domain, steps) if domain else 0.0
+            for r in runs
+        ]
+        weight = [
+            _post_burn_in_share(r, "domain_weight_share", domain, steps) if domain else 0.0
+            for r in runs
+        ]
+        diffs = [
+            a - b if a is not None and b is not None else None
+            for a, b in zip(clean, [clean_val_loss(r) for r in base], strict=True)
+        ]
         out[arm] = {
-            "condition": cond.lstrip("@") or "clean", "corrupted_domain": domain, "corrupted_fraction": share,
+            "condition": cond.lstrip("@") or "clean",
+            "corrupted_domain": domain,
+            "corrupted_fraction": share,
             "seeds": [r.seed for r in runs],
-            "corrupted_sample_share": mean(sample), "corrupted_weight_share": mean(weight),
+            "corrupted_sample_share": mean(sample),
+            "corrupted_weight_share": mean(weight),
             "corrupted_weight_share_per_seed": weight,
-            "clean_val_loss": mean(clean), "clean_val_loss_per_seed": clean,
+            "clean_val_loss": mean(clean),
+            "clean_val_loss_per_seed": clean,
             "val_loss": mean([r.final.get("val_loss") for r in runs]),
             "paired_vs_uniform": spread(diffs),  # clean_val_loss - uniform on the same mix
         }
@@ -108,10 +129,18 @@ class Noise(Study):
                 arm = Arm(s + cond, (*data, *run, f"reweight.strategy={s}"))
                 arms.append(arm)
                 groups[arm.name], pairs[arm.name] = cond, "uniform" + cond
-        return Plan(tuple(arms), QUICK_SEEDS if quick else SEEDS, base, batch_groups=groups, paired_to=pairs,
-                    notes={"params": params, "conditions": {c.lstrip("@") or "clean": list(v)
-                                                            for c, v in CONDITIONS.items()},
-                           "noise_vocabulary": len(word_tokens(clean_tokenizer(base)))})
+        return Plan(
+            tuple(arms),
+            QUICK_SEEDS if quick else SEEDS,
+            base,
+            batch_groups=groups,
+            paired_to=pairs,
+            notes={
+                "params": params,
+                "conditions": {c.lstrip("@") or "clean": list(v) for c, v in CONDITIONS.items()},
+                "noise_vocabulary": len(word_tokens(clean_tokenizer(base))),
+            },
+        )
 
     def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
         summary["arms"] = arms_block(records, summary["steps"])
@@ -121,18 +150,27 @@ class Noise(Study):
         from lossreweight.experiments.paired_plots import plot_share_bars
 
         clean = {a: records[a] for a in records if "@" not in a}
-        return {"loss_curves": plot_loss_curves(ctx.out / "loss_curves.png", clean).name,
-                "corrupted_shares": plot_share_bars(ctx.out / "corrupted_shares.png", summary["arms"]).name}
+        return {
+            "loss_curves": plot_loss_curves(ctx.out / "loss_curves.png", clean).name,
+            "corrupted_shares": plot_share_bars(
+                ctx.out / "corrupted_shares.png", summary["arms"]
+            ).name,
+        }
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
         out = []
         for arm, a in summary["arms"].items():
             if arm.startswith("uniform"):
                 continue
-            share = ("" if not a["corrupted_domain"] else
-                     f"corrupted sequences get {a['corrupted_weight_share']:.1%} of the batch weight at "
-                     f"{a['corrupted_sample_share']:.1%} of the samples; ")
-            out.append(f"{arm}: {share}clean val loss - uniform {fmt_ci(a['paired_vs_uniform'])} nats.")
+            share = (
+                ""
+                if not a["corrupted_domain"]
+                else f"corrupted sequences get {a['corrupted_weight_share']:.1%} of the batch weight at "
+                f"{a['corrupted_sample_share']:.1%} of the samples; "
+            )
+            out.append(
+                f"{arm}: {share}clean val loss - uniform {fmt_ci(a['paired_vs_uniform'])} nats."
+            )
         return out
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
@@ -142,23 +180,59 @@ class Noise(Study):
             return "The 20% noise and repeat arms of linupper are not finished yet."
         d = n["paired_vs_uniform"]
         ex = excludes_zero(d)
-        sure = "no interval" if ex is None else ("the interval excludes zero" if ex else "the interval includes zero")
-        return (f"With 20% random-token sequences, LinUpper gives them {n['corrupted_weight_share']:.0%} of the batch "
-                f"weight (they are {n['corrupted_sample_share']:.0%} of the samples) and its clean validation loss "
-                f"differs from uniform by {fmt_ci(d)} nats ({sure}); 20% exact repeats get "
-                f"{r['corrupted_weight_share']:.0%} of its weight, {regime_text(summary.get('setup') or [])}.")
+        sure = (
+            "no interval"
+            if ex is None
+            else ("the interval excludes zero" if ex else "the interval includes zero")
+        )
+        return (
+            f"With 20% random-token sequences, LinUpper gives them {n['corrupted_weight_share']:.0%} of the batch "
+            f"weight (they are {n['corrupted_sample_share']:.0%} of the samples) and its clean validation loss "
+            f"differs from uniform by {fmt_ci(d)} nats ({sure}); 20% exact repeats get "
+            f"{r['corrupted_weight_share']:.0%} of its weight, {regime_text(summary.get('setup') or [])}."
+        )
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
-        rows = [[arm, a["condition"], a["corrupted_sample_share"], a["corrupted_weight_share"], a["clean_val_loss"],
-                 fmt_ci(a["paired_vs_uniform"]) if not arm.startswith("uniform") else "\u2014"]
-                for arm, a in summary["arms"].items()]
-        table = Table(["arm", "mix", "corrupted sample share", "corrupted weight share", "clean val loss",
-                       "clean val loss - uniform [95% CI]"], rows,
-                      "shares averaged over the steps after the burn-in; clean val loss: mean over the five "
-                      "natural-text domains (nats)")
-        return [Section("Corrupted sequences: weight and clean loss", summary["conclusions"],
-                        images=[(files["corrupted_shares"], "weight share vs sample share of corrupted sequences"),
-                                (files["loss_curves"], "loss curves on the clean mix")], tables=[table])]
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
+        rows = [
+            [
+                arm,
+                a["condition"],
+                a["corrupted_sample_share"],
+                a["corrupted_weight_share"],
+                a["clean_val_loss"],
+                fmt_ci(a["paired_vs_uniform"]) if not arm.startswith("uniform") else "\u2014",
+            ]
+            for arm, a in summary["arms"].items()
+        ]
+        table = Table(
+            [
+                "arm",
+                "mix",
+                "corrupted sample share",
+                "corrupted weight share",
+                "clean val loss",
+                "clean val loss - uniform [95% CI]",
+            ],
+            rows,
+            "shares averaged over the steps after the burn-in; clean val loss: mean over the five "
+            "natural-text domains (nats)",
+        )
+        return [
+            Section(
+                "Corrupted sequences: weight and clean loss",
+                summary["conclusions"],
+                images=[
+                    (
+                        files["corrupted_shares"],
+                        "weight share vs sample share of corrupted sequences",
+                    ),
+                    (files["loss_curves"], "loss curves on the clean mix"),
+                ],
+                tables=[table],
+            )
+        ]
 
 
 STUDY = Noise()

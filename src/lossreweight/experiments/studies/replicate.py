@@ -31,7 +31,11 @@ from lossreweight.experiments.summary import Records, fmt_ci
 STRATEGIES: tuple[str, ...] = ("linupper", "quadratic", "extremes")
 TEMPERATURES: tuple[float, ...] = (0.4, 1.0)
 SEEDS: tuple[int, ...] = (0, 1, 2)
-METRICS = {"val loss": (), "domain avg": ("val_loss_domain_avg",), "worst domain": ("worst_domain_loss",)}
+METRICS = {
+    "val loss": (),
+    "domain avg": ("val_loss_domain_avg",),
+    "worst domain": ("worst_domain_loss",),
+}
 
 
 def arm_name(strategy: str, r: float) -> str:
@@ -42,8 +46,11 @@ def arms() -> tuple[Arm, ...]:
     out = [Arm.strategy("uniform")]
     # r = 0.4 (the paper's default) at every seed first, then r = 1.0: a stopped run has the
     # main comparison whole.
-    out += [Arm(arm_name(s, r), (f"reweight.strategy={s}", f"reweight.temperature={r:g}"), stage=i)
-            for i, r in enumerate(TEMPERATURES) for s in STRATEGIES]
+    out += [
+        Arm(arm_name(s, r), (f"reweight.strategy={s}", f"reweight.temperature={r:g}"), stage=i)
+        for i, r in enumerate(TEMPERATURES)
+        for s in STRATEGIES
+    ]
     return tuple(out)
 
 
@@ -51,8 +58,10 @@ def check_same_batches(summary: dict[str, Any]) -> None:
     """Within a seed every arm must have been fed the same batches (the paired design)."""
     bad = [s for s, ok in summary["same_batches_per_seed"].items() if not ok]
     if bad:
-        raise DataError(f"the arms of seed(s) {', '.join(bad)} were fed different batches (did the corpus "
-                        "change between runs?); start over in a new --out folder")
+        raise DataError(
+            f"the arms of seed(s) {', '.join(bad)} were fed different batches (did the corpus "
+            "change between runs?); start over in a new --out folder"
+        )
 
 
 def protocol_block(summary: dict[str, Any], params: int, steps: int) -> dict[str, Any]:
@@ -90,12 +99,31 @@ def paired_table(summary: dict[str, Any]) -> Table:
         if p is None:
             continue
         st = a["steps_to_uniform_final"]
-        reach = (f"{st['mean']:.0f}" if st["mean"] is not None else "\u2014") + f" ({st['reached']}/{st['of']})"
-        rows.append([arm, fmt_ci(p), fmt_ci(p["val_loss_domain_avg"]), fmt_ci(p["worst_domain_loss"]),
-                     f"{p['seeds_better']}/{len(p['per_seed'])}", reach])
-    return Table(["arm", "val loss - uniform [95% CI]", "domain avg", "worst domain", "seeds better",
-                  "steps to uniform's final (seeds reached)"], rows,
-                 "paired differences to uniform in nats, mean over seeds and 95% t-interval (negative: better)")
+        reach = (
+            f"{st['mean']:.0f}" if st["mean"] is not None else "\u2014"
+        ) + f" ({st['reached']}/{st['of']})"
+        rows.append(
+            [
+                arm,
+                fmt_ci(p),
+                fmt_ci(p["val_loss_domain_avg"]),
+                fmt_ci(p["worst_domain_loss"]),
+                f"{p['seeds_better']}/{len(p['per_seed'])}",
+                reach,
+            ]
+        )
+    return Table(
+        [
+            "arm",
+            "val loss - uniform [95% CI]",
+            "domain avg",
+            "worst domain",
+            "seeds better",
+            "steps to uniform's final (seeds reached)",
+        ],
+        rows,
+        "paired differences to uniform in nats, mean over seeds and 95% t-interval (negative: better)",
+    )
 
 
 def domain_table(summary: dict[str, Any]) -> Table:
@@ -107,8 +135,11 @@ def domain_table(summary: dict[str, Any]) -> Table:
         row += [a["val_loss_by_domain"].get(d) for d in doms]
         row += [fmt_ci(p["val_loss_by_domain"][d], 3) if p else "\u2014" for d in doms]
         rows.append(row)
-    return Table(["arm", "val loss", "domain avg", "worst domain", *doms, *[f"{d} - uniform" for d in doms]],
-                 rows, "final validation loss per domain (nats, mean over seeds) and paired difference to uniform")
+    return Table(
+        ["arm", "val loss", "domain avg", "worst domain", *doms, *[f"{d} - uniform" for d in doms]],
+        rows,
+        "final validation loss per domain (nats, mean over seeds) and paired difference to uniform",
+    )
 
 
 class Replicate(Study):
@@ -132,11 +163,16 @@ class Replicate(Study):
 
         files = super().plots(ctx, records, summary)
         others = [a for a in summary["arms"] if a != "uniform"]
-        metrics = {**METRICS, **{d: ("val_loss_by_domain", d) for d in summary["protocol"]["domains"]}}
-        files["paired_differences"] = plot_paired_bars(ctx.out / "paired_differences.png", summary, others,
-                                                       metrics).name
-        files["paired_curves"] = plot_paired_curves(ctx.out / "paired_curves.png", records, "uniform",
-                                                    others).name
+        metrics = {
+            **METRICS,
+            **{d: ("val_loss_by_domain", d) for d in summary["protocol"]["domains"]},
+        }
+        files["paired_differences"] = plot_paired_bars(
+            ctx.out / "paired_differences.png", summary, others, metrics
+        ).name
+        files["paired_curves"] = plot_paired_curves(
+            ctx.out / "paired_curves.png", records, "uniform", others
+        ).name
         return files
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
@@ -146,22 +182,35 @@ class Replicate(Study):
             if p is None:
                 continue
             st = a["steps_to_uniform_final"]
-            out.append(f"{arm} - uniform: val loss {fmt_ci(p)}, domain avg {fmt_ci(p['val_loss_domain_avg'])}, "
-                       f"worst domain {fmt_ci(p['worst_domain_loss'])} nats; lower val loss on "
-                       f"{p['seeds_better']}/{len(p['per_seed'])} seeds; reaches uniform's final val loss on "
-                       f"{st['reached']}/{st['of']} seeds" + (f" (step {st['mean']:.0f} on average of "
-                                                              f"{summary['steps']})" if st["mean"] is not None else "")
-                       + ".")
+            out.append(
+                f"{arm} - uniform: val loss {fmt_ci(p)}, domain avg {fmt_ci(p['val_loss_domain_avg'])}, "
+                f"worst domain {fmt_ci(p['worst_domain_loss'])} nats; lower val loss on "
+                f"{p['seeds_better']}/{len(p['per_seed'])} seeds; reaches uniform's final val loss on "
+                f"{st['reached']}/{st['of']} seeds"
+                + (
+                    f" (step {st['mean']:.0f} on average of {summary['steps']})"
+                    if st["mean"] is not None
+                    else ""
+                )
+                + "."
+            )
         return out
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
         return best_arm_verdict(summary, self.metric, self.metric_label)
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
-        head = Section("Paired differences to uniform", summary["conclusions"],
-                       images=[(files["paired_differences"], "arm - uniform per metric: mean and 95% interval"),
-                               (files["paired_curves"], "val loss - uniform at every evaluation")],
-                       tables=[paired_table(summary), domain_table(summary)])
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
+        head = Section(
+            "Paired differences to uniform",
+            summary["conclusions"],
+            images=[
+                (files["paired_differences"], "arm - uniform per metric: mean and 95% interval"),
+                (files["paired_curves"], "val loss - uniform at every evaluation"),
+            ],
+            tables=[paired_table(summary), domain_table(summary)],
+        )
         return [head, *super().sections(ctx, summary, files)]
 
 

@@ -47,8 +47,15 @@ def plot_gaps(path: Path, sizes: dict[str, Any]) -> Path:
         lo.append(0.0 if not g["ci95"] else g["mean"] - g["ci95"][0])
         hi.append(0.0 if not g["ci95"] else g["ci95"][1] - g["mean"])
     has_ci = any(v > 0 for v in lo + hi)
-    ax.errorbar(xs, ys, yerr=[lo, hi] if has_ci else None, marker="o", capsize=3,
-                color=P.STRATEGY_COLORS["linupper"], label="linupper - uniform")
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[lo, hi] if has_ci else None,
+        marker="o",
+        capsize=3,
+        color=P.STRATEGY_COLORS["linupper"],
+        label="linupper - uniform",
+    )
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
@@ -78,26 +85,42 @@ class Scale(Study):
                 arm = Arm(f"{strategy}@{size}", (*model, *run, f"reweight.strategy={strategy}"))
                 arms.append(arm)
                 groups[arm.name], pairs[arm.name] = size, f"uniform@{size}"
-        return Plan(tuple(arms), QUICK_SEEDS if quick else SEEDS, base, baseline=arms[0].name,
-                    batch_groups=groups, paired_to=pairs, notes={"sizes": sizes})
+        return Plan(
+            tuple(arms),
+            QUICK_SEEDS if quick else SEEDS,
+            base,
+            baseline=arms[0].name,
+            batch_groups=groups,
+            paired_to=pairs,
+            notes={"sizes": sizes},
+        )
 
     def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
         names = list(summary["sizes"])
         for size in names:
             summary["sizes"][size]["gap"] = spread(_gaps(records, size))
         first, last = _gaps(records, names[0]), _gaps(records, names[-1])
-        summary["gap_change"] = spread([b - a if a is not None and b is not None else None
-                                        for a, b in zip(first, last, strict=True)])
+        summary["gap_change"] = spread(
+            [
+                b - a if a is not None and b is not None else None
+                for a, b in zip(first, last, strict=True)
+            ]
+        )
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
         from lossreweight.experiments.arm_plots import plot_loss_curves
 
-        return {"gap_vs_size": plot_gaps(ctx.out / "gap_vs_size.png", summary["sizes"]).name,
-                "loss_curves": plot_loss_curves(ctx.out / "loss_curves.png", records).name}
+        return {
+            "gap_vs_size": plot_gaps(ctx.out / "gap_vs_size.png", summary["sizes"]).name,
+            "loss_curves": plot_loss_curves(ctx.out / "loss_curves.png", records).name,
+        }
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
-        return [f"{size} ({s['params']:,} parameters, {s['steps']} steps): linupper - uniform "
-                f"{fmt_ci(s['gap'])} nats" for size, s in summary["sizes"].items()]
+        return [
+            f"{size} ({s['params']:,} parameters, {s['steps']} steps): linupper - uniform "
+            f"{fmt_ci(s['gap'])} nats"
+            for size, s in summary["sizes"].items()
+        ]
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
         names = list(summary["sizes"])
@@ -109,22 +132,50 @@ class Scale(Study):
         elif ex is None:
             how = "changes by an amount one seed cannot resolve"
         else:
-            word = "falls (LinUpper does better with size)" if ch["mean"] < 0 else "rises (LinUpper does worse with size)"
+            word = (
+                "falls (LinUpper does better with size)"
+                if ch["mean"] < 0
+                else "rises (LinUpper does worse with size)"
+            )
             how = f"{word} by {abs(ch['mean']):.4f} nats, 95% interval {fmt_ci(ch)}, which " + (
-                "excludes zero" if ex else "includes zero, so no trend is resolved")
-        return (f"LinUpper's domain-average gap to uniform is {fmt_ci(a)} nats at {names[0]} and {fmt_ci(b)} at "
-                f"{names[-1]}: from the smallest to the largest model it {how}, "
-                f"{regime_text(summary.get('setup') or [])}.")
+                "excludes zero" if ex else "includes zero, so no trend is resolved"
+            )
+        return (
+            f"LinUpper's domain-average gap to uniform is {fmt_ci(a)} nats at {names[0]} and {fmt_ci(b)} at "
+            f"{names[-1]}: from the smallest to the largest model it {how}, "
+            f"{regime_text(summary.get('setup') or [])}."
+        )
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
-        rows = [[size, s["params"], s["steps"], summary["runs"][f"uniform@{size}"][METRIC],
-                 summary["runs"][f"linupper@{size}"][METRIC], fmt_ci(s["gap"])]
-                for size, s in summary["sizes"].items()]
-        table = Table(["size", "parameters", "steps", "uniform", "linupper", "linupper - uniform [95% CI]"], rows,
-                      "domain-average validation loss (nats), mean over seeds")
-        return [Section("Gap vs model size", summary["conclusions"],
-                        images=[(files["gap_vs_size"], "linupper - uniform per size, 95% interval"),
-                                (files["loss_curves"], "loss curves of every size")], tables=[table])]
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
+        rows = [
+            [
+                size,
+                s["params"],
+                s["steps"],
+                summary["runs"][f"uniform@{size}"][METRIC],
+                summary["runs"][f"linupper@{size}"][METRIC],
+                fmt_ci(s["gap"]),
+            ]
+            for size, s in summary["sizes"].items()
+        ]
+        table = Table(
+            ["size", "parameters", "steps", "uniform", "linupper", "linupper - uniform [95% CI]"],
+            rows,
+            "domain-average validation loss (nats), mean over seeds",
+        )
+        return [
+            Section(
+                "Gap vs model size",
+                summary["conclusions"],
+                images=[
+                    (files["gap_vs_size"], "linupper - uniform per size, 95% interval"),
+                    (files["loss_curves"], "loss curves of every size"),
+                ],
+                tables=[table],
+            )
+        ]
 
 
 STUDY = Scale()

@@ -28,11 +28,23 @@ def paired_table(summary: dict[str, Any]) -> Table:
             continue
         v = d["val_loss"]
         ci = v["ci95"] or [None, None]
-        rows.append([arm, *v["per_seed"], v["mean"], *ci, *d["steps_to_baseline_final"]["per_seed"]])
-    cols = ["arm", *[f"seed {s}" for s in seeds], "mean", "95% lo", "95% hi",
-            *[f"steps seed {s}" for s in seeds]]
-    return Table(cols, rows, "paired val_loss - uniform per seed in nats (negative: better), and steps to "
-                             "reach uniform's final val_loss per seed (empty: not reached)")
+        rows.append(
+            [arm, *v["per_seed"], v["mean"], *ci, *d["steps_to_baseline_final"]["per_seed"]]
+        )
+    cols = [
+        "arm",
+        *[f"seed {s}" for s in seeds],
+        "mean",
+        "95% lo",
+        "95% hi",
+        *[f"steps seed {s}" for s in seeds],
+    ]
+    return Table(
+        cols,
+        rows,
+        "paired val_loss - uniform per seed in nats (negative: better), and steps to "
+        "reach uniform's final val_loss per seed (empty: not reached)",
+    )
 
 
 class Strategies(Study):
@@ -43,10 +55,18 @@ class Strategies(Study):
         sc = quick_scale(seeds=(0, 1)) if quick else full_scale(100, 20, (0, 1, 2))
         return Plan(tuple(Arm.strategy(s) for s in STRATEGIES), sc.seeds, sc.overrides)
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
         secs = super().sections(ctx, summary, files)
-        secs.insert(1, Section("Paired differences to uniform", summary["conclusions"],
-                               tables=[paired_table(summary)]))
+        secs.insert(
+            1,
+            Section(
+                "Paired differences to uniform",
+                summary["conclusions"],
+                tables=[paired_table(summary)],
+            ),
+        )
         return secs
 
 

@@ -49,11 +49,24 @@ def arms(quick: bool) -> tuple[tuple[Arm, ...], dict[str, str], dict[str, str], 
         budgets[suffix or "@full"] = {"budget": budget, "steps": steps}
         temps = (QUICK_TEMPERATURES if quick else TEMPERATURES) if not suffix else (0.4,)
         arm_list = [Arm("uniform" + suffix, (*run, "reweight.strategy=uniform"))]
-        arm_list += [Arm(r_label(r) + suffix, (*run, "reweight.strategy=linupper", f"reweight.temperature={r:g}"))
-                     for r in temps]
-        arm_list += [Arm(anneal_label(a, b) + suffix, (*run, "reweight.strategy=linupper",
-                                                       f"reweight.temperature={anneal_spec(a, b, steps)}"))
-                     for a, b in ANNEALS]
+        arm_list += [
+            Arm(
+                r_label(r) + suffix,
+                (*run, "reweight.strategy=linupper", f"reweight.temperature={r:g}"),
+            )
+            for r in temps
+        ]
+        arm_list += [
+            Arm(
+                anneal_label(a, b) + suffix,
+                (
+                    *run,
+                    "reweight.strategy=linupper",
+                    f"reweight.temperature={anneal_spec(a, b, steps)}",
+                ),
+            )
+            for a, b in ANNEALS
+        ]
         for arm in arm_list:
             groups[arm.name] = suffix or "@full"
             pairs[arm.name] = "uniform" + suffix
@@ -74,18 +87,33 @@ def plot_sweep(path: Path, summary: dict[str, Any], temps: tuple[float, ...]) ->
         lo.append(0.0 if not ci else d["mean"] - ci[0])
         hi.append(0.0 if not ci else ci[1] - d["mean"])
     has_ci = any(v > 0 for v in lo + hi)
-    ax.errorbar(temps, ys, yerr=[lo, hi] if has_ci else None, color=P.STRATEGY_COLORS["linupper"], marker="o",
-                capsize=3, label="linupper, constant r")
+    ax.errorbar(
+        temps,
+        ys,
+        yerr=[lo, hi] if has_ci else None,
+        color=P.STRATEGY_COLORS["linupper"],
+        marker="o",
+        capsize=3,
+        label="linupper, constant r",
+    )
     for i, (a, b) in enumerate(ANNEALS):
         m = runs[anneal_label(a, b)]["diff_vs_uniform"]["val_loss"]["mean"]
         if m is not None:
-            ax.axhline(m, color=P.color_for(anneal_label(a, b), i), ls="--", lw=1.2, label=anneal_label(a, b))
+            ax.axhline(
+                m,
+                color=P.color_for(anneal_label(a, b), i),
+                ls="--",
+                lw=1.2,
+                label=anneal_label(a, b),
+            )
     ax.axhline(0.0, color="black", lw=0.8, label="uniform")
     ax.set_xscale("log")
     ax.set_xlabel("temperature r")
     ax.set_ylabel("val loss - uniform (nats)")
     n = len(summary["seeds"])
-    ax.set_title("paired difference to uniform vs r" + (f" (95% interval, {n} seeds)" if n > 1 else ""))
+    ax.set_title(
+        "paired difference to uniform vs r" + (f" (95% interval, {n} seeds)" if n > 1 else "")
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.margins(y=0.15)
@@ -96,11 +124,30 @@ def sweep_table(summary: dict[str, Any]) -> Table:
     rows = []
     for arm, r in summary["runs"].items():
         d = r.get("diff_vs_uniform") or {}
-        rows.append([arm, r.get("paired_with", "uniform"), r["val_loss"], r["val_loss_domain_avg"],
-                     fmt_ci(d.get("val_loss")) if not arm.startswith("uniform") else "\u2014",
-                     r["weights"].get("max_weight_x_m"), r["weights"].get("ess_fraction")])
-    return Table(["arm", "paired with", "val loss", "domain avg", "val loss - uniform [95% CI]",
-                  "mean max(w)xM", "ESS / M"], rows, "constant r, annealing schedules and budgets (nats)")
+        rows.append(
+            [
+                arm,
+                r.get("paired_with", "uniform"),
+                r["val_loss"],
+                r["val_loss_domain_avg"],
+                fmt_ci(d.get("val_loss")) if not arm.startswith("uniform") else "\u2014",
+                r["weights"].get("max_weight_x_m"),
+                r["weights"].get("ess_fraction"),
+            ]
+        )
+    return Table(
+        [
+            "arm",
+            "paired with",
+            "val loss",
+            "domain avg",
+            "val loss - uniform [95% CI]",
+            "mean max(w)xM",
+            "ESS / M",
+        ],
+        rows,
+        "constant r, annealing schedules and budgets (nats)",
+    )
 
 
 class Temperature(Study):
@@ -110,37 +157,77 @@ class Temperature(Study):
     def plan(self, quick: bool) -> Plan:
         arm_list, groups, pairs, budgets = arms(quick)
         base, _, _, params = paper_setup(quick)
-        return Plan(arm_list, QUICK_SEEDS if quick else SEEDS, base, batch_groups=groups, paired_to=pairs,
-                    notes={"temperatures": list(QUICK_TEMPERATURES if quick else TEMPERATURES),
-                           "anneals": [list(a) for a in ANNEALS], "budgets": budgets, "params": params})
+        return Plan(
+            arm_list,
+            QUICK_SEEDS if quick else SEEDS,
+            base,
+            batch_groups=groups,
+            paired_to=pairs,
+            notes={
+                "temperatures": list(QUICK_TEMPERATURES if quick else TEMPERATURES),
+                "anneals": [list(a) for a in ANNEALS],
+                "budgets": budgets,
+                "params": params,
+            },
+        )
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
         from lossreweight.experiments.paired_plots import plot_paired_curves
 
         full = [a for a in records if "@" not in a]
-        files = super().plots(ctx, {a: records[a] for a in full}, {**summary, "runs": {a: summary["runs"][a] for a in full}})
+        files = super().plots(
+            ctx,
+            {a: records[a] for a in full},
+            {**summary, "runs": {a: summary["runs"][a] for a in full}},
+        )
         temps = tuple(summary["temperatures"])
-        files["temperature_sweep"] = plot_sweep(ctx.out / "temperature_sweep.png", summary, temps).name
-        others = [a for a in records if not a.startswith("uniform") and (a.startswith("anneal") or "@" in a)]
-        files["anneal_curves"] = plot_paired_curves(ctx.out / "anneal_curves.png", records, "uniform", others,
-                                                    pairs={a: summary["runs"][a].get("paired_with", "uniform")
-                                                           for a in others}).name
+        files["temperature_sweep"] = plot_sweep(
+            ctx.out / "temperature_sweep.png", summary, temps
+        ).name
+        others = [
+            a
+            for a in records
+            if not a.startswith("uniform") and (a.startswith("anneal") or "@" in a)
+        ]
+        files["anneal_curves"] = plot_paired_curves(
+            ctx.out / "anneal_curves.png",
+            records,
+            "uniform",
+            others,
+            pairs={a: summary["runs"][a].get("paired_with", "uniform") for a in others},
+        ).name
         return files
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
         full = [a for a in summary["runs"] if "@" not in a]
         return best_arm_verdict(summary, arms=full)
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
-        budgets = "; ".join(f"{k}: {v['budget'] * 2.6:.2g} tokens/param, {v['steps']} steps"
-                            for k, v in summary["budgets"].items())
-        return [Section("Sensitivity to r and annealing", [
-            f"Budgets: {budgets}. Arms ending in @half train at the half budget and are paired with "
-            "uniform@half. Annealing: geometric from r_start after the burn-in to r_end at the last step.",
-            *summary["conclusions"],
-        ], images=[(files["temperature_sweep"], "val loss - uniform vs constant r (full budget)"),
-                   (files["anneal_curves"], "annealing and half-budget arms: val loss - uniform over training")],
-            tables=[sweep_table(summary)]), *super().sections(ctx, summary, files)]
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
+        budgets = "; ".join(
+            f"{k}: {v['budget'] * 2.6:.2g} tokens/param, {v['steps']} steps"
+            for k, v in summary["budgets"].items()
+        )
+        return [
+            Section(
+                "Sensitivity to r and annealing",
+                [
+                    f"Budgets: {budgets}. Arms ending in @half train at the half budget and are paired with "
+                    "uniform@half. Annealing: geometric from r_start after the burn-in to r_end at the last step.",
+                    *summary["conclusions"],
+                ],
+                images=[
+                    (files["temperature_sweep"], "val loss - uniform vs constant r (full budget)"),
+                    (
+                        files["anneal_curves"],
+                        "annealing and half-budget arms: val loss - uniform over training",
+                    ),
+                ],
+                tables=[sweep_table(summary)],
+            ),
+            *super().sections(ctx, summary, files),
+        ]
 
 
 STUDY = Temperature()

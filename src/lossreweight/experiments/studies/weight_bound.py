@@ -16,14 +16,11 @@ e^(1/r) (12.2 at r = 0.4) when the rest sits at the bottom of the range.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.ticker import FuncFormatter
 
 from lossreweight.experiments import plotting as P
 from lossreweight.experiments.arm_plots import smooth
@@ -33,134 +30,13 @@ from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import full_scale, quick_scale
 from lossreweight.experiments.setup import regime_text
 from lossreweight.experiments.summary import Records, paired, series
-from lossreweight.reweighting import Reweighter, stats_to_python
-
-CAP = 2.0
-BOUND = 2.0  # the paper's claim: max(w) <= 2/M, i.e. max(w) x M <= 2
-
-Sampler = Callable[[int, torch.Generator], torch.Tensor]
-
-
-def _symmetric(m: int, g: torch.Generator) -> torch.Tensor:
-    return 5.0 + torch.randn(m, generator=g)
-
-
-def _right_skewed(m: int, g: torch.Generator) -> torch.Tensor:
-    x = 5.0 + 0.3 * torch.randn(m, generator=g)
-    x[0] = 10.0  # one sample far above the rest stretches the range
-    return x
-
-
-def _bimodal(m: int, g: torch.Generator) -> torch.Tensor:
-    x = 3.0 + 0.3 * torch.randn(m, generator=g)
-    hard = torch.randperm(m, generator=g)[: max(1, m // 4)]
-    x[hard] += 4.0  # a quarter of the batch is hard
-    return x
-
-
-def _left_skewed(m: int, g: torch.Generator) -> torch.Tensor:
-    x = 5.0 + 0.3 * torch.randn(m, generator=g)
-    x[0] = 0.5  # one sample far below the rest
-    return x
-
-
-DISTRIBUTIONS: dict[str, Sampler] = {
-    "symmetric": _symmetric,
-    "right-skewed (1 high outlier)": _right_skewed,
-    "bimodal (25% hard)": _bimodal,
-    "left-skewed (1 low outlier)": _left_skewed,
-}
-
-
-def synthetic_sweep(sizes: list[int], temperatures: list[float], draws: int, seed: int = 0) -> dict[str, Any]:
-    """max(w) x M over `draws` random batches per (distribution, r, M), with and without the cap.
-
-    Also checks the explanation above on every batch: max(w) x M <= M / n_top.
-    """
-    out: dict[str, Any] = {}
-    explained = True
-    capped_ok = True
-    for dist, sample in DISTRIBUTIONS.items():
-        out[dist] = {}
-        for r in temperatures:
-            plain, capped = Reweighter("linupper", r), Reweighter("linupper", r, max_weight=CAP)
-            rows = {}
-            for m in sizes:
-                g = torch.Generator().manual_seed(seed)
-                mw, mw_cap, ess, ess_cap, ntop = [], [], [], [], []
-                for _ in range(draws):
-                    losses = sample(m, g)
-                    w, s = plain.weights_and_stats(losses)
-                    s = stats_to_python(s)
-                    c = stats_to_python(capped.weights_and_stats(losses)[1])
-                    x = 2 * losses - losses.max() - losses.min()
-                    n_top = int((x >= 0).sum())
-                    explained &= float(w.max()) * m <= m / n_top * (1 + 1e-4)
-                    capped_ok &= c["max_weight_x_m"] <= CAP * (1 + 1e-4)
-                    mw.append(s["max_weight_x_m"])
-                    mw_cap.append(c["max_weight_x_m"])
-                    ess.append(s["ess_fraction"])
-                    ess_cap.append(c["ess_fraction"])
-                    ntop.append(n_top / m)
-                rows[str(m)] = {
-                    "max_weight_x_m_mean": sum(mw) / draws,
-                    "max_weight_x_m_min": min(mw),
-                    "max_weight_x_m_max": max(mw),
-                    "frac_batches_above_bound": sum(v > BOUND + 1e-6 for v in mw) / draws,
-                    "capped_max_weight_x_m_max": max(mw_cap),
-                    "ess_fraction": sum(ess) / draws,
-                    "capped_ess_fraction": sum(ess_cap) / draws,
-                    "top_half_fraction": sum(ntop) / draws,
-                }
-            out[dist][f"{r:g}"] = rows
-    return {"results": out, "sizes": sizes, "temperatures": temperatures, "draws": draws,
-            "explained_by_top_half": explained, "cap_holds": capped_ok,
-            "limit_one_outlier": {f"{r:g}": math.exp(1 / r) for r in temperatures}}
-
-
-def plot_synthetic(path: Path, syn: dict[str, Any]) -> Path:
-    dists = list(syn["results"])
-    fig, axes = P.new_figure(len(dists), ncols=2, panel_size=(5.4, 3.8))
-    colors = P.colors_for([f"r={r:g}" for r in syn["temperatures"]])
-    for ax, dist in zip(axes, dists, strict=True):
-        for r in syn["temperatures"]:
-            rows = syn["results"][dist][f"{r:g}"]
-            ms = [int(m) for m in rows]
-            label = f"r={r:g}"
-            ax.plot(ms, [rows[str(m)]["max_weight_x_m_mean"] for m in ms], marker="o", color=colors[label], label=label)
-            ax.fill_between(ms, [rows[str(m)]["max_weight_x_m_min"] for m in ms],
-                            [rows[str(m)]["max_weight_x_m_max"] for m in ms], color=colors[label], alpha=0.15, lw=0)
-        ax.axhline(BOUND, color="black", ls=":", lw=1, label="2 (the paper's bound; the cap)")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 2, 5, 10 rather than 2x10^0
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-        ax.xaxis.set_major_formatter(plain)
-        ax.set_xlabel("batch size M")
-        ax.set_ylabel("max(w) x M (no cap)")
-        ax.set_title(dist)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    return P.save_figure(fig, path)
-
-
-def plot_examples(path: Path, m: int = 64, r: float = 0.4, seed: int = 0) -> Path:
-    """w x M against the loss for one batch of each distribution, without and with the cap."""
-    fig, axes = P.new_figure(len(DISTRIBUTIONS), ncols=2, panel_size=(5.0, 3.4))
-    for ax, (dist, sample) in zip(axes, DISTRIBUTIONS.items(), strict=True):
-        losses = sample(m, torch.Generator().manual_seed(seed))
-        order = torch.argsort(losses)
-        for cap, style, label in ((None, "-", "no cap"), (CAP, "--", f"cap {CAP:g}")):
-            w = Reweighter("linupper", r, max_weight=cap).weights(losses)
-            ax.plot(losses[order].numpy(), (w[order] * m).numpy(), ls=style, marker=".", label=label)
-        ax.axhline(BOUND, color="black", ls=":", lw=1)
-        ax.set_title(f"{dist}, M={m}, r={r:g}")
-        ax.set_xlabel("per-sample loss")
-        ax.set_ylabel("w x M")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    return P.save_figure(fig, path)
+from lossreweight.experiments.weight_synthetic import (
+    BOUND,
+    CAP,
+    plot_examples,
+    plot_synthetic,
+    synthetic_sweep,
+)
 
 
 def plot_training(path: Path, records: Records, colors: dict[str, str]) -> Path:
@@ -169,7 +45,13 @@ def plot_training(path: Path, records: Records, colors: dict[str, str]) -> Path:
         for run in by_seed.values():
             steps, v = series(run, "max_weight_x_m")
             ax.plot(steps, v, color=colors[arm], lw=0.6, alpha=0.35)
-            ax.plot(steps, smooth(torch.tensor(v).numpy()[None], 10)[0], color=colors[arm], lw=1.8, label=arm)
+            ax.plot(
+                steps,
+                smooth(torch.tensor(v).numpy()[None], 10)[0],
+                color=colors[arm],
+                lw=1.8,
+                label=arm,
+            )
     ax.axhline(BOUND, color="black", ls=":", lw=1, label="2 (the paper's bound)")
     ax.set_xlabel("step")
     ax.set_ylabel("max(w) x M")
@@ -189,7 +71,9 @@ def training_bound(records: Records) -> dict[str, Any]:
             "steps_logged": len(vals),
             "max_weight_x_m_mean": sum(vals) / len(vals) if vals else None,
             "max_weight_x_m_max": max(vals) if vals else None,
-            "frac_steps_above_bound": sum(v > BOUND + 1e-4 for v in vals) / len(vals) if vals else None,
+            "frac_steps_above_bound": sum(v > BOUND + 1e-4 for v in vals) / len(vals)
+            if vals
+            else None,
             "mean_frac_samples_above_2_over_m": sum(frac) / len(frac) if frac else None,
         }
     return out
@@ -203,9 +87,15 @@ def scale(quick: bool):  # noqa: ANN201 - a Scale
 ARMS: tuple[Arm, ...] = (
     Arm.strategy("uniform"),
     Arm("linupper", ("reweight.strategy=linupper", "reweight.temperature=0.4")),
-    Arm("linupper-cap2", ("reweight.strategy=linupper", "reweight.temperature=0.4", f"reweight.max_weight={CAP}")),
+    Arm(
+        "linupper-cap2",
+        ("reweight.strategy=linupper", "reweight.temperature=0.4", f"reweight.max_weight={CAP}"),
+    ),
     Arm("linupper-r0.2", ("reweight.strategy=linupper", "reweight.temperature=0.2")),
-    Arm("linupper-r0.2-cap2", ("reweight.strategy=linupper", "reweight.temperature=0.2", f"reweight.max_weight={CAP}")),
+    Arm(
+        "linupper-r0.2-cap2",
+        ("reweight.strategy=linupper", "reweight.temperature=0.2", f"reweight.max_weight={CAP}"),
+    ),
 )
 
 
@@ -224,19 +114,36 @@ class WeightBound(Study):
         seeds = ctx.plan.seeds
         domains = summary["domains"]
         cap_effect = {
-            f"{cap}-vs-{nocap}": paired([records[cap][s] for s in seeds], [records[nocap][s] for s in seeds], domains)
-            for cap, nocap in (("linupper-cap2", "linupper"), ("linupper-r0.2-cap2", "linupper-r0.2"))
+            f"{cap}-vs-{nocap}": paired(
+                [records[cap][s] for s in seeds], [records[nocap][s] for s in seeds], domains
+            )
+            for cap, nocap in (
+                ("linupper-cap2", "linupper"),
+                ("linupper-r0.2-cap2", "linupper-r0.2"),
+            )
         }
-        summary.update({"bound": BOUND, "cap": CAP, "synthetic": syn, "synthetic_sizes": sizes,
-                        "synthetic_seconds": round(time.perf_counter() - start, 2),
-                        "training_bound": training_bound(records), "cap_effect": cap_effect})
+        summary.update(
+            {
+                "bound": BOUND,
+                "cap": CAP,
+                "synthetic": syn,
+                "synthetic_sizes": sizes,
+                "synthetic_seconds": round(time.perf_counter() - start, 2),
+                "training_bound": training_bound(records),
+                "cap_effect": cap_effect,
+            }
+        )
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
         files = super().plots(ctx, records, summary)
         colors = P.colors_for(list(records))
-        files["synthetic_max_weight"] = plot_synthetic(ctx.out / "synthetic_max_weight.png", summary["synthetic"]).name
+        files["synthetic_max_weight"] = plot_synthetic(
+            ctx.out / "synthetic_max_weight.png", summary["synthetic"]
+        ).name
         files["synthetic_examples"] = plot_examples(ctx.out / "synthetic_examples.png").name
-        files["training_max_weight"] = plot_training(ctx.out / "training_max_weight.png", records, colors).name
+        files["training_max_weight"] = plot_training(
+            ctx.out / "training_max_weight.png", records, colors
+        ).name
         return files
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
@@ -246,46 +153,114 @@ class WeightBound(Study):
         tb = summary["training_bound"]
         lin = tb.get("linupper", {})
         syn = summary["synthetic"]
-        worst = max(row["max_weight_x_m_max"] for by_r in syn["results"].values()
-                    for rows in by_r.values() for row in rows.values())
+        worst = max(
+            row["max_weight_x_m_max"]
+            for by_r in syn["results"].values()
+            for rows in by_r.values()
+            for row in rows.values()
+        )
         peak = lin.get("max_weight_x_m_max")
         frac = lin.get("frac_steps_above_bound")
-        train = ("" if peak is None else f"; in training, linupper (r = 0.4) peaked at max(w) x M = {peak:.2f} and was "
-                 f"above 2 on {frac:.0%} of steps, {regime_text(summary.get('setup') or [])}")
-        return (f"The 2/M bound does not hold in general: on synthetic batches with one high-loss outlier "
-                f"max(w) x M reached {worst:.1f} (the cap max_weight = 2 holds it on every batch: "
-                f"{syn['cap_holds']}){train}.")
+        train = (
+            ""
+            if peak is None
+            else f"; in training, linupper (r = 0.4) peaked at max(w) x M = {peak:.2f} and was "
+            f"above 2 on {frac:.0%} of steps, {regime_text(summary.get('setup') or [])}"
+        )
+        return (
+            f"The 2/M bound does not hold in general: on synthetic batches with one high-loss outlier "
+            f"max(w) x M reached {worst:.1f} (the cap max_weight = 2 holds it on every batch: "
+            f"{syn['cap_holds']}){train}."
+        )
 
-    def sections(self, ctx: Context, summary: dict[str, Any], files: dict[str, str]) -> list[Section]:
-        syn, sizes, conclusions = summary["synthetic"], summary["synthetic_sizes"], summary["conclusions"]
+    def sections(
+        self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
+    ) -> list[Section]:
+        syn, sizes, conclusions = (
+            summary["synthetic"],
+            summary["synthetic_sizes"],
+            summary["conclusions"],
+        )
         syn_rows = []
         for dist, by_r in syn["results"].items():
             for r, rows in by_r.items():
-                syn_rows.append([dist, r, *[f"{rows[str(m)]['max_weight_x_m_mean']:.2f} "
-                                            f"({rows[str(m)]['frac_batches_above_bound']:.0%})" for m in sizes]])
-        train_rows = [[a, v["max_weight_x_m_mean"], v["max_weight_x_m_max"], v["frac_steps_above_bound"],
-                       summary["runs"][a]["val_loss"], summary["runs"][a]["weights"].get("ess_fraction")]
-                      for a, v in summary["training_bound"].items()]
+                syn_rows.append(
+                    [
+                        dist,
+                        r,
+                        *[
+                            f"{rows[str(m)]['max_weight_x_m_mean']:.2f} "
+                            f"({rows[str(m)]['frac_batches_above_bound']:.0%})"
+                            for m in sizes
+                        ],
+                    ]
+                )
+        train_rows = [
+            [
+                a,
+                v["max_weight_x_m_mean"],
+                v["max_weight_x_m_max"],
+                v["frac_steps_above_bound"],
+                summary["runs"][a]["val_loss"],
+                summary["runs"][a]["weights"].get("ess_fraction"),
+            ]
+            for a, v in summary["training_bound"].items()
+        ]
         return [
-            Section("Synthetic batches", [
-                *conclusions[:2],
-                f"Each cell: mean max(w) x M over {syn['draws']} random batches (in brackets: the share of batches "
-                "above 2). LinUpper, delta = 1, no cap.",
-            ], images=[(files["synthetic_max_weight"], "max(w) x M vs M (mean, min-max band over batches)"),
-                       (files["synthetic_examples"], "w x M against the loss, one batch of each kind")],
-               tables=[Table(["distribution", "r", *[f"M={m}" for m in sizes]], syn_rows, "max(w) x M without the cap")]),
-            Section("During training", conclusions[2:], images=[(files["training_max_weight"], "max(w) x M over training")],
-                    tables=[Table(["arm", "mean max(w)xM", "peak max(w)xM", "share of steps above 2", "val_loss", "ESS / M"],
-                                  train_rows, "max(w) x M over the logged steps")]),
+            Section(
+                "Synthetic batches",
+                [
+                    *conclusions[:2],
+                    f"Each cell: mean max(w) x M over {syn['draws']} random batches (in brackets: the share of batches "
+                    "above 2). LinUpper, delta = 1, no cap.",
+                ],
+                images=[
+                    (
+                        files["synthetic_max_weight"],
+                        "max(w) x M vs M (mean, min-max band over batches)",
+                    ),
+                    (files["synthetic_examples"], "w x M against the loss, one batch of each kind"),
+                ],
+                tables=[
+                    Table(
+                        ["distribution", "r", *[f"M={m}" for m in sizes]],
+                        syn_rows,
+                        "max(w) x M without the cap",
+                    )
+                ],
+            ),
+            Section(
+                "During training",
+                conclusions[2:],
+                images=[(files["training_max_weight"], "max(w) x M over training")],
+                tables=[
+                    Table(
+                        [
+                            "arm",
+                            "mean max(w)xM",
+                            "peak max(w)xM",
+                            "share of steps above 2",
+                            "val_loss",
+                            "ESS / M",
+                        ],
+                        train_rows,
+                        "max(w) x M over the logged steps",
+                    )
+                ],
+            ),
             *super().sections(ctx, summary, files),
         ]
 
 
-def _conclusions(syn: dict[str, Any], train_b: dict[str, Any], cap_effect: dict[str, Any]) -> list[str]:
+def _conclusions(
+    syn: dict[str, Any], train_b: dict[str, Any], cap_effect: dict[str, Any]
+) -> list[str]:
     res = syn["results"]
 
     def worst(dist: str) -> float:
-        return max(row["max_weight_x_m_max"] for rows in res[dist].values() for row in rows.values())
+        return max(
+            row["max_weight_x_m_max"] for rows in res[dist].values() for row in rows.values()
+        )
 
     holds = [d for d in res if worst(d) <= BOUND + 1e-4]
     fails = [d for d in res if d not in holds]
@@ -295,14 +270,17 @@ def _conclusions(syn: dict[str, Any], train_b: dict[str, Any], cap_effect: dict[
         f"Every batch satisfied max(w) x M <= M / n_top (n_top: samples in the upper half of the loss range): "
         f"{syn['explained_by_top_half']}. With one high outlier, max(w) x M can grow up to e^(1/r) "
         "(when the rest of the batch sits at the bottom of the range): "
-        + ", ".join(f"r={r}: {v:.1f}" for r, v in syn["limit_one_outlier"].items()) + ".",
+        + ", ".join(f"r={r}: {v:.1f}" for r, v in syn["limit_one_outlier"].items())
+        + ".",
         f"The cap max_weight = {CAP:g} keeps max(w) x M <= {CAP:g} on every batch: {syn['cap_holds']}.",
     ]
     for arm, v in train_b.items():
         if v["max_weight_x_m_max"] is None or arm == "uniform":
             continue
-        out.append(f"Training, {arm}: max(w) x M averaged {v['max_weight_x_m_mean']:.2f}, peaked at "
-                   f"{v['max_weight_x_m_max']:.2f}, and was above 2 on {v['frac_steps_above_bound']:.0%} of steps.")
+        out.append(
+            f"Training, {arm}: max(w) x M averaged {v['max_weight_x_m_mean']:.2f}, peaked at "
+            f"{v['max_weight_x_m_max']:.2f}, and was above 2 on {v['frac_steps_above_bound']:.0%} of steps."
+        )
     for name, d in cap_effect.items():
         m = d["val_loss"]["mean"]
         if m is not None:

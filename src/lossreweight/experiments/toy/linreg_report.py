@@ -169,17 +169,32 @@ def _steps_table(blocks: dict[str, dict[str, Any]], strategies: Sequence[str]) -
 
 
 def setup_paragraphs(cfg: LinregConfig, summary: dict[str, Any]) -> list[str]:
-    return ["A toy problem, not a language model: 'parameters' are the coordinates of theta and "
-            "'samples' replace tokens. No burn-in (the toy's losses are informative from step 0)."]
+    return [
+        "A toy problem, not a language model: 'parameters' are the coordinates of theta and "
+        "'samples' replace tokens. No burn-in (the toy's losses are informative from step 0)."
+    ]
 
 
 def setup_table(cfg: LinregConfig, summary: dict[str, Any]) -> Any:
     from lossreweight.experiments.plotting import Table
 
     samples = cfg.steps * cfg.batch_size
-    return Table(["parameters", "samples seen", "samples/param", "steps", "burn-in", "r", "lr", "seeds"],
-                 [[cfg.dim, samples, samples / cfg.dim, cfg.steps, "0%", cfg.temperature, cfg.lr,
-                   ", ".join(str(s) for s in summary["seeds"])]], "setup (main setting)")
+    return Table(
+        ["parameters", "samples seen", "samples/param", "steps", "burn-in", "r", "lr", "seeds"],
+        [
+            [
+                cfg.dim,
+                samples,
+                samples / cfg.dim,
+                cfg.steps,
+                "0%",
+                cfg.temperature,
+                cfg.lr,
+                ", ".join(str(s) for s in summary["seeds"]),
+            ]
+        ],
+        "setup (main setting)",
+    )
 
 
 def write_report(
@@ -252,5 +267,3 @@ def write_report(
         ),
     ]
     return write_html_report(out, "linreg: loss-based reweighting on toy least squares", sections)
-
-

@@ -15,7 +15,6 @@ rates x seeds) advance together; `torch.func.vmap` maps the `Reweighter` over th
 step costs a handful of tensor calls rather than one Python loop per run.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -333,5 +332,3 @@ def plan_arms(cfg: LinregConfig) -> list[Arm]:
             if arm not in arms:
                 arms.append(arm)
     return arms
-
-

@@ -275,5 +275,3 @@ def build_summary(cfg: LinregConfig, traj: Trajectories, *, quick: bool) -> dict
             "diverged_if": f"test loss non-finite or > {DIVERGED_FACTOR:g} x initial",
         },
     }
-
-
