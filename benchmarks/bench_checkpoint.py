@@ -112,12 +112,14 @@ def main() -> None:
     med = [statistics.median(t[i] for t in times) for i in range(4)]
     print(f"preset {args.preset}: model + AdamW state {size:.0f} MB, {args.rounds} rounds")
     print(
-        f"save: {med[0] * 1e3:.0f} ms before -> {med[1] * 1e3:.0f} ms with hashes + manifest + finiteness; "
-        f"ratio {statistics.median(save_ratio):.2f} (range {min(save_ratio):.2f}-{max(save_ratio):.2f})"
+        f"save: {med[0] * 1e3:.0f} ms before -> {med[1] * 1e3:.0f} ms with hashes + manifest + "
+        f"finiteness; ratio {statistics.median(save_ratio):.2f} "
+        f"(range {min(save_ratio):.2f}-{max(save_ratio):.2f})"
     )
     print(
         f"load: {med[2] * 1e3:.0f} ms without the check -> {med[3] * 1e3:.0f} ms with every "
-        f"hash checked; ratio {statistics.median(load_ratio):.2f} (range {min(load_ratio):.2f}-{max(load_ratio):.2f})"
+        f"hash checked; ratio {statistics.median(load_ratio):.2f} "
+        f"(range {min(load_ratio):.2f}-{max(load_ratio):.2f})"
     )
 
 

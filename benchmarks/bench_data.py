@@ -208,7 +208,8 @@ def main() -> None:
     from lossreweight.data import Corpus, DataConfig, PreparedData
 
     print(
-        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, torch {torch.__version__}"
+        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+        f"torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)

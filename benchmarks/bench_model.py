@@ -87,11 +87,13 @@ def main() -> None:
             compiled, ours.parameters(), batch, device, args.steps
         )
     print(
-        f"{args.preset} on {device}: {ours.num_parameters() / 1e6:.1f}M parameters, batch {batch_size}x{seq_len}"
+        f"{args.preset} on {device}: {ours.num_parameters() / 1e6:.1f}M parameters, "
+        f"batch {batch_size}x{seq_len}"
     )
     for name, tps in results.items():
         print(
-            f"  {name:16s} {tps:12,.0f} tokens/s   x{tps / results['transformers']:.2f} vs transformers"
+            f"  {name:16s} {tps:12,.0f} tokens/s   "
+            f"x{tps / results['transformers']:.2f} vs transformers"
         )
 
 

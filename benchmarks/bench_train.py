@@ -4,7 +4,8 @@ trainer (target >= 0.98). Runs are interleaved in rounds; rates are medians over
 windows, the first window of each run (warm-up, compilation) dropped; ratios are paired
 within each round and the median over rounds is reported.
 
-    .venv/bin/python benchmarks/bench_train.py [--preset tiny|small] [--steps N] [--rounds R] [--compile]
+    .venv/bin/python benchmarks/bench_train.py [--preset tiny|small] [--steps N] [--rounds R] \
+        [--compile]
 """
 
 from __future__ import annotations
@@ -144,9 +145,12 @@ def main() -> None:
     print(json.dumps(res, indent=1))
     spread = {k: f"{min(v):.3f}-{max(v):.3f}" for k, v in paired.items()}
     print(
-        f"trainer(uniform)/minimal loop = {res['ratio_trainer_uniform_over_minimal']:.3f} (rounds {spread['uniform/minimal']}; target >= 0.97); "
-        f"linupper/uniform = {res['ratio_linupper_over_uniform']:.3f} (rounds {spread['linupper/uniform']}; target >= 0.98); "
-        f"tok/s minimal {med['minimal']:,.0f}, uniform {med['uniform']:,.0f}, linupper {med['linupper']:,.0f}"
+        f"trainer(uniform)/minimal loop = {res['ratio_trainer_uniform_over_minimal']:.3f} "
+        f"(rounds {spread['uniform/minimal']}; target >= 0.97); "
+        f"linupper/uniform = {res['ratio_linupper_over_uniform']:.3f} "
+        f"(rounds {spread['linupper/uniform']}; target >= 0.98); "
+        f"tok/s minimal {med['minimal']:,.0f}, uniform {med['uniform']:,.0f}, "
+        f"linupper {med['linupper']:,.0f}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

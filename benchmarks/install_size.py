@@ -90,7 +90,8 @@ def main() -> int:
         )
         du = subprocess.run(["du", "-sm", str(target)], capture_output=True, text=True, check=True)
         print(
-            f"pip install --target (all without torch, bytecode included): {du.stdout.split()[0]} MB"
+            "pip install --target (all without torch, bytecode included): "
+            f"{du.stdout.split()[0]} MB"
         )
     return 0
 

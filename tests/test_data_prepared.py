@@ -236,7 +236,8 @@ def test_workers_start_from_a_script_without_a_main_guard(tmp_path):
         "from lossreweight.data import DataConfig, prepare_data\n"
         "enc.MIN_CHARS_FOR_PROCESSES = 0\n"
         "print('top level ran')\n"
-        f"cfg = DataConfig(sources=[{str(source)!r}], seq_len=32, tokenizer={{'vocab_size': 300}})\n"
+        f"cfg = DataConfig(sources=[{str(source)!r}], seq_len=32, "
+        "tokenizer={'vocab_size': 300})\n"
         f"data = prepare_data(cfg, {str(tmp_path / 'out')!r}, progress=False, workers=2)\n"
         "print(data.domains)\n"
     )

@@ -87,7 +87,8 @@ def wait_for(
     while not cond():
         if proc is not None and proc.poll() is not None:
             raise AssertionError(
-                f"process exited ({proc.returncode}) first: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+                f"process exited ({proc.returncode}) first: "
+                f"{proc.stderr.read()[-2000:] if proc.stderr else ''}"
             )
         if time.monotonic() > end:
             raise AssertionError("timed out waiting")

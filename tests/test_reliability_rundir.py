@@ -309,9 +309,14 @@ def test_resuming_on_changed_data_says_the_data_changed(
 
 def test_data_fingerprint_follows_content_not_location() -> None:
     index = {
-        "seq_len": 32, "dtype": "uint16", "domains": ["a"], "tokenizer": {"dir": "tokenizer", "vocab_size": 9},
-        "splits": {"train": {"a": {"shards": [{"file": "train/0000-00000.bin", "tokens": 64, "crc32": 7}]}}},
-    }  # fmt: skip
+        "seq_len": 32,
+        "dtype": "uint16",
+        "domains": ["a"],
+        "tokenizer": {"dir": "tokenizer", "vocab_size": 9},
+        "splits": {
+            "train": {"a": {"shards": [{"file": "train/0000-00000.bin", "tokens": 64, "crc32": 7}]}}
+        },
+    }
     moved = {**index, "tokenizer": {"dir": "elsewhere", "vocab_size": 9}}
     assert data_fingerprint(index, None) == data_fingerprint(moved, None)
     changed = json.loads(json.dumps(index))
@@ -351,7 +356,8 @@ def test_our_frames_match_the_package_path_not_the_folder_name() -> None:
     clone = "/home/me/lossreweight"  # git's default folder name for a clone of the project
     err = "\n".join([
         "Traceback (most recent call last):",
-        f'  File "{clone}/.venv/lib/python3.11/site-packages/torch/distributed/run.py", line 1, in main',
+        f'  File "{clone}/.venv/lib/python3.11/site-packages/torch/distributed/run.py", '
+        "line 1, in main",
         f'  File "{clone}/tests/test_x.py", line 2, in test',
         f'  File "{sys.prefix}/lib/lossreweight_tools.py", line 3, in f',
     ])  # fmt: skip

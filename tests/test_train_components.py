@@ -264,7 +264,8 @@ def test_console_line_format() -> None:
         "train/tokens_per_s": 251034.2,
     }
     assert eval_line(300, 1000, rec, "math") == (
-        "step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | 251,034 tok/s"
+        "step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | "
+        "251,034 tok/s"
     )
 
 

@@ -176,7 +176,8 @@ def verify_checkpoint(ckpt: Path, only: Iterable[str] | None = None) -> dict[str
     for name, entry in zip(names, _entries(ckpt / n for n in names), strict=True):
         if entry["sha256"] != files[name]["sha256"]:
             raise CheckpointError(
-                f"{ckpt / name} changed since it was saved (its sha256 does not match {MANIFEST_FILE}); "
+                f"{ckpt / name} changed since it was saved "
+                f"(its sha256 does not match {MANIFEST_FILE}); "
                 f"{damaged_advice(ckpt)}"
             )
     return manifest
@@ -235,5 +236,6 @@ def nonfinite_message(ckpt: Path) -> str:
     )
     return (
         f"{ckpt} holds non-finite weights (NaN/inf), so training cannot resume from it; delete "
-        f"{', '.join(bad)} in {ckpt.parent} ({then}), after lowering train.lr or raising train.grad_clip"
+        f"{', '.join(bad)} in {ckpt.parent} ({then}), "
+        "after lowering train.lr or raising train.grad_clip"
     )

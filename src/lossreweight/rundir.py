@@ -230,7 +230,8 @@ def read_saved_config(run_dir: str | Path) -> dict[str, Any] | None:
         raise ConfigError(f"--out {run_dir} exists and is not a directory; choose another --out")
     file = run_dir / RESOLVED_CONFIG
     if not file.is_file():
-        # Our lock and leftovers of an atomic write killed half-way are ours; the rest is the user's.
+        # Our lock and leftovers of an atomic write killed half-way are ours;
+        # the rest is the user's.
         if user_entries(run_dir):
             raise ConfigError(
                 f"--out {run_dir} is a non-empty directory that holds no run ({RESOLVED_CONFIG} "

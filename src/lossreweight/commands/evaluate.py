@@ -219,7 +219,8 @@ def _run_curve(args: argparse.Namespace, spec: Any) -> int:
     print(f"wrote {path}" + (f" and {png}" if png else " (no plot: matplotlib is not installed)"))
     if len(curve["points"]) == 1:
         print(
-            "only one checkpoint was kept; train with checkpoint.keep=N (N >= the number of saves) for a curve"
+            "only one checkpoint was kept; train with checkpoint.keep=N "
+            "(N >= the number of saves) for a curve"
         )
     return 0
 

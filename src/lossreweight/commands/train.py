@@ -55,13 +55,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if result.interrupted:
         print(
-            f"stopped at step {result.steps}; checkpoint saved in {args.out}. Re-run the same command to resume.",
+            f"stopped at step {result.steps}; checkpoint saved in {args.out}. "
+            "Re-run the same command to resume.",
             file=sys.stderr,
         )
         return 0
     ev = result.final_eval
     if ev:
         print(
-            f"done: {result.steps} steps, {result.tokens:,} tokens, val_loss {ev['val_loss']:.4f} (ppl {ev['val_ppl']:.2f}); run in {args.out}"
+            f"done: {result.steps} steps, {result.tokens:,} tokens, "
+            f"val_loss {ev['val_loss']:.4f} (ppl {ev['val_ppl']:.2f}); run in {args.out}"
         )
     return 0

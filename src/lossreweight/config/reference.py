@@ -77,7 +77,8 @@ def render_yaml(cfg: RunConfig, title: str) -> str:
         f"# {' '.join(title.splitlines())}",  # an override may hold a newline
         f"# resolved: reweighting starts after {cfg.burn_in_steps} uniform burn-in steps; "
         f"lr warm-up {cfg.train.lr_warmup} steps of {cfg.train.max_steps}",
-        "# Every key: docs/config.md. Save this, edit it, and run: lossreweight train FILE --out DIR",
+        "# Every key: docs/config.md. Save this, edit it, and run: "
+        "lossreweight train FILE --out DIR",
     ]
     _yaml_section(RunConfig, cfg.to_dict(), "", 0, lines)
     return "\n".join(lines) + "\n"
@@ -118,7 +119,8 @@ def render_markdown() -> str:
         "`config`) reads them through the same loader (`lossreweight.config.load_config`).",
         "",
         "```bash",
-        "lossreweight config tiny                           # the tiny preset, resolved and commented",
+        "lossreweight config tiny                           "
+        "# the tiny preset, resolved and commented",
         "lossreweight config tiny train.max_steps=1000      # ... with overrides",
         "lossreweight config tiny > my.yaml                 # a file to edit; then:",
         "lossreweight train my.yaml --out runs/mine",
@@ -126,7 +128,8 @@ def render_markdown() -> str:
         "",
         "Rules the loader enforces:",
         "",
-        "- Values are YAML: `3`, `0.4`, `1e-3` (a float), `true`, `null`, `[a, b]`, `{kind: step, r: 0.4}`.",
+        "- Values are YAML: `3`, `0.4`, `1e-3` (a float), `true`, `null`, `[a, b]`, "
+        "`{kind: step, r: 0.4}`.",
         "- A key given twice in a file (or a section given twice) is an error naming it; YAML",
         "  would otherwise keep the last one silently.",
         "- `true`/`false` are refused where a number is expected (`train.batch_size=true`).",
@@ -136,8 +139,8 @@ def render_markdown() -> str:
         f"  burn-in is {DEFAULT_BURN_IN_FRACTION:.0%} of `train.max_steps`; a fraction follows",
         "  `train.max_steps` overrides. `train.lr_warmup_steps` / `train.lr_warmup_fraction` work",
         "  the same way.",
-        f"- Every temperature r (a constant or any r of a schedule) lies in [{TEMPERATURE_RANGE[0]:g}, "
-        f"{TEMPERATURE_RANGE[1]:g}].",
+        "- Every temperature r (a constant or any r of a schedule) lies in "
+        f"[{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}].",
         "",
     ]
     defaults = RunConfig()

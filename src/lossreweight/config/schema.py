@@ -182,7 +182,8 @@ class ReweightConfig(_Section):
                 name = "temperature" if isinstance(v, int | float) else f"temperature.{key}"
                 raise ValueError(
                     f"{name}={value:g} is outside [{lo:g}, {hi:g}]: below, the weights underflow "
-                    f"to one sample; above, they are uniform (use strategy uniform); pick r in range"
+                    "to one sample; above, they are uniform (use strategy uniform); "
+                    "pick r in range"
                 )
         return v
 

@@ -170,9 +170,9 @@ def _check_domains(cfg: DataConfig, per_domain: dict[str, dict[str, Any]]) -> No
         for split in SPLITS:
             if s[f"{split}_tokens"] < cfg.seq_len:
                 raise DataError(
-                    f"domain '{d}': its {split} documents hold {s[f'{split}_tokens']} tokens, fewer "
-                    f"than one sequence (seq_len={cfg.seq_len}); add text to this domain, lower "
-                    "seq_len" + (", or raise val_fraction" if split == "val" else "")
+                    f"domain '{d}': its {split} documents hold {s[f'{split}_tokens']} tokens, "
+                    f"fewer than one sequence (seq_len={cfg.seq_len}); add text to this domain, "
+                    "lower seq_len" + (", or raise val_fraction" if split == "val" else "")
                 )
 
 

@@ -204,8 +204,9 @@ def _local_hflm(hf_dir: Path, device: torch.device, spec: DownstreamSpec) -> Any
         )
     except (OSError, ValueError) as exc:
         raise CheckpointError(
-            f"transformers cannot load the exported model or the run's tokenizer: {_one_line(exc)}; "
-            "downstream evaluation needs a Hugging Face tokenizer (tokenizer.json) in RUN_DIR/tokenizer"
+            "transformers cannot load the exported model or the run's tokenizer: "
+            f"{_one_line(exc)}; downstream evaluation needs a Hugging Face tokenizer "
+            "(tokenizer.json) in RUN_DIR/tokenizer"
         ) from None
 
 

@@ -24,7 +24,10 @@ class CausalLM(nn.Module):
     attn_width: int
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """[B, T] token ids -> [B, T, dim] final-normed hidden states (before the output projection)."""
+        """[B, T] token ids -> [B, T, dim] final-normed hidden states.
+
+        The states are taken before the output projection.
+        """
         raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

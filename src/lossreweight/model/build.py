@@ -17,7 +17,8 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None) -> CausalLM:
     """
     if vocab_size is not None and cfg.vocab_size is not None and cfg.vocab_size < vocab_size:
         raise ConfigError(
-            f"model.vocab_size={cfg.vocab_size} is smaller than the tokenizer's {vocab_size} tokens; "
+            f"model.vocab_size={cfg.vocab_size} is smaller than the tokenizer's "
+            f"{vocab_size} tokens; "
             f"remove model.vocab_size or set it to at least {vocab_size}"
         )
     if cfg.hf is not None:
@@ -27,7 +28,8 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None) -> CausalLM:
     vocab = cfg.vocab_size or vocab_size
     if vocab is None:
         raise ConfigError(
-            "the vocabulary size is unknown: pass the tokenizer's vocab_size or set model.vocab_size"
+            "the vocabulary size is unknown: pass the tokenizer's vocab_size "
+            "or set model.vocab_size"
         )
     from lossreweight.model.llama import LlamaModel
 

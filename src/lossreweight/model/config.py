@@ -62,7 +62,8 @@ class ModelConfig(BaseModel):
             )
         if self.n_heads % self.kv_heads:
             raise ValueError(
-                f"model.n_heads={self.n_heads} is not a multiple of model.n_kv_heads={self.n_kv_heads}; "
+                f"model.n_heads={self.n_heads} is not a multiple of "
+                f"model.n_kv_heads={self.n_kv_heads}; "
                 "each key/value head serves a whole group of query heads (e.g. n_kv_heads=1 or "
                 f"{self.n_heads})"
             )

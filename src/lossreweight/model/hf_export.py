@@ -157,7 +157,10 @@ def _write_llama(
 
 
 def load_hf_into_llama(path: str | Path) -> LlamaModel:
-    """Read a `LlamaForCausalLM` directory (ours or any plain Llama) into our `LlamaModel`, float32."""
+    """Read a `LlamaForCausalLM` directory (ours or any plain Llama) into our `LlamaModel`.
+
+    The weights are loaded as float32.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -262,7 +265,8 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
     protected = _protected(out_dir)
     if protected:
         raise ConfigError(
-            f"output directory {out_dir} is {protected}; it is never replaced, --force or not: choose another OUT_DIR"
+            f"output directory {out_dir} is {protected}; it is never replaced, --force or not: "
+            "choose another OUT_DIR"
         )
     if not force:
         hint = (
@@ -275,7 +279,8 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
         )
     if not ours:
         raise ConfigError(
-            f"output directory {out_dir} was not created by export-hf (no {EXPORT_MARKER} file), so --force "
+            f"output directory {out_dir} was not created by export-hf "
+            f"(no {EXPORT_MARKER} file), so --force "
             "does not replace it; choose another OUT_DIR, or empty it yourself"
         )
 

@@ -79,7 +79,10 @@ class HFCausalLM(CausalLM):
 
 
 def _find_blocks(hf_model: nn.Module, n_layers: int) -> str:
-    """The name of the ModuleList holding the decoder layers (`model.layers`, `transformer.h`, ...)."""
+    """The name of the ModuleList holding the decoder layers.
+
+    For example `model.layers` or `transformer.h`.
+    """
     for name, module in hf_model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == n_layers and n_layers > 0:
             return name
@@ -107,8 +110,8 @@ def build_hf_model(
             model_vocab = config.get_text_config().vocab_size
             if wanted is not None and wanted > model_vocab:
                 raise ConfigError(
-                    f"the tokenizer has {wanted} tokens but the model at model.hf={cfg.hf} has only "
-                    f"{model_vocab} embedding rows; train with the model's own tokenizer"
+                    f"the tokenizer has {wanted} tokens but the model at model.hf={cfg.hf} "
+                    f"has only {model_vocab} embedding rows; train with the model's own tokenizer"
                 )
             if not load_weights:
                 return HFCausalLM(transformers.AutoModelForCausalLM.from_config(config), str(path))

@@ -50,7 +50,8 @@ def read_run_model_config(run_dir: str | Path) -> ModelConfig:
             break
     else:
         raise CheckpointError(
-            f"{run_dir} has no {' or '.join(RUN_CONFIG_FILES)}; give a run directory written by `lossreweight train`"
+            f"{run_dir} has no {' or '.join(RUN_CONFIG_FILES)}; "
+            "give a run directory written by `lossreweight train`"
         )
     try:
         text = file.read_text()
@@ -73,7 +74,8 @@ def load_run_model(
     ckpt = Path(checkpoint) if checkpoint else find_latest_checkpoint(run_dir)
     if ckpt is None:
         raise CheckpointError(
-            f"{run_dir} has no complete checkpoint (a {CHECKPOINTS_DIR}/step_XXXXXXXX directory with a "
+            f"{run_dir} has no complete checkpoint "
+            f"(a {CHECKPOINTS_DIR}/step_XXXXXXXX directory with a "
             f"{COMPLETE_MARKER} file); train until one is saved, or check the path"
         )
     weights = ckpt / MODEL_WEIGHTS
@@ -142,7 +144,8 @@ def load_state_into(
     if missing or unexpected:
         raise CheckpointError(
             f"{source} does not match the configured model: {len(missing)} missing tensors "
-            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}; is it from another run or model?"
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}; "
+            "is it from another run or model?"
         )
     if assign:  # keep the model's dtype (float32 master weights) whatever the file's
         state = {k: v.to(expected[k].dtype) for k, v in state.items()}

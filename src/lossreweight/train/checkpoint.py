@@ -270,7 +270,8 @@ def read_state(ckpt: Path) -> dict[str, Any]:
     )
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{ckpt} was written by another version of lossreweight (format {state.get('format')!r}); "
+            f"{ckpt} was written by another version of lossreweight "
+            f"(format {state.get('format')!r}); "
             "train into a new output directory"
         )
     m = re.fullmatch(r"step_(\d+)", ckpt.name)
@@ -291,7 +292,8 @@ def read_state(ckpt: Path) -> dict[str, Any]:
         problems.append(f"step {state['step']} does not match the directory name")
     if problems:
         raise CheckpointError(
-            f"{file} is not a valid checkpoint state ({'; '.join(problems)}); {damaged_advice(ckpt)}"
+            f"{file} is not a valid checkpoint state ({'; '.join(problems)}); "
+            f"{damaged_advice(ckpt)}"
         )
     return state
 
@@ -327,7 +329,8 @@ def load_checkpoint(
         )
     except Exception as exc:  # noqa: BLE001 - a well-formed file of the wrong content
         raise CheckpointError(
-            f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: {' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}"
+            f"{ckpt / OPTIMIZER_FILE} does not match this model/optimizer: "
+            f"{' '.join(str(exc).split())[:160]}; {damaged_advice(ckpt)}"
         ) from None
     try:
         if "cpu" in rng:
@@ -406,7 +409,8 @@ def check_compatible(model: torch.nn.Module, sd: dict[str, torch.Tensor], ckpt: 
             if missing
             else f"unexpected {unexpected[:2]}"
             if unexpected
-            else f"{wrong[0]} is {tuple(sd[wrong[0]].shape)} in the checkpoint but {tuple(expected[wrong[0]])} in the model"
+            else f"{wrong[0]} is {tuple(sd[wrong[0]].shape)} in the checkpoint "
+            f"but {tuple(expected[wrong[0]])} in the model"
         )
         raise CheckpointError(
             f"checkpoint {ckpt} is from another model shape ({detail}); use the config it was "

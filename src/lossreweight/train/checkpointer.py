@@ -79,7 +79,10 @@ class Checkpointer:
         )
 
     def restore(self) -> Path | None:
-        """Load the newest complete checkpoint into every registered part; None when there is none."""
+        """Load the newest complete checkpoint into every registered part.
+
+        Returns its path, or None when there is none.
+        """
         latest = find_latest_checkpoint(self.run_dir)
         if latest is None:
             return None

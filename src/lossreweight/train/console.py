@@ -18,13 +18,19 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
 
 
 def eval_line(step: int, max_steps: int, record: dict[str, Any], worst: str | None) -> str:
-    """`step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | 251,034 tok/s`"""
+    """One line per evaluation, e.g.
+
+    `step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 |
+    251,034 tok/s` (printed as one line).
+    """
     worst_part = (
         f"worst {worst} {_fmt(record.get('eval/worst_domain_loss'))}" if worst else "worst n/a"
     )
     return (
-        f"step {step}/{max_steps} | tokens {_tokens(record['tokens'])} | train loss {_fmt(record.get('train/loss'))} | "
-        f"val loss {_fmt(record.get('eval/loss'))} | {worst_part} | {_fmt(record.get('train/tokens_per_s'), ',.0f')} tok/s"
+        f"step {step}/{max_steps} | tokens {_tokens(record['tokens'])} | "
+        f"train loss {_fmt(record.get('train/loss'))} | "
+        f"val loss {_fmt(record.get('eval/loss'))} | {worst_part} | "
+        f"{_fmt(record.get('train/tokens_per_s'), ',.0f')} tok/s"
     )
 
 
@@ -82,7 +88,8 @@ class Console:
             f", worst {worst} {_fmt(final.get('eval/worst_domain_loss'))}" if worst else ""
         )
         self.info(
-            f"trained {steps} steps ({_tokens(tokens)} tokens) in {seconds:.1f} s{tail if val is not None else ''}"
+            f"trained {steps} steps ({_tokens(tokens)} tokens) in {seconds:.1f} s"
+            f"{tail if val is not None else ''}"
         )
 
     def info(self, line: str) -> None:

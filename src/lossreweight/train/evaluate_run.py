@@ -30,7 +30,8 @@ def read_run_config(run_dir: Path) -> RunConfig:
     cfg_file = run_dir / RESOLVED_CONFIG
     if not cfg_file.is_file():
         raise CheckpointError(
-            f"{run_dir} is not a run directory (no {RESOLVED_CONFIG}); give the --out of `lossreweight train`"
+            f"{run_dir} is not a run directory (no {RESOLVED_CONFIG}); "
+            "give the --out of `lossreweight train`"
         )
     saved = read_json_object(
         cfg_file, what="a run config", fix="the run directory is damaged", error=CheckpointError

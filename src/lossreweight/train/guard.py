@@ -127,13 +127,15 @@ def check_divergence(
     good = describe_last_good(run_dir)  # finite weights only (lossreweight.integrity)
     if stats and _reweighting_fault(stats):
         raise TrainingDiverged(
-            f"{int(streak)} steps in a row skipped, the last at step {step}: the per-sample losses were "
-            "finite but the reweighted loss was not (the weights overflow or underflow); raise "
+            f"{int(streak)} steps in a row skipped, the last at step {step}: "
+            "the per-sample losses were finite but the reweighted loss was not "
+            "(the weights overflow or underflow); raise "
             "reweight.temperature or set reweight.max_weight, and train into a new --out (the "
             f"reweighting cannot change on resume); last good checkpoint: {good}"
         )
     raise TrainingDiverged(
-        f"{int(streak)} non-finite steps in a row (loss or gradient is NaN/inf), the last at step {step}; "
+        f"{int(streak)} non-finite steps in a row (loss or gradient is NaN/inf), "
+        f"the last at step {step}; "
         f"last good checkpoint: {good}; lower train.lr or raise "
         "train.grad_clip (allowed on resume), then re-run the command to resume from it"
     )

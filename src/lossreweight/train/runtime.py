@@ -25,7 +25,10 @@ class PeerFailure(UserError):
 
 
 def collective_timeout() -> timedelta:
-    """Collectives fail instead of hanging forever when a rank dies ($LOSSREWEIGHT_DIST_TIMEOUT s)."""
+    """Collectives fail instead of hanging forever when a rank dies.
+
+    The timeout is $LOSSREWEIGHT_DIST_TIMEOUT seconds.
+    """
     raw = os.environ.get(TIMEOUT_ENV, "300")
     try:
         seconds = float(raw)
