@@ -126,7 +126,10 @@ class Noise(Study):
         arms, groups, pairs = [], {}, {}
         for cond, data in conds.items():
             for s in STRATEGIES:
-                arm = Arm(s + cond, (*data, *run, f"reweight.strategy={s}"))
+                # uniform and linupper on every mix first: a stopped study has the main question
+                arm = Arm(
+                    s + cond, (*data, *run, f"reweight.strategy={s}"), stage=int(s == "quadratic")
+                )
                 arms.append(arm)
                 groups[arm.name], pairs[arm.name] = cond, "uniform" + cond
         return Plan(
