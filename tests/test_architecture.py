@@ -27,7 +27,14 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"config", "data", "model", "losses", "reweighting", "rundir", "integrity"},
     "evaluation": {"train", "model", "data", "config", "rundir", "integrity"},
     "experiments": {
-        "train", "evaluation", "config", "data", "model", "losses", "reweighting", "rundir",
+        "train",
+        "evaluation",
+        "config",
+        "data",
+        "model",
+        "losses",
+        "reweighting",
+        "rundir",
         "integrity",
     },
 }
