@@ -17,13 +17,29 @@ from lossreweight.experiments.summary import steps_to_reach
 from lossreweight.train import load_config
 from lossreweight.train.metrics import read_metrics
 
-PLOTS = ("loss_curves", "val_loss_by_domain", "weight_diagnostics", "domain_weight_share", "domain_share_ratio")
+PLOTS = (
+    "loss_curves",
+    "val_loss_by_domain",
+    "weight_diagnostics",
+    "domain_weight_share",
+    "domain_share_ratio",
+)
 pytestmark = pytest.mark.xdist_group("compare")
 
 
 def _compare(out: Path, *extra: str) -> tuple[int, str, str]:
-    return _cli("compare", "tiny", "--out", str(out), "--strategies", "uniform,linupper",
-                "--seeds", "0,1", *TINY_OVERRIDES, *extra)
+    return _cli(
+        "compare",
+        "tiny",
+        "--out",
+        str(out),
+        "--strategies",
+        "uniform,linupper",
+        "--seeds",
+        "0,1",
+        *TINY_OVERRIDES,
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +70,13 @@ def test_summary_schema_two_seeds(compared: tuple[Path, dict[str, Any], str]) ->
         assert len(d["val_loss"]["per_seed"]) == 2 and _finite(d["val_loss"]["mean"])
         assert set(d["val_loss_by_domain"]) == set(s["domains"])
         for seed_dir in r["run_dirs"]:
-            assert (Path(seed_dir) / "final.json").is_file() and Path(seed_dir).parent == out / "runs"
+            assert (Path(seed_dir) / "final.json").is_file() and Path(
+                seed_dir
+            ).parent == out / "runs"
         if name == "uniform":
-            assert d["val_loss"]["per_seed"] == [0.0, 0.0] and r["weights"]["max_weight_x_m"] == pytest.approx(1.0)
+            assert d["val_loss"]["per_seed"] == [0.0, 0.0] and r["weights"][
+                "max_weight_x_m"
+            ] == pytest.approx(1.0)
         else:
             assert r["weights"]["max_weight_x_m"] > 1.0 and _finite(r["weights"]["ess_fraction"])
             for dom in s["domains"]:
@@ -130,7 +150,9 @@ def test_interrupted_run_resumes_and_changed_settings_retrain(tmp_path: Path) ->
     assert rc == 0 and "other settings (kept)" in stdout
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
     (beside,) = (out / "runs" / "by-config").glob("*/linupper-seed0")
-    assert json.loads((beside / "resolved_config.json").read_text())["train"]["lr"] == pytest.approx(1e-3)
+    assert json.loads((beside / "resolved_config.json").read_text())["train"][
+        "lr"
+    ] == pytest.approx(1e-3)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"]["linupper"]["run_dirs"] == [str(beside)]
     # Back to the first settings: the kept run is found again, nothing trains.
@@ -150,10 +172,15 @@ def test_out_folder_of_another_kind_is_refused(tmp_path: Path) -> None:
     study = tmp_path / "study"
     study.mkdir()
     (study / ".lossreweight-output.json").write_text('{"kind": "experiment", "name": "strategies"}')
-    for folder, message in ((stranger, "not empty and was not written by lossreweight"),
-                            (run, "is a training run"), (study, "experiment strategies")):
+    for folder, message in (
+        (stranger, "not empty and was not written by lossreweight"),
+        (run, "is a training run"),
+        (study, "experiment strategies"),
+    ):
         before = sorted(p.name for p in folder.iterdir())
-        rc, _, err = _cli("compare", "tiny", "--out", str(folder), "--strategies", "uniform", *TINY_OVERRIDES)
+        rc, _, err = _cli(
+            "compare", "tiny", "--out", str(folder), "--strategies", "uniform", *TINY_OVERRIDES
+        )
         assert rc == 2 and message in err and err.count("\n") == 1, err
         assert sorted(p.name for p in folder.iterdir()) == before
 

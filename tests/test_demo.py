@@ -47,7 +47,9 @@ def test_writes_report_plots_and_summary(demo: tuple[Path, dict[str, Any], str])
 
 def test_summary_schema(demo: tuple[Path, dict[str, Any], str]) -> None:
     _, s, _ = demo
-    steps = int(next(o for o in demo_overrides(True) if o.startswith("train.max_steps=")).split("=")[1])
+    steps = int(
+        next(o for o in demo_overrides(True) if o.startswith("train.max_steps=")).split("=")[1]
+    )
     assert list(s["runs"]) == list(STRATEGIES) and s["seeds"] == list(QUICK_SEEDS)
     assert "math" not in s["domains"] and len(s["domains"]) == 5  # the natural-text domains
     for r in s["runs"].values():
@@ -57,7 +59,9 @@ def test_summary_schema(demo: tuple[Path, dict[str, Any], str]) -> None:
         assert all(_finite(v) for v in r["val_loss_by_domain"].values())
         assert r["val_loss"] == pytest.approx(sum(r["per_seed"]["val_loss"]) / len(s["seeds"]))
     diff = s["runs"]["linupper"]["diff_vs_uniform"]["val_loss"]
-    assert diff["mean"] == pytest.approx(s["runs"]["linupper"]["val_loss"] - s["runs"]["uniform"]["val_loss"])
+    assert diff["mean"] == pytest.approx(
+        s["runs"]["linupper"]["val_loss"] - s["runs"]["uniform"]["val_loss"]
+    )
     assert diff["ci95"][0] < diff["mean"] < diff["ci95"][1]
     assert s["runs"]["linupper"]["weights"]["max_weight_x_m"] > 1.0
 
@@ -65,21 +69,33 @@ def test_summary_schema(demo: tuple[Path, dict[str, Any], str]) -> None:
 def test_paper_regime_and_verdict_first(demo: tuple[Path, dict[str, Any], str]) -> None:
     out, s, stdout = demo
     (row,) = [r for r in s["setup"] if "linupper" in r["arms"]]
-    assert row["burn_in_fraction"] == pytest.approx(0.05) and row["lr_warmup_fraction"] == pytest.approx(0.025)
+    assert row["burn_in_fraction"] == pytest.approx(0.05) and row[
+        "lr_warmup_fraction"
+    ] == pytest.approx(0.025)
     assert row["tokens_per_param"] == pytest.approx(2.6, rel=0.05)
     # Uniform weights during the burn-in, reweighting after it.
-    metrics = [json.loads(line) for line in (Path(s["runs"]["linupper"]["run_dirs"][0]) / "metrics.jsonl")
-               .read_text().splitlines()]
+    metrics = [
+        json.loads(line)
+        for line in (Path(s["runs"]["linupper"]["run_dirs"][0]) / "metrics.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     burn = round(0.05 * row["steps"])
     assert all(m["reweight/max_weight_x_m"] == pytest.approx(1.0) for m in metrics[: burn - 1])
-    assert max(m["reweight/max_weight_x_m"] for m in metrics[burn + 1:]) > 1.01
+    assert max(m["reweight/max_weight_x_m"] for m in metrics[burn + 1 :]) > 1.01
     assert stdout.startswith("verdict: ") or "\nverdict: " in stdout
-    assert "linupper" in s["verdict"] and "95% interval" in s["verdict"] and "tokens/param" in s["verdict"]
+    assert (
+        "linupper" in s["verdict"]
+        and "95% interval" in s["verdict"]
+        and "tokens/param" in s["verdict"]
+    )
     page = (out / "report.html").read_text()
     assert [h.split("</h2>")[0] for h in page.split("<h2>")[1:]][:2] == ["Verdict", "Setup"]
 
 
-def test_out_onto_another_study_is_refused(demo: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
+def test_out_onto_another_study_is_refused(
+    demo: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
     """demo --out onto a folder another command wrote (here: compare) refuses and changes nothing."""
     from cli_utils import run_cli
 

@@ -216,10 +216,18 @@ def test_html_report_escapes_and_embeds(tmp_path: Path) -> None:
 
 def test_page_opens_with_verdict_and_setup(quick: tuple[Path, dict[str, Any]]) -> None:
     out, s = quick
-    assert s["verdict"].endswith(".") and "uniform" in s["verdict"] and "95% interval" in s["verdict"]
+    assert (
+        s["verdict"].endswith(".") and "uniform" in s["verdict"] and "95% interval" in s["verdict"]
+    )
     for arm, d in s["paired_steps_vs_uniform"].items():
-        per = [a - b for a, b in zip(s["steps_to_target_per_seed"][arm], s["steps_to_target_per_seed"]["uniform"],
-                                     strict=True)]
+        per = [
+            a - b
+            for a, b in zip(
+                s["steps_to_target_per_seed"][arm],
+                s["steps_to_target_per_seed"]["uniform"],
+                strict=True,
+            )
+        ]
         assert d["per_seed"] == per and d["mean"] == pytest.approx(sum(per) / len(per))
         assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
     page = (out / "index.html").read_text()

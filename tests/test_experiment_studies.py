@@ -60,20 +60,26 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _check_common(out: Path, s: dict[str, Any], stdout: str, arms: list[str], *, same_batches: bool = True) -> None:
+def _check_common(
+    out: Path, s: dict[str, Any], stdout: str, arms: list[str], *, same_batches: bool = True
+) -> None:
     assert s["quick"] is True and list(s["runs"]) == arms
     for arm, r in s["runs"].items():
         assert _finite(r["val_loss"]) and _finite(r["val_loss_domain_avg"]), arm
         assert all(_finite(v) for v in r["val_loss_by_domain"].values())
         assert len(r["per_seed"]["val_loss"]) == len(s["seeds"])
-        assert _finite(r["weights"]["max_weight_x_m"]) and r["weights"]["max_weight_x_m"] >= 1.0 - 1e-5
+        assert (
+            _finite(r["weights"]["max_weight_x_m"]) and r["weights"]["max_weight_x_m"] >= 1.0 - 1e-5
+        )
     assert s["same_batches"] is True or not same_batches
     page = (out / "index.html").read_text()
     headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
     assert headings[:2] == ["Verdict", "Setup"]  # every page opens with the verdict, then the setup
     assert s["verdict"].endswith(".") and f"verdict: {s['verdict']}" in stdout
     for row in s["setup"]:
-        assert row["params"] > 0 and row["tokens"] > 0 and row["tokens_per_param"] > 0 and row["seeds"]
+        assert (
+            row["params"] > 0 and row["tokens"] > 0 and row["tokens_per_param"] > 0 and row["seeds"]
+        )
     for name, f in s["files"].items():
         if f.endswith(".png"):
             assert (out / f).read_bytes().startswith(PNG_MAGIC), name
@@ -96,7 +102,15 @@ def test_strategies_quick(strategies: Run) -> None:
         d = runs[a]["diff_vs_uniform"]
         assert len(d["val_loss"]["per_seed"]) == 2 and _finite(d["val_loss"]["mean"])
         assert d["val_loss"]["per_seed"] == pytest.approx(
-            [x - y for x, y in zip(runs[a]["per_seed"]["val_loss"], runs["uniform"]["per_seed"]["val_loss"], strict=True)])
+            [
+                x - y
+                for x, y in zip(
+                    runs[a]["per_seed"]["val_loss"],
+                    runs["uniform"]["per_seed"]["val_loss"],
+                    strict=True,
+                )
+            ]
+        )
         st = d["steps_to_baseline_final"]
         assert len(st["per_seed"]) == 2 and 0 <= st["reached"] <= 2
         assert all(v is None or 0 < v <= s["steps"] for v in st["per_seed"])
@@ -107,8 +121,22 @@ def test_strategies_quick(strategies: Run) -> None:
 
 def test_temperature_quick(temperature: Run) -> None:
     out, s, stdout = temperature
-    full = ["uniform", "r=0.4", "r=1", "r=100", "anneal-100-to-1", "anneal-50-to-0.5", "anneal-200-to-2"]
-    half = ["uniform@half", "r=0.4@half", "anneal-100-to-1@half", "anneal-50-to-0.5@half", "anneal-200-to-2@half"]
+    full = [
+        "uniform",
+        "r=0.4",
+        "r=1",
+        "r=100",
+        "anneal-100-to-1",
+        "anneal-50-to-0.5",
+        "anneal-200-to-2",
+    ]
+    half = [
+        "uniform@half",
+        "r=0.4@half",
+        "anneal-100-to-1@half",
+        "anneal-50-to-0.5@half",
+        "anneal-200-to-2@half",
+    ]
     _check_common(out, s, stdout, [*full, *half], same_batches=False)
     runs = s["runs"]
     # Weight concentration falls as r grows; r = 100 is uniform to within 1%.
@@ -118,10 +146,19 @@ def test_temperature_quick(temperature: Run) -> None:
     assert s["same_batches_per_seed"] and all(s["same_batches_per_seed"].values())
     steps = {k: v["steps"] for k, v in s["budgets"].items()}
     assert steps["@half"] == pytest.approx(steps["@full"] / 2, abs=1)
-    assert runs["r=0.4@half"]["paired_with"] == "uniform@half" and "paired_with" not in runs["r=0.4"]
+    assert (
+        runs["r=0.4@half"]["paired_with"] == "uniform@half" and "paired_with" not in runs["r=0.4"]
+    )
     assert runs["r=0.4@half"]["diff_vs_uniform"]["val_loss"]["per_seed"] == pytest.approx(
-        [a - b for a, b in zip(runs["r=0.4@half"]["per_seed"]["val_loss"],
-                               runs["uniform@half"]["per_seed"]["val_loss"], strict=True)])
+        [
+            a - b
+            for a, b in zip(
+                runs["r=0.4@half"]["per_seed"]["val_loss"],
+                runs["uniform@half"]["per_seed"]["val_loss"],
+                strict=True,
+            )
+        ]
+    )
     # Annealing: r is 100 (uniform weights before it) through the burn-in, then falls to 1.
     temps = [r["temperature"] for r in _metrics(Path(runs["anneal-100-to-1"]["run_dirs"][0]))]
     burn = round(0.05 * s["budgets"]["@full"]["steps"])
@@ -138,11 +175,19 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def test_weight_bound_quick(weight_bound: Run) -> None:
     out, s, stdout = weight_bound
-    _check_common(out, s, stdout, ["uniform", "linupper", "linupper-cap2", "linupper-r0.2", "linupper-r0.2-cap2"])
+    _check_common(
+        out,
+        s,
+        stdout,
+        ["uniform", "linupper", "linupper-cap2", "linupper-r0.2", "linupper-r0.2-cap2"],
+    )
     # uniform and linupper (seed 0) were copied from the strategies study, not retrained:
     # the same records, and no checkpoints (a copy leaves them behind).
     for arm in ("uniform", "linupper"):
-        copy, source = out / "runs" / f"{arm}-seed0", out.parent / "strategies" / "runs" / f"{arm}-seed0"
+        copy, source = (
+            out / "runs" / f"{arm}-seed0",
+            out.parent / "strategies" / "runs" / f"{arm}-seed0",
+        )
         assert _metrics(copy) == _metrics(source) and not (copy / "checkpoints").exists()
     syn = s["synthetic"]
     assert syn["explained_by_top_half"] is True and syn["cap_holds"] is True
@@ -151,12 +196,21 @@ def test_weight_bound_quick(weight_bound: Run) -> None:
     assert max(row["max_weight_x_m_max"] for row in outlier.values()) > 2.0  # the bound fails
     assert all(row["capped_max_weight_x_m_max"] <= 2.0 + 1e-4 for row in outlier.values())
     low = res["left-skewed (1 low outlier)"]
-    assert all(row["max_weight_x_m_max"] <= 2.0 + 1e-4 for rows in low.values() for row in rows.values())
+    assert all(
+        row["max_weight_x_m_max"] <= 2.0 + 1e-4 for rows in low.values() for row in rows.values()
+    )
     tb = s["training_bound"]
     for arm in ("linupper-cap2", "linupper-r0.2-cap2"):
-        assert tb[arm]["max_weight_x_m_max"] <= 2.0 + 1e-3 and tb[arm]["frac_steps_above_bound"] == 0.0
-    assert tb["linupper-r0.2"]["max_weight_x_m_max"] >= tb["linupper-r0.2-cap2"]["max_weight_x_m_max"]
-    assert set(s["cap_effect"]) == {"linupper-cap2-vs-linupper", "linupper-r0.2-cap2-vs-linupper-r0.2"}
+        assert (
+            tb[arm]["max_weight_x_m_max"] <= 2.0 + 1e-3 and tb[arm]["frac_steps_above_bound"] == 0.0
+        )
+    assert (
+        tb["linupper-r0.2"]["max_weight_x_m_max"] >= tb["linupper-r0.2-cap2"]["max_weight_x_m_max"]
+    )
+    assert set(s["cap_effect"]) == {
+        "linupper-cap2-vs-linupper",
+        "linupper-r0.2-cap2-vs-linupper-r0.2",
+    }
 
 
 def test_domain_mix_quick(domain_mix: Run) -> None:
@@ -203,12 +257,17 @@ def test_experiment_linreg_is_wired_and_report_takes_it(
 
     calls = []
 
-    def fake(out: Path, *, quick: bool = False, seeds: Any = None, config: Any = None) -> dict[str, Any]:
+    def fake(
+        out: Path, *, quick: bool = False, seeds: Any = None, config: Any = None
+    ) -> dict[str, Any]:
         calls.append((Path(out), quick))
         out.mkdir(parents=True)
         shutil.copy(domain_mix[0] / "loss_curves.png", out / "test_loss.png")
-        summary = {"study": "linreg", "conclusions": ["linupper is fastest"],
-                   "files": {"test_loss": "test_loss.png", "html": "index.html"}}
+        summary = {
+            "study": "linreg",
+            "conclusions": ["linupper is fastest"],
+            "files": {"test_loss": "test_loss.png", "html": "index.html"},
+        }
         (out / "summary.json").write_text(json.dumps(summary))
         return summary
 
@@ -237,8 +296,16 @@ def test_bad_input_exits_2(args: list[str], message: str) -> None:
 
 
 def test_every_study_is_registered() -> None:
-    assert set(STUDIES) >= {"linreg", "strategies", "temperature", "weight-bound", "domain-mix", "replicate",
-                            "noise", "scale"}
+    assert set(STUDIES) >= {
+        "linreg",
+        "strategies",
+        "temperature",
+        "weight-bound",
+        "domain-mix",
+        "replicate",
+        "noise",
+        "scale",
+    }
     assert all(desc and "\n" not in desc for desc in STUDIES.values())
 
 

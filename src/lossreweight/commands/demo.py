@@ -8,12 +8,19 @@ from pathlib import Path
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true",
-                   help="a small corpus and model, three seeds (under a minute) instead of the 0.5M model "
-                        "at 2.6 tokens/param (about 5 minutes on 2 cores)")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default runs/demo, or runs/demo-quick with --quick); "
-                        "re-running reuses finished runs; a folder another command wrote is refused")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small corpus and model, three seeds (under a minute) instead of the 0.5M model "
+        "at 2.6 tokens/param (about 5 minutes on 2 cores)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output folder (default runs/demo, or runs/demo-quick with --quick); "
+        "re-running reuses finished runs; a folder another command wrote is refused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,17 +11,31 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     from lossreweight.experiments.studies import STUDIES
 
     names = "; ".join(f"{k}: {v}" for k, v in STUDIES.items())
-    p.add_argument("name", metavar="NAME", help=f"the study ({names})".replace("%", "%%"))  # argparse formats %
+    p.add_argument(
+        "name", metavar="NAME", help=f"the study ({names})".replace("%", "%%")
+    )  # argparse formats %
     p.add_argument("--quick", action="store_true", help="a small, fast version (minutes at most)")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default runs/NAME, or runs/NAME-quick with --quick); "
-                        "re-running reuses finished training runs, and runs with changed settings "
-                        "go beside them (runs/by-config/HASH/), never replacing them")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="train N runs side by side in N processes (default 1; 2 on a 2-core machine)")
-    p.add_argument("--no-train", action="store_true",
-                   help="train nothing: report the seeds whose every run is finished (e.g. while a long "
-                        "study is still running, or after it was stopped)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output folder (default runs/NAME, or runs/NAME-quick with --quick); "
+        "re-running reuses finished training runs, and runs with changed settings "
+        "go beside them (runs/by-config/HASH/), never replacing them",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs side by side in N processes (default 1; 2 on a 2-core machine)",
+    )
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: report the seeds whose every run is finished (e.g. while a long "
+        "study is still running, or after it was stopped)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     start = time.perf_counter()
     out = Path(args.out) if args.out else default_out(args.name, args.quick)
-    summary = run_study(args.name, out, quick=args.quick, log=log, jobs=args.jobs,
-                        train_missing=not args.no_train)
+    summary = run_study(
+        args.name, out, quick=args.quick, log=log, jobs=args.jobs, train_missing=not args.no_train
+    )
     if summary.get("verdict"):
         print(f"verdict: {summary['verdict']}")
     for line in summary.get("conclusions", []):

@@ -18,13 +18,17 @@ from lossreweight.experiments.plotting import Section, Table, write_html_report
 from lossreweight.experiments.study import SUMMARY_FILE, section_from_dict
 
 DEFAULT_OUT = Path("runs/report.html")
-GENERATOR = "lossreweight report"  # in the page's <meta name='generator'>: a page this command wrote
+GENERATOR = (
+    "lossreweight report"  # in the page's <meta name='generator'>: a page this command wrote
+)
 
 
 def load_summary(folder: Path) -> dict[str, Any]:
     path = Path(folder) / SUMMARY_FILE
     if not path.is_file():
-        raise UserError(f"{folder} has no {SUMMARY_FILE}: run `lossreweight experiment` or `compare` into it first")
+        raise UserError(
+            f"{folder} has no {SUMMARY_FILE}: run `lossreweight experiment` or `compare` into it first"
+        )
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
@@ -51,25 +55,38 @@ def check_out_file(out_file: Path, force: bool) -> None:
     if out_file.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out {out_file} must name an .html file (e.g. runs/report.html)")
     if out_file.is_dir():
-        raise UserError(f"--out {out_file} is a folder; name the .html file to write, e.g. {out_file / 'report.html'}")
+        raise UserError(
+            f"--out {out_file} is a folder; name the .html file to write, e.g. {out_file / 'report.html'}"
+        )
     from lossreweight.experiments.runs import is_run_dir
 
     for parent in out_file.resolve().parents:
         if is_run_dir(parent):
-            raise UserError(f"--out {out_file} is inside the training run {parent}; write the page elsewhere")
+            raise UserError(
+                f"--out {out_file} is inside the training run {parent}; write the page elsewhere"
+            )
     if not out_file.exists():
         return
     try:
         head = out_file.read_text(encoding="utf-8", errors="replace")[:2000]
     except OSError as exc:
-        raise UserError(f"--out {out_file} cannot be read ({exc.strerror}); choose another file") from None
+        raise UserError(
+            f"--out {out_file} cannot be read ({exc.strerror}); choose another file"
+        ) from None
     if f"content='{GENERATOR}'" not in head and not force:
-        raise UserError(f"--out {out_file} exists and was not written by `lossreweight report`; give another "
-                        "--out, or add --force to replace it")
+        raise UserError(
+            f"--out {out_file} exists and was not written by `lossreweight report`; give another "
+            "--out, or add --force to replace it"
+        )
 
 
-def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_OUT, *, embed: bool = False,
-                 force: bool = False) -> Path:
+def build_report(
+    folders: Sequence[Path | str],
+    out_file: Path | str = DEFAULT_OUT,
+    *,
+    embed: bool = False,
+    force: bool = False,
+) -> Path:
     """Write the combined page to `out_file`; images are linked relative to it (or embedded)."""
     if not folders:
         raise UserError("give at least one study folder")
@@ -84,20 +101,37 @@ def build_report(folders: Sequence[Path | str], out_file: Path | str = DEFAULT_O
         title = _title(folder, s)
         rel = os.path.relpath(folder, out_dir)
         prefix = "" if rel == "." else rel.rstrip("/") + "/"
-        page = (s.get("report") or {}).get("html") or (s.get("files") or {}).get("html", "index.html")
+        page = (s.get("report") or {}).get("html") or (s.get("files") or {}).get(
+            "html", "index.html"
+        )
         overview.append([title, str(folder), s.get("quick"), s.get("runtime_s"), prefix + page])
         if s.get("verdict"):
             verdicts.append(f"{title}: {s['verdict']}")
         intro = [f"Folder {folder}; its own page: {prefix + page}."]
         sections.append(Section(title, intro + list(s.get("conclusions") or [])))
         report = s.get("report")
-        subs = ([section_from_dict(d, prefix) for d in report["sections"]] if report
-                else _fallback_sections(s, prefix))
+        subs = (
+            [section_from_dict(d, prefix) for d in report["sections"]]
+            if report
+            else _fallback_sections(s, prefix)
+        )
         short = s.get("study") or s.get("command") or folder.name
         for sub in subs:
             sub.heading = f"{short} \u2014 {sub.heading}"
             sections.append(sub)
-    head = [Section("Verdicts", verdicts or ["No study in these folders states a verdict."]),
-            Section("Studies", [], tables=[Table(["study", "folder", "quick", "runtime (s)", "page"], overview)])]
-    return write_html_report(out_dir, "lossreweight: results", [*head, *sections], filename=out_file.name,
-                             embed_images=embed, generator=GENERATOR)
+    head = [
+        Section("Verdicts", verdicts or ["No study in these folders states a verdict."]),
+        Section(
+            "Studies",
+            [],
+            tables=[Table(["study", "folder", "quick", "runtime (s)", "page"], overview)],
+        ),
+    ]
+    return write_html_report(
+        out_dir,
+        "lossreweight: results",
+        [*head, *sections],
+        filename=out_file.name,
+        embed_images=embed,
+        generator=GENERATOR,
+    )

@@ -18,18 +18,24 @@ from lossreweight.experiments.tables import results_table, weights_table
 
 
 def parse_strategies(text: str | Sequence[str]) -> list[str]:
-    """"uniform,linupper" -> ["uniform", "linupper"]; unknown or repeated names fail early."""
+    """ "uniform,linupper" -> ["uniform", "linupper"]; unknown or repeated names fail early."""
     from lossreweight.reweighting import available_strategies
 
-    names = [s.strip() for s in text.split(",")] if isinstance(text, str) else [s.strip() for s in text]
+    names = (
+        [s.strip() for s in text.split(",")] if isinstance(text, str) else [s.strip() for s in text]
+    )
     names = [n for n in names if n]
     if not names:
-        raise ConfigError("--strategies is empty; give a comma-separated list, e.g. uniform,linupper")
+        raise ConfigError(
+            "--strategies is empty; give a comma-separated list, e.g. uniform,linupper"
+        )
     valid = available_strategies()
     for n in names:
         if n not in valid:
             hint = " ('upper' is ambiguous: say 'linear' or 'linupper')" if n == "upper" else ""
-            raise ConfigError(f"--strategies: unknown strategy {n!r}{hint}; valid: {', '.join(valid)}")
+            raise ConfigError(
+                f"--strategies: unknown strategy {n!r}{hint}; valid: {', '.join(valid)}"
+            )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"--strategies names {', '.join(dupes)} more than once")
@@ -37,12 +43,14 @@ def parse_strategies(text: str | Sequence[str]) -> list[str]:
 
 
 def parse_seeds(text: str | Sequence[int]) -> list[int]:
-    """"0,1,2" -> [0, 1, 2]: distinct integers >= 0."""
+    """ "0,1,2" -> [0, 1, 2]: distinct integers >= 0."""
     if isinstance(text, str):
         try:
             seeds = [int(s) for s in text.split(",") if s.strip()]
         except ValueError:
-            raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+            raise ConfigError(
+                f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}"
+            ) from None
     else:
         seeds = [int(s) for s in text]
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
@@ -76,15 +84,30 @@ def train_arms(
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ConfigError(f"arm names must be distinct, got {names}")
-    records = run_arms(config, list(overrides), arms, seeds, Path(out) / "runs", log=log, reuse_from=reuse_from,
-                       jobs=jobs)
+    records = run_arms(
+        config,
+        list(overrides),
+        arms,
+        seeds,
+        Path(out) / "runs",
+        log=log,
+        reuse_from=reuse_from,
+        jobs=jobs,
+    )
     summary = summarize(records, baseline=baseline if baseline in names else None)
-    summary.update({"config": str(config), "overrides": list(overrides),
-                    "arm_overrides": {a.name: list(a.overrides) for a in arms}})
+    summary.update(
+        {
+            "config": str(config),
+            "overrides": list(overrides),
+            "arm_overrides": {a.name: list(a.overrides) for a in arms},
+        }
+    )
     return records, summary
 
 
-def standard_sections(summary: dict[str, Any], files: dict[str, str], *, intro: Sequence[str] = ()) -> list[Section]:
+def standard_sections(
+    summary: dict[str, Any], files: dict[str, str], *, intro: Sequence[str] = ()
+) -> list[Section]:
     """The report sections every arm comparison shares."""
     base = summary.get("baseline")
     same = "yes" if summary["same_batches"] else "NO"
@@ -103,18 +126,34 @@ def standard_sections(summary: dict[str, Any], files: dict[str, str], *, intro: 
         )
     return [
         Section("Protocol", setup),
-        Section("Validation loss", [], images=[
-            (files["loss_curves"], "training loss and validation loss (mean, min-max band over seeds)"),
-            (files["val_loss_by_domain"], "final validation loss per domain"),
-        ], tables=[results_table(summary)]),
-        Section("Weights", [
-            "max(w) x M is the largest weight of a batch times its size (1 = uniform); the paper "
-            "argues it stays below 2. ESS / M is the effective sample size 1/sum(w^2) over M.",
-        ], images=[
-            (files["weight_diagnostics"], "weight diagnostics over training"),
-            (files["domain_weight_share"], "each domain's share of the batch weight vs its share of samples"),
-            (files["domain_share_ratio"], "weight share / sample share per domain"),
-        ], tables=[weights_table(summary)]),
+        Section(
+            "Validation loss",
+            [],
+            images=[
+                (
+                    files["loss_curves"],
+                    "training loss and validation loss (mean, min-max band over seeds)",
+                ),
+                (files["val_loss_by_domain"], "final validation loss per domain"),
+            ],
+            tables=[results_table(summary)],
+        ),
+        Section(
+            "Weights",
+            [
+                "max(w) x M is the largest weight of a batch times its size (1 = uniform); the paper "
+                "argues it stays below 2. ESS / M is the effective sample size 1/sum(w^2) over M.",
+            ],
+            images=[
+                (files["weight_diagnostics"], "weight diagnostics over training"),
+                (
+                    files["domain_weight_share"],
+                    "each domain's share of the batch weight vs its share of samples",
+                ),
+                (files["domain_share_ratio"], "weight share / sample share per domain"),
+            ],
+            tables=[weights_table(summary)],
+        ),
     ]
 
 
@@ -147,15 +186,20 @@ def run_compare(
     arms = [Arm.strategy(s) for s in strategies]
     check_configs(config, [[*overrides, *a.overrides] for a in arms])  # before anything is written
     claim_output_dir(out, command, command)
-    records, summary = train_arms(config, out, arms, seeds, overrides, log=log, jobs=jobs, reuse_from=reuse_from)
+    records, summary = train_arms(
+        config, out, arms, seeds, overrides, log=log, jobs=jobs, reuse_from=reuse_from
+    )
     files = standard_plots(out, records, summary, colors=colors_for(strategies))
     summary["command"] = command
     summary["strategies"] = strategies
     summary["setup"] = setup_rows(records)
     summary["verdict"] = best_arm_verdict(summary)
     base = summary.get("baseline")
-    summary["conclusions"] = [paired_sentence(a, base, r[f"diff_vs_{base}"]) for a, r in summary["runs"].items()
-                              if base and a != base and f"diff_vs_{base}" in r]
+    summary["conclusions"] = [
+        paired_sentence(a, base, r[f"diff_vs_{base}"])
+        for a, r in summary["runs"].items()
+        if base and a != base and f"diff_vs_{base}" in r
+    ]
     summary["files"] = {**files, "html": "report.html", "summary": "summary.json"}
     summary["runtime_s"] = round(time.perf_counter() - start, 2)
     title = title or f"compare: {', '.join(strategies)} on {config}"

@@ -150,8 +150,13 @@ def plot_lines(
     for i, (name, y) in enumerate(ys.items()):
         xs = x.get(name) if isinstance(x, Mapping) else x
         color = (colors or {}).get(name) or color_for(name, i)
-        ax.plot(np.asarray(xs), np.asarray(y, dtype=float), color=color, label=name,
-                ls=(styles or {}).get(name, "-"))
+        ax.plot(
+            np.asarray(xs),
+            np.asarray(y, dtype=float),
+            color=color,
+            label=name,
+            ls=(styles or {}).get(name, "-"),
+        )
     if logy:
         ax.set_yscale("log")
     _label(ax, title, xlabel, ylabel)

@@ -184,7 +184,9 @@ def ensure_run(
     say = log or (lambda _msg: None)
     label = run_dir.name
     seconds = 0.0
-    source = find_finished(cfg, reuse_from, exclude=run_dir) if status == "new" and reuse_from else None
+    source = (
+        find_finished(cfg, reuse_from, exclude=run_dir) if status == "new" and reuse_from else None
+    )
     if source is not None:
         _copy_run(source, run_dir)
         status = "copied"
@@ -227,7 +229,9 @@ def ensure_run(
         train_seconds=_read_train_time(run_dir),
     )
     if how not in ("cached", "copied"):
-        say(f"{label}: {how} in {seconds:.1f} s, val_loss {final.get('val_loss', float('nan')):.4f}")
+        say(
+            f"{label}: {how} in {seconds:.1f} s, val_loss {final.get('val_loss', float('nan')):.4f}"
+        )
     return record
 
 
@@ -290,7 +294,9 @@ def _finished_part(plan: list[Any], first_arm: str, runs_dir: Path) -> list[Any]
     finished = {(a.name, k) for a, k, _, c, d in plan if d.exists() and run_status(d, c) == "done"}
     seeds = {k for a, k in finished if a == first_arm}
     if not seeds:
-        raise ConfigError(f"no finished {first_arm} run in {runs_dir} yet; run the study without --no-train")
+        raise ConfigError(
+            f"no finished {first_arm} run in {runs_dir} yet; run the study without --no-train"
+        )
     return [p for p in plan if p[1] in seeds and (p[0].name, p[1]) in finished]
 
 
@@ -326,14 +332,25 @@ def run_arms(
         for arm in (a for a in arms if a.stage == stage):
             overrides = [*base_overrides, *arm.overrides, f"train.seed={seed}"]
             cfg = load_config(base, overrides)
-            plan.append((arm, seed, overrides, cfg, resolve_run_dir(runs_dir, run_name(arm.name, seed), cfg)))
+            plan.append(
+                (
+                    arm,
+                    seed,
+                    overrides,
+                    cfg,
+                    resolve_run_dir(runs_dir, run_name(arm.name, seed), cfg),
+                )
+            )
     if not train_missing:
         plan = _finished_part(plan, arms[0].name, runs_dir)
     elif jobs > 1:
         from lossreweight.experiments.parallel_runs import train_in_parallel
 
-        todo = [(ov, d, f"[{arm.name} seed {seed}] ") for arm, seed, ov, c, d in plan
-                if not (d.exists() and run_status(d, c) == "done")]
+        todo = [
+            (ov, d, f"[{arm.name} seed {seed}] ")
+            for arm, seed, ov, c, d in plan
+            if not (d.exists() and run_status(d, c) == "done")
+        ]
         _prepare_once([c for _, _, ov, c, d in plan if any(d == t[1] for t in todo)])
         if log is not None and todo:
             log(f"training {len(todo)} runs in {min(jobs, len(todo))} processes")
@@ -343,7 +360,11 @@ def run_arms(
         prefix = f"[{i}/{len(plan)}] "
         say = None if log is None else (lambda m, p=prefix: log(p + m))
         if log is not None and run_dir.parent != Path(runs_dir) and not run_dir.exists():
-            log(f"{prefix}{run_name(arm.name, seed)}: its folder holds a run with other settings (kept); "
-                f"training these settings in {run_dir}")
-        out[arm.name][seed] = ensure_run(cfg, run_dir, arm=arm.name, seed=seed, log=say, reuse_from=reuse_from)
+            log(
+                f"{prefix}{run_name(arm.name, seed)}: its folder holds a run with other settings (kept); "
+                f"training these settings in {run_dir}"
+            )
+        out[arm.name][seed] = ensure_run(
+            cfg, run_dir, arm=arm.name, seed=seed, log=say, reuse_from=reuse_from
+        )
     return {a: r for a, r in out.items() if r}  # (--no-train leaves out arms not finished yet)

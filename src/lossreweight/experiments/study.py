@@ -20,7 +20,12 @@ def _section_dict(section: Section | Mapping[str, Any]) -> dict[str, Any]:
     tables = [dataclasses.asdict(t) if isinstance(t, Table) else dict(t) for t in sec.tables]
     images = [list(im) if isinstance(im, tuple) else [str(im), ""] for im in sec.images]
     text = [sec.text] if isinstance(sec.text, str) else list(sec.text)
-    return {"heading": sec.heading, "text": text, "images": [[str(p), c] for p, c in images], "tables": tables}
+    return {
+        "heading": sec.heading,
+        "text": text,
+        "images": [[str(p), c] for p, c in images],
+        "tables": tables,
+    }
 
 
 def section_from_dict(d: Mapping[str, Any], image_prefix: str = "") -> Section:
@@ -56,7 +61,11 @@ def write_study(
     """Write `out/html_name` and `out/summary.json` (with a "report" block); returns the summary."""
     out = Path(out)
     page = write_html_report(out, title, sections, filename=html_name)
-    summary["report"] = {"title": title, "html": page.name, "sections": [_section_dict(s) for s in sections]}
+    summary["report"] = {
+        "title": title,
+        "html": page.name,
+        "sections": [_section_dict(s) for s in sections],
+    }
     summary = clean_json(summary)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
     return summary

@@ -59,9 +59,38 @@ def ci95(xs: Sequence[float | None]) -> list[float] | None:
 
 
 # Student's t 0.975 quantiles for 1..30 degrees of freedom (scipy is not a dependency).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t975(df: int) -> float:
@@ -97,11 +126,15 @@ def series(run: RunRecord, key: str, *, evals_only: bool = False) -> tuple[list[
     return [s for s, _ in pts], [v for _, v in pts]
 
 
-def stacked(runs: Sequence[RunRecord], key: str, *, evals_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def stacked(
+    runs: Sequence[RunRecord], key: str, *, evals_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """A metric of several runs (seeds) on their common steps: (steps [T], values [runs, T])."""
     per = [dict(zip(*series(r, key, evals_only=evals_only), strict=True)) for r in runs]
     common = sorted(set.intersection(*(set(p) for p in per))) if per else []
-    return np.asarray(common, dtype=float), np.asarray([[p[s] for s in common] for p in per], dtype=float)
+    return np.asarray(common, dtype=float), np.asarray(
+        [[p[s] for s in common] for p in per], dtype=float
+    )
 
 
 def steps_to_reach(steps: Sequence[float], losses: Sequence[float], target: float) -> float | None:
@@ -142,8 +175,9 @@ def weight_means(run: RunRecord) -> dict[str, Any]:
     for key in ("domain_weight_share", "domain_sample_share"):
         rows = [r[key] for r in run.metrics if isinstance(r.get(key), Mapping)]
         if rows:
-            out[key] = {d: float(np.mean([row[d] for row in rows if finite(row.get(d))]))
-                        for d in rows[0]}
+            out[key] = {
+                d: float(np.mean([row[d] for row in rows if finite(row.get(d))])) for d in rows[0]
+            }
     return out
 
 
@@ -179,7 +213,9 @@ def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
         "steps": vals[0]["steps"] if len(set(per_seed["steps"])) == 1 else per_seed["steps"],
         "tokens": vals[0]["tokens"] if len(set(per_seed["tokens"])) == 1 else per_seed["tokens"],
         "val_loss": vals[0]["val_loss"] if single else mean(per_seed["val_loss"]),
-        "val_loss_domain_avg": vals[0]["val_loss_domain_avg"] if single else mean(per_seed["val_loss_domain_avg"]),
+        "val_loss_domain_avg": vals[0]["val_loss_domain_avg"]
+        if single
+        else mean(per_seed["val_loss_domain_avg"]),
         "val_loss_by_domain": {
             d: (xs[0] if single else mean(xs)) for d, xs in per_seed["val_loss_by_domain"].items()
         },
@@ -211,8 +247,11 @@ def _mean_of_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def paired(arm: Sequence[RunRecord], base: Sequence[RunRecord], domains: Sequence[str]) -> dict[str, Any]:
+def paired(
+    arm: Sequence[RunRecord], base: Sequence[RunRecord], domains: Sequence[str]
+) -> dict[str, Any]:
     """arm - baseline per seed (negative: the arm is better), and steps to the baseline's final loss."""
+
     def diffs(get: Any) -> list[float | None]:
         out = []
         for a, b in zip(arm, base, strict=True):
@@ -240,7 +279,10 @@ def paired(arm: Sequence[RunRecord], base: Sequence[RunRecord], domains: Sequenc
             for d in domains
         },
         "seeds_better": sum(1 for v in val if v is not None and v < 0),
-        "steps_to_baseline_final": {**spread(to_target), "reached": sum(s is not None for s in to_target)},
+        "steps_to_baseline_final": {
+            **spread(to_target),
+            "reached": sum(s is not None for s in to_target),
+        },
         "speedup": spread(speedup),
     }
 
@@ -269,11 +311,20 @@ def summarize(
         ordered = [by_seed[s] for s in sorted(by_seed)]
         runs[arm] = _arm_summary(ordered, domains)
         if base is not None and set(by_seed) <= set(base):  # paired at the arm's seeds
-            runs[arm][f"diff_vs_{baseline}"] = paired(ordered, [base[s] for s in sorted(by_seed)], domains)
+            runs[arm][f"diff_vs_{baseline}"] = paired(
+                ordered, [base[s] for s in sorted(by_seed)], domains
+            )
     groups = {arm: (batch_groups or {}).get(arm, "") for arm in records}
     same = {
         str(s): all(
-            len({records[a][s].batch_checksum for a in records if groups[a] == g and s in records[a]}) <= 1
+            len(
+                {
+                    records[a][s].batch_checksum
+                    for a in records
+                    if groups[a] == g and s in records[a]
+                }
+            )
+            <= 1
             for g in set(groups.values())
         )
         for s in seeds
@@ -289,7 +340,7 @@ def summarize(
 
 
 def fmt_ci(d: Mapping[str, Any] | None, digits: int = 4) -> str:
-    """"m [lo, hi]" for a spread with a 95% interval (or just m)."""
+    """ "m [lo, hi]" for a spread with a 95% interval (or just m)."""
     if not d or d.get("mean") is None:
         return "\u2014"
     ci = d.get("ci95")
@@ -305,7 +356,7 @@ def excludes_zero(d: Mapping[str, Any] | None) -> bool | None:
 
 
 def fmt_pm(m: float | None, s: float | None, digits: int = 4) -> str:
-    """"m ± s" (or just m, or an em dash when missing) for tables."""
+    """ "m ± s" (or just m, or an em dash when missing) for tables."""
     if m is None:
         return "\u2014"
     return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} \u00b1 {s:.{digits}f}"

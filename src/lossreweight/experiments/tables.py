@@ -25,21 +25,36 @@ def results_table(summary: Mapping[str, Any], *, caption: str = "") -> Table:
     rows = []
     for arm, r in summary["runs"].items():
         sd = r["std"]
-        row: list[Any] = [arm, len(r["seeds"]), fmt_pm(r["val_loss"], sd["val_loss"]),
-                          fmt_pm(r["val_loss_domain_avg"], sd["val_loss_domain_avg"])]
-        row += [fmt_pm(r["val_loss_by_domain"].get(d), sd["val_loss_by_domain"].get(d), 3) for d in domains]
+        row: list[Any] = [
+            arm,
+            len(r["seeds"]),
+            fmt_pm(r["val_loss"], sd["val_loss"]),
+            fmt_pm(r["val_loss_domain_avg"], sd["val_loss_domain_avg"]),
+        ]
+        row += [
+            fmt_pm(r["val_loss_by_domain"].get(d), sd["val_loss_by_domain"].get(d), 3)
+            for d in domains
+        ]
         diff = _diff(r, base)
         if base:
             if diff is None:
                 row += ["\u2014"] * 4
             else:
                 st = diff["steps_to_baseline_final"]
-                reached = f" ({st['reached']}/{len(r['seeds'])} reached)" if st["reached"] < len(r["seeds"]) else ""
-                steps = fmt_pm(st["mean"], st["std"], 0) if st["mean"] is not None else "not reached"
-                row += [fmt_pm(diff["val_loss"]["mean"], diff["val_loss"]["std"]),
-                        f"{diff['seeds_better']}/{len(r['seeds'])}",
-                        steps + reached,
-                        fmt_pm(diff["speedup"]["mean"], diff["speedup"]["std"], 2)]
+                reached = (
+                    f" ({st['reached']}/{len(r['seeds'])} reached)"
+                    if st["reached"] < len(r["seeds"])
+                    else ""
+                )
+                steps = (
+                    fmt_pm(st["mean"], st["std"], 0) if st["mean"] is not None else "not reached"
+                )
+                row += [
+                    fmt_pm(diff["val_loss"]["mean"], diff["val_loss"]["std"]),
+                    f"{diff['seeds_better']}/{len(r['seeds'])}",
+                    steps + reached,
+                    fmt_pm(diff["speedup"]["mean"], diff["speedup"]["std"], 2),
+                ]
         rows.append(row)
     return Table(cols, rows, caption or "final validation loss (mean \u00b1 std over seeds)")
 
@@ -50,8 +65,16 @@ def weights_table(summary: Mapping[str, Any]) -> Table:
     rows = []
     for arm, r in summary["runs"].items():
         w = r["weights"]
-        rows.append([arm, w.get("max_weight_x_m"), w.get("max_weight_x_m_max"), w.get("ess_fraction"),
-                     w.get("weight_loss_corr"), w.get("frac_above_2_over_m")])
+        rows.append(
+            [
+                arm,
+                w.get("max_weight_x_m"),
+                w.get("max_weight_x_m_max"),
+                w.get("ess_fraction"),
+                w.get("weight_loss_corr"),
+                w.get("frac_above_2_over_m"),
+            ]
+        )
     return Table(cols, rows, "weight diagnostics, averaged over logged steps and seeds")
 
 
@@ -59,10 +82,17 @@ def text_table(table: Table) -> str:
     """An aligned plain-text rendering of a `Table` for the terminal."""
     from lossreweight.experiments.plotting import format_cell
 
-    cells = [[str(c) for c in table.columns]] + [[format_cell(v) for v in row] for row in table.rows]
+    cells = [[str(c) for c in table.columns]] + [
+        [format_cell(v) for v in row] for row in table.rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in cells]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
     return "\n".join(lines)
 
 
@@ -76,8 +106,12 @@ def short_table(summary: Mapping[str, Any]) -> str:
     rows = []
     for arm, r in summary["runs"].items():
         row: list[Any] = [arm, fmt_pm(r["val_loss"], r["std"]["val_loss"])]
-        row += [f"{r['val_loss_by_domain'][d]:.3f}" if r["val_loss_by_domain"].get(d) is not None else "\u2014"
-                for d in domains]
+        row += [
+            f"{r['val_loss_by_domain'][d]:.3f}"
+            if r["val_loss_by_domain"].get(d) is not None
+            else "\u2014"
+            for d in domains
+        ]
         if base:
             diff = _diff(r, base)
             m = None if diff is None or arm == base else diff["val_loss"]["mean"]
