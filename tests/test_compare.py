@@ -1,4 +1,4 @@
-"""`lossreweight compare`: strategies x seeds on the same batches, cached runs, summary and report."""
+"""`lossreweight compare`: strategies x seeds on the same batches, cached runs, summary, report."""
 
 from __future__ import annotations
 
@@ -144,7 +144,8 @@ def test_interrupted_run_resumes_and_changed_settings_retrain(tmp_path: Path) ->
     rc, stdout, _ = _cli(*args)
     assert rc == 0 and "resuming" in stdout
     assert deterministic(read_metrics(run)) == straight
-    # Another learning rate is another run: it goes beside the finished one, which is kept as it was.
+    # Another learning rate is another run: it goes beside the finished one, which is kept as it
+    # was.
     kept = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     rc, stdout, _ = _cli(*args, "train.lr=1e-3")
     assert rc == 0 and "other settings (kept)" in stdout

@@ -96,7 +96,8 @@ def test_paper_regime_and_verdict_first(demo: tuple[Path, dict[str, Any], str]) 
 def test_out_onto_another_study_is_refused(
     demo: tuple[Path, dict[str, Any], str], tmp_path: Path
 ) -> None:
-    """demo --out onto a folder another command wrote (here: compare) refuses and changes nothing."""
+    """demo --out onto a folder another command wrote (here: compare) refuses and changes
+    nothing."""
     from cli_utils import run_cli
 
     other = tmp_path / "cmp"

@@ -1,4 +1,7 @@
-"""`lossreweight compare CONFIG --out DIR --strategies uniform,linupper[,...] [--seeds 0,1,2] [key=value ...]`"""
+"""`lossreweight compare CONFIG --out DIR --strategies uniform,linupper[,...]`.
+
+Also takes `[--seeds 0,1,2] [key=value ...]`.
+"""
 
 from __future__ import annotations
 

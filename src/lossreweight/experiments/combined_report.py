@@ -27,7 +27,8 @@ def load_summary(folder: Path) -> dict[str, Any]:
     path = Path(folder) / SUMMARY_FILE
     if not path.is_file():
         raise UserError(
-            f"{folder} has no {SUMMARY_FILE}: run `lossreweight experiment` or `compare` into it first"
+            f"{folder} has no {SUMMARY_FILE}: "
+            "run `lossreweight experiment` or `compare` into it first"
         )
     try:
         data = json.loads(path.read_text())
@@ -56,7 +57,8 @@ def check_out_file(out_file: Path, force: bool) -> None:
         raise UserError(f"--out {out_file} must name an .html file (e.g. runs/report.html)")
     if out_file.is_dir():
         raise UserError(
-            f"--out {out_file} is a folder; name the .html file to write, e.g. {out_file / 'report.html'}"
+            f"--out {out_file} is a folder; name the .html file to write, "
+            f"e.g. {out_file / 'report.html'}"
         )
     from lossreweight.experiments.runs import is_run_dir
 

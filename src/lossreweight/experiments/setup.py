@@ -163,8 +163,11 @@ def _int(v: Any) -> str | None:
 
 
 def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Which regime the runs are in, in words, e.g. "in the paper's regime (1.2M parameters,
-    2.6 tokens/param, 5% burn-in)" or "in a short-run regime, not the paper's (0.14 tokens/param, ...)"."""
+    """Which regime the runs are in, in words.
+
+    E.g. "in the paper's regime (1.2M parameters, 2.6 tokens/param, 5% burn-in)" or
+    "in a short-run regime, not the paper's (0.14 tokens/param, ...)".
+    """
     if not rows:
         return "regime unknown"
     tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]

@@ -250,7 +250,8 @@ def _mean_of_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
 def paired(
     arm: Sequence[RunRecord], base: Sequence[RunRecord], domains: Sequence[str]
 ) -> dict[str, Any]:
-    """arm - baseline per seed (negative: the arm is better), and steps to the baseline's final loss."""
+    """arm - baseline per seed (negative: the arm is better), and steps to the baseline's
+    final loss."""
 
     def diffs(get: Any) -> list[float | None]:
         out = []

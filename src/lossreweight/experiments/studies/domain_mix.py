@@ -126,7 +126,8 @@ class DomainMix(Study):
             per = d["val_loss_by_domain"]
             better = [dom for dom in summary["domains"] if (per[dom]["mean"] or 0) < 0]
             out.append(
-                f"{name}: val_loss {fmt_ci(d['val_loss'])}, domain average {fmt_ci(d['val_loss_domain_avg'])} "
+                f"{name}: val_loss {fmt_ci(d['val_loss'])}, "
+                f"domain average {fmt_ci(d['val_loss_domain_avg'])} "
                 f"nats; lower on {', '.join(better) or 'no domain'}."
             )
         return out
@@ -136,8 +137,10 @@ class DomainMix(Study):
         s = summary["contrasts"]["static vs uniform mixture (no reweighting)"]
         regime = regime_text(summary.get("setup") or [])
         return (
-            f"LinUpper on the uniform mixture changes the validation loss by {fmt_ci(d['val_loss'])} nats and the "
-            f"static mixture (no reweighting) by {fmt_ci(s['val_loss'])} nats against the uniform mixture "
+            "LinUpper on the uniform mixture changes the validation loss by "
+            f"{fmt_ci(d['val_loss'])} nats and the "
+            f"static mixture (no reweighting) by {fmt_ci(s['val_loss'])} nats "
+            "against the uniform mixture "
             f"({_interval_words(d)}), {regime}."
         )
 

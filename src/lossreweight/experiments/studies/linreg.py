@@ -63,7 +63,8 @@ def verdict(summary: dict[str, Any], cfg: LinregConfig) -> str:
         interval = "one seed, so no interval"
     word = "fewer" if m < 0 else "more"
     return (
-        f"{s} reaches {cfg.target:g} x the initial test loss in {abs(m):.1f} {word} steps than uniform "
+        f"{s} reaches {cfg.target:g} x the initial test loss in {abs(m):.1f} {word} steps "
+        "than uniform "
         f"on average ({interval}), {regime}."
     )
 

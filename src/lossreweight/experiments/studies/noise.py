@@ -168,7 +168,8 @@ class Noise(Study):
             share = (
                 ""
                 if not a["corrupted_domain"]
-                else f"corrupted sequences get {a['corrupted_weight_share']:.1%} of the batch weight at "
+                else f"corrupted sequences get {a['corrupted_weight_share']:.1%} "
+                "of the batch weight at "
                 f"{a['corrupted_sample_share']:.1%} of the samples; "
             )
             out.append(
@@ -189,10 +190,13 @@ class Noise(Study):
             else ("the interval excludes zero" if ex else "the interval includes zero")
         )
         return (
-            f"With 20% random-token sequences, LinUpper gives them {n['corrupted_weight_share']:.0%} of the batch "
-            f"weight (they are {n['corrupted_sample_share']:.0%} of the samples) and its clean validation loss "
+            "With 20% random-token sequences, LinUpper gives them "
+            f"{n['corrupted_weight_share']:.0%} of the batch "
+            f"weight (they are {n['corrupted_sample_share']:.0%} of the samples) "
+            "and its clean validation loss "
             f"differs from uniform by {fmt_ci(d)} nats ({sure}); 20% exact repeats get "
-            f"{r['corrupted_weight_share']:.0%} of its weight, {regime_text(summary.get('setup') or [])}."
+            f"{r['corrupted_weight_share']:.0%} of its weight, "
+            f"{regime_text(summary.get('setup') or [])}."
         )
 
     def sections(

@@ -79,7 +79,9 @@ def protocol_block(summary: dict[str, Any], params: int, steps: int) -> dict[str
         "seeds": summary["seeds"],
         "domains": list(NATURAL_DOMAINS),
         "synthetic_domain": "math excluded from training and validation",
-        "optimizer": "AdamW (beta 0.9, 0.95), lr warm-up 2.5%, cosine to 0.2x, weight decay 0.01, clip 1.0",
+        "optimizer": (
+            "AdamW (beta 0.9, 0.95), lr warm-up 2.5%, cosine to 0.2x, weight decay 0.01, clip 1.0"
+        ),
     }
 
 
@@ -122,7 +124,8 @@ def paired_table(summary: dict[str, Any]) -> Table:
             "steps to uniform's final (seeds reached)",
         ],
         rows,
-        "paired differences to uniform in nats, mean over seeds and 95% t-interval (negative: better)",
+        "paired differences to uniform in nats, mean over seeds and 95% t-interval "
+        "(negative: better)",
     )
 
 
@@ -183,9 +186,11 @@ class Replicate(Study):
                 continue
             st = a["steps_to_uniform_final"]
             out.append(
-                f"{arm} - uniform: val loss {fmt_ci(p)}, domain avg {fmt_ci(p['val_loss_domain_avg'])}, "
+                f"{arm} - uniform: val loss {fmt_ci(p)}, "
+                f"domain avg {fmt_ci(p['val_loss_domain_avg'])}, "
                 f"worst domain {fmt_ci(p['worst_domain_loss'])} nats; lower val loss on "
-                f"{p['seeds_better']}/{len(p['per_seed'])} seeds; reaches uniform's final val loss on "
+                f"{p['seeds_better']}/{len(p['per_seed'])} seeds; "
+                "reaches uniform's final val loss on "
                 f"{st['reached']}/{st['of']} seeds"
                 + (
                     f" (step {st['mean']:.0f} on average of {summary['steps']})"

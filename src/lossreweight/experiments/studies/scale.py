@@ -141,7 +141,8 @@ class Scale(Study):
                 "excludes zero" if ex else "includes zero, so no trend is resolved"
             )
         return (
-            f"LinUpper's domain-average gap to uniform is {fmt_ci(a)} nats at {names[0]} and {fmt_ci(b)} at "
+            f"LinUpper's domain-average gap to uniform is {fmt_ci(a)} nats at {names[0]} "
+            f"and {fmt_ci(b)} at "
             f"{names[-1]}: from the smallest to the largest model it {how}, "
             f"{regime_text(summary.get('setup') or [])}."
         )

@@ -37,7 +37,10 @@ def anneal_label(a: float, b: float) -> str:
 def anneal_spec(a: float, b: float, steps: int) -> str:
     """Geometric from r = a at the end of the burn-in to r = b at the last step."""
     start = round(BURN_IN_FRACTION * steps)
-    return f"{{kind: exponential, r_start: {a:g}, r_end: {b:g}, span: {max(1, steps - start)}, start_step: {start}}}"
+    return (
+        f"{{kind: exponential, r_start: {a:g}, r_end: {b:g}, "
+        f"span: {max(1, steps - start)}, start_step: {start}}}"
+    )
 
 
 def arms(quick: bool) -> tuple[tuple[Arm, ...], dict[str, str], dict[str, str], dict[str, Any]]:
@@ -213,8 +216,9 @@ class Temperature(Study):
             Section(
                 "Sensitivity to r and annealing",
                 [
-                    f"Budgets: {budgets}. Arms ending in @half train at the half budget and are paired with "
-                    "uniform@half. Annealing: geometric from r_start after the burn-in to r_end at the last step.",
+                    f"Budgets: {budgets}. Arms ending in @half train at the half budget "
+                    "and are paired with uniform@half. Annealing: geometric from r_start "
+                    "after the burn-in to r_end at the last step.",
                     *summary["conclusions"],
                 ],
                 images=[

@@ -168,7 +168,8 @@ class WeightBound(Study):
             f"above 2 on {frac:.0%} of steps, {regime_text(summary.get('setup') or [])}"
         )
         return (
-            f"The 2/M bound does not hold in general: on synthetic batches with one high-loss outlier "
+            "The 2/M bound does not hold in general: "
+            "on synthetic batches with one high-loss outlier "
             f"max(w) x M reached {worst:.1f} (the cap max_weight = 2 holds it on every batch: "
             f"{syn['cap_holds']}){train}."
         )
@@ -211,8 +212,8 @@ class WeightBound(Study):
                 "Synthetic batches",
                 [
                     *conclusions[:2],
-                    f"Each cell: mean max(w) x M over {syn['draws']} random batches (in brackets: the share of batches "
-                    "above 2). LinUpper, delta = 1, no cap.",
+                    f"Each cell: mean max(w) x M over {syn['draws']} random batches "
+                    "(in brackets: the share of batches above 2). LinUpper, delta = 1, no cap.",
                 ],
                 images=[
                     (
@@ -265,21 +266,26 @@ def _conclusions(
     holds = [d for d in res if worst(d) <= BOUND + 1e-4]
     fails = [d for d in res if d not in holds]
     out = [
-        f"Synthetic: max(w) x M <= 2 on every batch for {', '.join(holds) or 'no distribution'}; it fails for "
-        f"{', '.join(fails) or 'none'} (worst {max((worst(d) for d in fails), default=float('nan')):.1f}). "
-        f"Every batch satisfied max(w) x M <= M / n_top (n_top: samples in the upper half of the loss range): "
+        "Synthetic: max(w) x M <= 2 on every batch for "
+        f"{', '.join(holds) or 'no distribution'}; it fails for "
+        f"{', '.join(fails) or 'none'} "
+        f"(worst {max((worst(d) for d in fails), default=float('nan')):.1f}). "
+        "Every batch satisfied max(w) x M <= M / n_top "
+        "(n_top: samples in the upper half of the loss range): "
         f"{syn['explained_by_top_half']}. With one high outlier, max(w) x M can grow up to e^(1/r) "
         "(when the rest of the batch sits at the bottom of the range): "
         + ", ".join(f"r={r}: {v:.1f}" for r, v in syn["limit_one_outlier"].items())
         + ".",
-        f"The cap max_weight = {CAP:g} keeps max(w) x M <= {CAP:g} on every batch: {syn['cap_holds']}.",
+        f"The cap max_weight = {CAP:g} keeps max(w) x M <= {CAP:g} on every batch: "
+        f"{syn['cap_holds']}.",
     ]
     for arm, v in train_b.items():
         if v["max_weight_x_m_max"] is None or arm == "uniform":
             continue
         out.append(
             f"Training, {arm}: max(w) x M averaged {v['max_weight_x_m_mean']:.2f}, peaked at "
-            f"{v['max_weight_x_m_max']:.2f}, and was above 2 on {v['frac_steps_above_bound']:.0%} of steps."
+            f"{v['max_weight_x_m_max']:.2f}, and was above 2 on "
+            f"{v['frac_steps_above_bound']:.0%} of steps."
         )
     for name, d in cap_effect.items():
         m = d["val_loss"]["mean"]

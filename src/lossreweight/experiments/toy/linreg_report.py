@@ -209,7 +209,8 @@ def write_report(
     )
     setup = [
         f"Least squares y = X theta*, no noise, d = {cfg.dim}, n = {cfg.n_train} training samples "
-        f"(> d, so theta* interpolates every sample), {cfg.n_test} held-out test samples. Groups: {groups}.",
+        f"(> d, so theta* interpolates every sample), {cfg.n_test} held-out test samples. "
+        f"Groups: {groups}.",
         f"Minibatch SGD from theta = 0, batch {cfg.batch_size}, {cfg.steps} steps, the same data "
         f"and minibatch order for every strategy within a seed. Weights from the library's "
         f"Reweighter over each minibatch. Seeds: {summary['seeds']}.",

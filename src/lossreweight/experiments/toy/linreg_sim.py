@@ -229,7 +229,10 @@ class Trajectories:
 
 
 def _test_loss(theta: torch.Tensor, theta_star: torch.Tensor, moment: torch.Tensor) -> torch.Tensor:
-    """Exact mean squared loss / 2 on the held-out set: e^T (X^T X / n) e / 2, e = theta - theta*."""
+    """Exact mean squared loss / 2 on the held-out set.
+
+    It is e^T (X^T X / n) e / 2 with e = theta - theta*.
+    """
     e = theta - theta_star
     return 0.5 * torch.einsum("rd,rde,re->r", e, moment, e)
 

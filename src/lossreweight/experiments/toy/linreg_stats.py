@@ -270,8 +270,13 @@ def build_summary(cfg: LinregConfig, traj: Trajectories, *, quick: bool) -> dict
             **asdict(cfg),
             "rare_group": cfg.groups[rare].name,
             "init": "theta = 0",
-            "loss": "per-sample (x . theta - y)^2 / 2; test loss = its mean on n_test held-out samples",
-            "weights": "Reweighter(strategy, temperature).weighted_loss over each minibatch (scope = the batch)",
+            "loss": (
+                "per-sample (x . theta - y)^2 / 2; test loss = its mean on n_test held-out samples"
+            ),
+            "weights": (
+                "Reweighter(strategy, temperature).weighted_loss over each minibatch "
+                "(scope = the batch)"
+            ),
             "diverged_if": f"test loss non-finite or > {DIVERGED_FACTOR:g} x initial",
         },
     }
