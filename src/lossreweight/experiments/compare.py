@@ -10,11 +10,11 @@ from typing import Any
 
 from lossreweight.errors import ConfigError
 from lossreweight.experiments.arm_plots import standard_plots
-from lossreweight.experiments.plotting import Section, colors_for
+from lossreweight.experiments.plotting import colors_for
 from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
+from lossreweight.experiments.sections import standard_sections
 from lossreweight.experiments.study import write_study
 from lossreweight.experiments.summary import Records, summarize
-from lossreweight.experiments.tables import results_table, weights_table
 
 
 def parse_strategies(text: str | Sequence[str]) -> list[str]:
@@ -103,58 +103,6 @@ def train_arms(
         }
     )
     return records, summary
-
-
-def standard_sections(
-    summary: dict[str, Any], files: dict[str, str], *, intro: Sequence[str] = ()
-) -> list[Section]:
-    """The report sections every arm comparison shares."""
-    base = summary.get("baseline")
-    same = "yes" if summary["same_batches"] else "NO"
-    setup = [
-        *intro,
-        f"Config {summary['config']} with overrides: {' '.join(summary['overrides']) or '(none)'}. "
-        f"Seeds {summary['seeds']}; within a seed every arm has the same model init and, with the "
-        f"same data settings, the same training batches (batch-order checksums equal across the "
-        f"arms that should share them: {same}).",
-    ]
-    if base:
-        setup.append(
-            f"Paired differences are arm - {base} per seed (negative: lower loss than {base}). "
-            f"'steps to {base}'s final' is the first step at which the arm's validation loss reaches "
-            f"{base}'s final validation loss of the same seed, interpolated between evaluations."
-        )
-    return [
-        Section("Protocol", setup),
-        Section(
-            "Validation loss",
-            [],
-            images=[
-                (
-                    files["loss_curves"],
-                    "training loss and validation loss (mean, min-max band over seeds)",
-                ),
-                (files["val_loss_by_domain"], "final validation loss per domain"),
-            ],
-            tables=[results_table(summary)],
-        ),
-        Section(
-            "Weights",
-            [
-                "max(w) x M is the largest weight of a batch times its size (1 = uniform); the paper "
-                "argues it stays below 2. ESS / M is the effective sample size 1/sum(w^2) over M.",
-            ],
-            images=[
-                (files["weight_diagnostics"], "weight diagnostics over training"),
-                (
-                    files["domain_weight_share"],
-                    "each domain's share of the batch weight vs its share of samples",
-                ),
-                (files["domain_share_ratio"], "weight share / sample share per domain"),
-            ],
-            tables=[weights_table(summary)],
-        ),
-    ]
 
 
 def run_compare(

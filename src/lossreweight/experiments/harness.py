@@ -124,7 +124,7 @@ class Study:
     def sections(
         self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
     ) -> list[Section]:
-        from lossreweight.experiments.compare import standard_sections
+        from lossreweight.experiments.sections import standard_sections
 
         return standard_sections(summary, files)
 
@@ -182,10 +182,10 @@ def run_study(
     summary["verdict"] = study.verdict(ctx, summary)
     if not summary["complete"]:
         done = sum(len(v) for v in records.values())
+        short = ", ".join(a for a in names if len(records.get(a, {})) < len(plan.seeds))
         summary["verdict"] = (
             f"Partial result ({done} of {len(plan.arms) * len(plan.seeds)} runs finished; "
-            f"short of seeds: {', '.join(a for a in names if len(records.get(a, {})) < len(plan.seeds))}"
-            f"): {summary['verdict']}"
+            f"short of seeds: {short}): {summary['verdict']}"
         )
     summary["conclusions"] = study.conclusions(ctx, summary)
     summary["files"] = {**files, "html": "index.html", "summary": "summary.json"}

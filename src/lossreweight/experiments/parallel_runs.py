@@ -13,10 +13,12 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
+
+EnsureRun = Callable[..., Any]
 
 
 class WorkerStopped(RuntimeError):
@@ -27,9 +29,13 @@ _STOPPED = False  # in a worker: a signal stopped one of its runs, so it starts 
 
 
 def _train_one(
-    base: str, overrides: list[str], run_dir: str, label: str, reuse_from: list[str]
+    ensure_run: EnsureRun,
+    base: str,
+    overrides: list[str],
+    run_dir: str,
+    label: str,
+    reuse_from: list[str],
 ) -> str:
-    from lossreweight.experiments.runs import ensure_run
     from lossreweight.train import load_config
 
     def say(msg: str) -> None:
@@ -50,12 +56,15 @@ def _train_one(
 
 
 def train_in_parallel(
+    ensure_run: EnsureRun,
     base: str | Path,
     todo: Sequence[tuple[list[str], Path, str]],
     jobs: int,
     reuse_from: Sequence[Path] = (),
 ) -> None:
-    """Train every (overrides, run_dir, label) of `todo` with `jobs` worker processes."""
+    """Train every (overrides, run_dir, label) of `todo` with `jobs` worker processes, each
+    calling `ensure_run(cfg, run_dir, log=..., reuse_from=...)` (`runs.ensure_run`; passed in,
+    a module-level function pickles by name, so this module needs nothing of `runs`)."""
     if not todo:
         return
     sys.stdout.flush()
@@ -65,7 +74,13 @@ def train_in_parallel(
     try:
         futures = [
             pool.submit(
-                _train_one, str(base), list(ov), str(d), label, [str(p) for p in reuse_from]
+                _train_one,
+                ensure_run,
+                str(base),
+                list(ov),
+                str(d),
+                label,
+                [str(p) for p in reuse_from],
             )
             for ov, d, label in todo
         ]

@@ -199,8 +199,8 @@ def ensure_run(
     else:
         if status == "stale":  # never replace a run: resolve_run_dir puts new settings beside it
             raise ConfigError(
-                f"{run_dir} holds a run with other settings; choose another --out, or move that run away "
-                "to train these settings there"
+                f"{run_dir} holds a run with other settings; choose another --out, or move that "
+                "run away to train these settings there"
             )
         how = {"new": "trained", "partial": "resumed"}[status]
         if status == "partial":
@@ -354,15 +354,15 @@ def run_arms(
         _prepare_once([c for _, _, ov, c, d in plan if any(d == t[1] for t in todo)])
         if log is not None and todo:
             log(f"training {len(todo)} runs in {min(jobs, len(todo))} processes")
-        train_in_parallel(base, todo, jobs, reuse_from)
+        train_in_parallel(ensure_run, base, todo, jobs, reuse_from)
     out: dict[str, dict[int, RunRecord]] = {arm.name: {} for arm in arms}
     for i, (arm, seed, _, cfg, run_dir) in enumerate(plan, 1):
         prefix = f"[{i}/{len(plan)}] "
         say = None if log is None else (lambda m, p=prefix: log(p + m))
         if log is not None and run_dir.parent != Path(runs_dir) and not run_dir.exists():
             log(
-                f"{prefix}{run_name(arm.name, seed)}: its folder holds a run with other settings (kept); "
-                f"training these settings in {run_dir}"
+                f"{prefix}{run_name(arm.name, seed)}: its folder holds a run with other settings "
+                f"(kept); training these settings in {run_dir}"
             )
         out[arm.name][seed] = ensure_run(
             cfg, run_dir, arm=arm.name, seed=seed, log=say, reuse_from=reuse_from
