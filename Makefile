@@ -25,6 +25,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m ruff format --check src tests benchmarks examples
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -33,8 +34,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
 
-# `ruff format` and the 100-column line length (pyproject [tool.ruff]). Not yet part of
-# `test`: the tree is being formatted module by module; add it to `test` once this passes.
+# `ruff format` and the 100-column line length (pyproject [tool.ruff]); part of `test`.
 format-check: $(STAMP)
 	$(PY) -m ruff format --check src tests benchmarks examples
 	$(PY) -m ruff check --select E501 src tests benchmarks examples
