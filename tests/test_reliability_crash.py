@@ -86,7 +86,9 @@ def test_sigterm_saves_exits_0_and_resumes(tmp_path: Path, reference: list[dict[
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     code, err = finish(proc)
-    assert code == 0 and time.monotonic() - sent < 5, err
+    # Promptness is pinned by `stopped < MAX_STEPS` below; the time bound only catches a hang
+    # (it once took 10 s on a loaded 2-core machine).
+    assert code == 0 and time.monotonic() - sent < 60, err
     stopped = int(re.search(r"stopped at step (\d+); checkpoint saved", one_line(err)).group(1))
     assert stopped < MAX_STEPS and complete_checkpoints(out) == [stopped] == logged_steps(out)[-1:]
     assert not (out / "final.json").exists()
