@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lossreweight.errors import CheckpointError, ConfigError, DataError
-from lossreweight.evaluation.names import downstream_metrics
+from lossreweight.metric_names import downstream_metrics
 from lossreweight.model.hf_export import export_hf
 from lossreweight.model.run_dir import TOKENIZER_DIR, load_run_model
 from lossreweight.train.checkpoint import read_state
