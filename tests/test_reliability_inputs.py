@@ -21,16 +21,16 @@ from test_reliability_helpers import one_line, snapshot
 from train_utils import TINY_OVERRIDES
 
 from lossreweight.cli import main
-from lossreweight.errors import UserError
-from lossreweight.integrity import write_manifest
-from lossreweight.train import load_config, train
-from lossreweight.train.config import (
+from lossreweight.config import (
     RunConfig,
-    _all_keys,
+    all_keys,
     apply_overrides,
     read_config_file,
     validate_config,
 )
+from lossreweight.errors import UserError
+from lossreweight.integrity import write_manifest
+from lossreweight.train import load_config, train
 
 Case = Callable[[Path], tuple[list[str], str]]
 
@@ -155,7 +155,7 @@ def test_wandb_project_without_api_key_is_refused_before_anything_is_written(
 
 
 # -- fuzzing the config loader -----------------------------------------------------------------
-KEYS = _all_keys(RunConfig)
+KEYS = all_keys(RunConfig)
 _scalars = st.one_of(
     st.none(),
     st.booleans(),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from lossreweight.config import dump_yaml
+from lossreweight.config import RunConfig, dump_yaml
 from lossreweight.data import PreparedData, check_vocab_fits, prepare_data
 from lossreweight.errors import UserError
 from lossreweight.model import build_model
@@ -36,7 +36,6 @@ from lossreweight.rundir import (
     find_latest_checkpoint,
 )
 from lossreweight.train.checkpointer import Checkpointer, Counters
-from lossreweight.train.config import RunConfig
 from lossreweight.train.errors import (
     Interrupted,
     OutOfMemory,

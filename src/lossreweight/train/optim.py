@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from lossreweight.train.config import TrainConfig
+from lossreweight.config import TrainConfig
 
 FUSED_DEVICES = ("cuda", "cpu", "mps", "xpu")
 

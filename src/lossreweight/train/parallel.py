@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from lossreweight.config import TrainConfig
 from lossreweight.model import CausalLM
-from lossreweight.train.config import TrainConfig
 from lossreweight.train.loss_module import PerSampleLoss
 from lossreweight.train.runtime import Runtime
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lossreweight.train.config import RunConfig
+from lossreweight.config import RunConfig
 from lossreweight.train.console import Console
 from lossreweight.train.evaluator import Evaluator
 from lossreweight.train.fetch import Pending

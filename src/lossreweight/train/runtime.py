@@ -11,8 +11,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from lossreweight.config import TrainConfig
 from lossreweight.errors import ConfigError, UserError
-from lossreweight.train.config import TrainConfig
 
 TIMEOUT_ENV = "LOSSREWEIGHT_DIST_TIMEOUT"
 FAULT_ENV = "LOSSREWEIGHT_FAULT"

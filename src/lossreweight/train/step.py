@@ -8,8 +8,8 @@ import math
 
 import torch
 
+from lossreweight.config import RunConfig
 from lossreweight.reweighting import Reweighter, accumulate_step, combine_stats
-from lossreweight.train.config import RunConfig
 
 
 def build_reweighter(cfg: RunConfig, num_domains: int) -> Reweighter:
