@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from test_reliability_helpers import RUN, child_env, finish, logged_steps, our_frames, wait_for
+from train_utils import torchrun_train_cmd
 
 pytestmark = pytest.mark.xdist_group("reliability")
 
@@ -20,22 +20,7 @@ pytestmark = pytest.mark.xdist_group("reliability")
 def torchrun(
     out: Path, *extra: str, fault: str | None = None, timeout: str = "30"
 ) -> subprocess.Popen[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "lossreweight.cli",
-        "train",
-        "tiny",
-        "--out",
-        str(out),
-        *RUN,
-        *extra,
-    ]
+    cmd = torchrun_train_cmd(out, *RUN, *extra)
     env = child_env(fault, LOSSREWEIGHT_DIST_TIMEOUT=timeout)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
-from train_utils import TINY_OVERRIDES, deterministic
+from train_utils import TINY_OVERRIDES, deterministic, torchrun_train_cmd
 
 from lossreweight.cli import main
 from lossreweight.train import load_config, train
@@ -188,24 +187,13 @@ def test_two_ranks_equal_one_process(tmp_path, sharding):
     single = _cfg("train.batch_size=8", "reweight.strategy=linupper")
     train(single, tmp_path / "one")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "lossreweight.cli",
-        "train",
-        "tiny",
-        "--out",
-        str(tmp_path / "two"),
+    cmd = torchrun_train_cmd(
+        tmp_path / "two",
         *TINY_OVERRIDES,
         "train.batch_size=4",
         "reweight.strategy=linupper",
         f"train.fsdp={sharding == 'fsdp'}",
-    ]
+    )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done:") == 1  # only rank 0 reports

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
-from train_utils import TINY_OVERRIDES, check_steps_for_syncs
+from train_utils import TINY_OVERRIDES, check_steps_for_syncs, torchrun_train_cmd
 
 from lossreweight.train import load_config, train
 from lossreweight.train.metrics import read_metrics
@@ -40,22 +39,7 @@ def test_fsdp2_single_gpu_matches_plain(tmp_path):
     """fully_shard on one rank must give the same losses as the unsharded model."""
     base = [*TINY_OVERRIDES, "train.device=cuda", "train.precision=fp32"]
     train(load_config("tiny", base), tmp_path / "plain")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "1",
-        "-m",
-        "lossreweight.cli",
-        "train",
-        "tiny",
-        "--out",
-        str(tmp_path / "fsdp"),
-        *base,
-        "train.fsdp=true",
-    ]
+    cmd = torchrun_train_cmd(tmp_path / "fsdp", *base, "train.fsdp=true", nproc=1)
     proc = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "fsdp")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 TINY_OVERRIDES = [
@@ -72,3 +74,22 @@ def check_steps_for_syncs(monkeypatch: Any, on: Any, off: Any) -> list[int]:
     monkeypatch.setattr(Evaluator, "run", paused(Evaluator.run))
     monkeypatch.setattr(Checkpointer, "save", paused(Checkpointer.save))
     return steps
+
+
+def torchrun_train_cmd(out: Path, *args: str, nproc: int = 2) -> list[str]:
+    """`torchrun --standalone --nproc_per_node N -m lossreweight.cli train tiny --out OUT ARGS`."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "lossreweight.cli",
+        "train",
+        "tiny",
+        "--out",
+        str(out),
+        *args,
+    ]
