@@ -38,7 +38,7 @@ def world_size(group: dist.ProcessGroup | None = None) -> int:
 def _agree_capacity(n: int, device: torch.device, group: dist.ProcessGroup | None) -> int:
     size = torch.tensor([n], device=device, dtype=torch.int64)
     dist.all_reduce(size, op=dist.ReduceOp.MAX, group=group)
-    return int(size.item())  # the one host sync, only without a known capacity
+    return int(size.item())  # sync-ok: only without a known capacity (the trainer passes one)
 
 
 def _all_gather(out: torch.Tensor, local: torch.Tensor, group: dist.ProcessGroup | None) -> None:

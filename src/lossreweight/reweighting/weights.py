@@ -254,12 +254,13 @@ def stats_to_python(stats: dict[str, torch.Tensor]) -> dict[str, float | list[fl
     """Fetch statistics to the host in one transfer (this is the only sync, do it when logging)."""
     if not stats:
         return {}
+    # sync-ok: the one device-to-host copy, made at logging time only.
     flat = torch.cat([v.detach().reshape(-1).to(torch.float32) for v in stats.values()]).cpu()
     out: dict[str, float | list[float]] = {}
     i = 0
     for key, v in stats.items():
         n = v.numel()
-        vals = flat[i : i + n].tolist()
+        vals = flat[i : i + n].tolist()  # sync-ok: `flat` is already on the host
         out[key] = vals if v.dim() > 0 else vals[0]
         i += n
     for key in ("num_samples", "num_invalid"):
