@@ -1,5 +1,5 @@
 """The trainer's components on their own: the step guard (device-side skip), the async host
-reads, the checkpointer, metric names and sinks, the console; and the loop's promise that no
+reads, metric names and sinks, the console; and the loop's promise that no
 step waits for the device (no scalar read of a device tensor between evaluations/saves)."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from train_utils import TINY_OVERRIDES, check_steps_for_syncs
 
 from lossreweight.cli import main
 from lossreweight.train import load_config, train
-from lossreweight.train.checkpointer import Checkpointer, Counters
 from lossreweight.train.console import Console, eval_line
 from lossreweight.train.errors import TrainingDiverged
 from lossreweight.train.fetch import Pending
@@ -102,60 +101,6 @@ def test_pending_reads_named_values() -> None:
     p = Pending({"a": torch.tensor(4), "b": x, "c": torch.tensor(True)})
     x.add_(10)  # later work on the source does not change what was taken
     assert p.ready() and p.get() == {"a": 4.0, "b": [1.0, 2.0, 3.0], "c": 1.0}
-
-
-# -- checkpointer -------------------------------------------------------------------------------
-class _Part:
-    def __init__(self) -> None:
-        self.state = {"position": 0}
-
-    def state_dict(self) -> dict[str, Any]:
-        return dict(self.state)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "position" not in state:
-            raise ValueError("another kind of state")
-        self.state = dict(state)
-
-
-def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
-    from lossreweight.model import build_model
-    from lossreweight.train.loss_module import PerSampleLoss
-    from lossreweight.train.optim import build_optimizer
-    from lossreweight.train.runtime import Runtime
-
-    cfg = load_config("tiny", TINY_OVERRIDES)
-    rt = Runtime(torch.device("cpu"), 0, 0, 1, None)
-
-    def parts() -> tuple[Checkpointer, Counters, _Part, torch.nn.Module]:
-        torch.manual_seed(len(list(tmp_path.iterdir())))
-        module = PerSampleLoss(build_model(cfg.model, 64), fused=False, autocast_dtype=None)
-        counters, part = Counters(), _Part()
-        ckpt = Checkpointer(
-            tmp_path,
-            rt,
-            model=module,
-            optimizer=build_optimizer(module, cfg.train, rt.device),
-            counters=counters,
-            parts={"loader": part, "reweighter": _Part()},
-            every=3,
-            keep=2,
-        )
-        return ckpt, counters, part, module
-
-    ckpt, counters, part, module = parts()
-    assert [s for s in range(1, 10) if ckpt.due(s)] == [3, 6, 9]
-    assert ckpt.due(4, last=True) and ckpt.due(4, stopping=True)
-    assert ckpt.restore() is None  # nothing saved yet
-    counters.step, counters.tokens, part.state = 3, 384, {"position": 12}
-    ckpt.save()
-    other, counters2, part2, module2 = parts()
-    assert other.restore() is not None
-    assert (counters2.step, counters2.tokens, part2.state) == (3, 384, {"position": 12})
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(module.state_dict().values(), module2.state_dict().values(), strict=True)
-    )
 
 
 # -- metric names and sinks -------------------------------------------------------------------

@@ -42,7 +42,7 @@ def check_steps_for_syncs(monkeypatch: Any, on: Any, off: Any) -> list[int]:
     sync detector armed by `on` covers every step of the loop but those. Returns the steps
     seen (filled while training)."""
     import lossreweight.train.loop as loop
-    from lossreweight.train.checkpointer import Checkpointer
+    from lossreweight.train.checkpoint import Checkpointer
     from lossreweight.train.evaluator import Evaluator
 
     steps: list[int] = []

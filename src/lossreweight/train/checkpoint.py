@@ -1,6 +1,9 @@
-"""Atomic, safe checkpoints.
+"""Checkpoints, whole: when to save, what a checkpoint holds, writing it atomically, restoring
+it, pruning old ones and verifying them (torchtitan's CheckpointManager, in one module).
 
-A checkpoint is a directory `checkpoints/step_XXXXXXXX/` with
+`Checkpointer` decides the cadence and gathers the state: the model and optimizer (tensor
+files) and, in state.json, each registered part's `state_dict()` under its name plus the
+counters at the top. A checkpoint is a directory `checkpoints/step_XXXXXXXX/` with
   model.safetensors     the full (unsharded) model state
   optimizer.pt          the optimizer state, read back with torch.load(weights_only=True)
   rng_rankK.safetensors each rank's torch RNG states
@@ -9,8 +12,9 @@ A checkpoint is a directory `checkpoints/step_XXXXXXXX/` with
   COMPLETE              written last
 It is written to a temporary directory that is renamed into place only when whole, so a
 crash (or a full disk) while saving never leaves a broken newest checkpoint; older ones are
-deleted only after the new one is complete. Files are hashed as they are written (no second
-read) and checked against the manifest on load (lossreweight.integrity).
+deleted only after the new one is complete, and only when they hold exactly the files the
+trainer wrote (a folder a user made or added to is never deleted). Files are hashed as they
+are written (no second read) and checked against the manifest on load (lossreweight.integrity).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import json
 import os
 import re
 import shutil
+import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -35,7 +41,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from lossreweight.errors import CheckpointError
+from lossreweight.errors import CheckpointError, ConfigError
 from lossreweight.integrity import (
     HashingWriter,
     damaged_advice,
@@ -48,20 +54,75 @@ from lossreweight.model.run_dir import fill_tied_aliases
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
+    MANIFEST_FILE,
     MODEL_WEIGHTS,
     OPTIMIZER_FILE,
     STATE_FILE,
     checkpoint_dir_name,
+    complete_checkpoints,
     find_latest_checkpoint,
     read_json_object,
 )
-from lossreweight.train.checkpoint_files import fsync_dir, fsync_file, save_safetensors
 from lossreweight.train.runtime import Runtime, fault_point
 
 # The trainer checkpoints its PerSampleLoss module; files hold the bare model's names so that
 # export and `load_run_model` read them directly.
 MODEL_PREFIX = "model."
 FORMAT_VERSION = 1
+
+# safetensors' names of the dtypes a checkpoint holds.
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
+    """Write `tensors` (CPU) in the safetensors format, hashing as it goes; its manifest entry.
+
+    Our own writer rather than safetensors.torch.save_file: the bytes are hashed as they go
+    out (no second read of the file for the manifest), and a failed write (a full disk) is an
+    OSError naming the file. The result is a standard file that safetensors loads."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, t in tensors.items():
+        if t.dtype not in _ST_DTYPES:
+            raise TypeError(f"cannot checkpoint {name}: dtype {t.dtype}")
+        size = t.numel() * t.element_size()
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with HashingWriter(path) as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for t in tensors.values():
+            if t.numel():  # raw little-endian bytes, as safetensors stores them
+                f.write(
+                    memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+                )
+        return f.close()
 
 
 def save_checkpoint(
@@ -194,19 +255,36 @@ def _dedupe(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _prune(root: Path, keep: int) -> None:
-    complete = sorted(d for d in root.glob("step_*") if (d / COMPLETE_MARKER).is_file())
+    """Delete all but the newest `keep` complete checkpoints (and the last good one), and the
+    leftovers of a crash mid-save or mid-delete; never a folder the trainer did not write."""
+    complete = complete_checkpoints(root.parent)
     good = last_good_checkpoint(root.parent)  # never pruned: the one to go back to after NaNs
-    for d in complete[:-keep]:
-        if d == good:
+    for d in complete[:-keep] if keep > 0 else []:
+        if d == good or not _ours(d):
             continue
         # Renamed first, so a crash mid-delete never leaves a half checkpoint named step_*.
         trash = d.with_name(f".old-{d.name}")
         with contextlib.suppress(OSError):
             os.replace(d, trash)
             shutil.rmtree(trash, ignore_errors=True)
-    for pattern in (".tmp-step_*", ".old-step_*"):  # leftovers of a crash mid-save or mid-delete
+    for pattern in (".tmp-step_*", ".old-step_*"):  # names only the trainer gives
         for d in root.glob(pattern):
-            shutil.rmtree(d, ignore_errors=True)
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _ours(ckpt: Path) -> bool:
+    """Does `ckpt` hold exactly what `save_checkpoint` wrote: a real folder (not a link) of
+    the files its manifest lists, the manifest and COMPLETE? A checkpoint a user copied by
+    hand, linked in or added notes to is left alone."""
+    if ckpt.is_symlink() or not ckpt.is_dir():
+        return False
+    try:
+        listed = set(json.loads((ckpt / MANIFEST_FILE).read_text())["files"])
+        present = {p.name for p in ckpt.iterdir()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return present == listed | {MANIFEST_FILE, COMPLETE_MARKER}
 
 
 def read_state(ckpt: Path) -> dict[str, Any]:
@@ -363,3 +441,81 @@ def check_compatible(model: torch.nn.Module, sd: dict[str, torch.Tensor], ckpt: 
             f"checkpoint {ckpt} is from another model shape ({detail}); use the config it was "
             "trained with, or a new output directory"
         )
+
+
+# -- the manager: cadence, state registry, restore ----------------------------------------
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Counters:
+    """Where training stands: optimizer steps taken and tokens consumed (all ranks)."""
+
+    step: int = 0
+    tokens: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "tokens": self.tokens}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.tokens = state["step"], state["tokens"]
+
+
+class Checkpointer:
+    """Saves every `every` steps (0: only at the end), at the last step and on a stop request;
+    keeps the newest `keep`; restores the newest complete checkpoint of `run_dir`."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        rt: Runtime,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        counters: Counters,
+        parts: dict[str, Stateful],
+        every: int,
+        keep: int,
+    ) -> None:
+        self.run_dir, self.rt = Path(run_dir), rt
+        self.model, self.optimizer, self.counters, self.parts = model, optimizer, counters, parts
+        self.every, self.keep = every, keep
+
+    def due(self, step: int, *, last: bool = False, stopping: bool = False) -> bool:
+        return last or stopping or bool(self.every and step % self.every == 0)
+
+    def save(self) -> Path:
+        """Collective under torch.distributed: every rank calls it at the same step."""
+        state = {
+            **self.counters.state_dict(),
+            **{name: p.state_dict() for name, p in self.parts.items()},
+        }
+        return save_checkpoint(
+            self.run_dir,
+            self.counters.step,
+            self.model,
+            self.optimizer,
+            state,
+            self.rt,
+            keep=self.keep,
+        )
+
+    def restore(self) -> Path | None:
+        """Load the newest complete checkpoint into every registered part.
+
+        Returns its path, or None when there is none.
+        """
+        latest = find_latest_checkpoint(self.run_dir)
+        if latest is None:
+            return None
+        state = load_checkpoint(latest, self.model, self.optimizer, self.rt)
+        self.counters.load_state_dict(state)
+        for name, part in self.parts.items():
+            try:
+                part.load_state_dict(state[name])
+            except ValueError as exc:  # e.g. a reweighter saved with other settings
+                raise ConfigError(str(exc)) from None
+        return latest

@@ -35,7 +35,7 @@ from lossreweight.rundir import (
     data_fingerprint,
     find_latest_checkpoint,
 )
-from lossreweight.train.checkpointer import Checkpointer, Counters
+from lossreweight.train.checkpoint import Checkpointer, Counters
 from lossreweight.train.errors import (
     Interrupted,
     OutOfMemory,
