@@ -187,7 +187,7 @@ def test_sdist_builds_without_deprecation_warnings_and_carries_docs_and_examples
     for name in keep:
         shutil.copy2(ROOT / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    for folder in ["src", "docs", "examples", "benchmarks", "tests"]:
+    for folder in ["src", "docs", "examples", "benchmarks", "tests", "tools"]:
         shutil.copytree(ROOT / folder, src / folder, ignore=ignore, symlinks=True)
     proc = subprocess.run(
         [
@@ -216,6 +216,7 @@ def test_sdist_builds_without_deprecation_warnings_and_carries_docs_and_examples
         "docs/data.md",
         "examples/hf_trainer_reweighting.py",
         "src/lossreweight/configs/gpt2-paper.yaml",
+        "tools/install_torch.py",  # the Makefile's torch install
         "tests/test_config.py",
     ]:
         assert expected in names, expected
