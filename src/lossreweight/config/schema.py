@@ -135,6 +135,26 @@ class ReweightConfig(_Section):
         description=f"burn-in as a fraction of train.max_steps (neither given: "
         f"{DEFAULT_BURN_IN_FRACTION}, the paper's 1,000 of 20,000)",
     )
+    burn_in_until_loss: float | None = Field(
+        None,
+        gt=0.0,
+        description="end the burn-in by progress: at the first step (after warmup_steps or "
+        "warmup_fraction, then a minimum) where the smoothed train loss is below this (nats)",
+    )
+    burn_in_below_unigram: float | None = Field(
+        None,
+        ge=0.0,
+        description="end the burn-in by progress: once the smoothed train loss is this many nats "
+        "below the unigram entropy of the training mix (prepare stores it; 0: as soon as the "
+        "model beats word frequencies); warmup_steps or warmup_fraction is then a minimum",
+    )
+    burn_in_smoothing: float = Field(
+        0.9,
+        ge=0.0,
+        lt=1.0,
+        description="the progress rule's moving average of the train loss: weight of the past "
+        "(0.9: about the last 10 steps)",
+    )
     max_weight: float | None = Field(
         None, ge=1.0, description="cap each weight at max_weight / M (M samples); null: no cap"
     )
@@ -190,6 +210,7 @@ class ReweightConfig(_Section):
     @model_validator(mode="after")
     def _one_burn_in(self) -> ReweightConfig:
         _one_of(self, "warmup_steps", "warmup_fraction", "reweight")
+        _one_of(self, "burn_in_until_loss", "burn_in_below_unigram", "reweight")
         if self.warmup_steps is None and self.warmup_fraction is None:
             self.warmup_fraction = DEFAULT_BURN_IN_FRACTION
         return self

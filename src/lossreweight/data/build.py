@@ -6,6 +6,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lossreweight.data.config import DataConfig
 from lossreweight.data.corpus import Corpus, describe_sources
 from lossreweight.data.documents import Document, unit_hash
@@ -20,6 +22,7 @@ from lossreweight.data.shards import (
     write_index,
 )
 from lossreweight.data.tokenizer import TextTokenizer, import_hf, import_tiktoken, train_bpe
+from lossreweight.data.unigram import UNIGRAM_FILE, entropy_nats, save_counts
 from lossreweight.errors import DataError
 
 # Documents are grouped in batches of about this many characters: enough for the
@@ -91,6 +94,9 @@ def build(
     writers: dict[tuple[str, str], StreamWriter] = {}
     numbers: dict[str, int] = {}
     stats = _Stats()
+    # Training-token counts per domain: the unigram entropy says where a model stands after
+    # it has learned word frequencies (a progress-based burn-in ends below it).
+    unigram: dict[str, np.ndarray] = {}
 
     def writer(split: str, domain: str) -> StreamWriter:
         key = (split, domain)
@@ -107,6 +113,11 @@ def build(
             for doc, arr in zip(batch, arrays, strict=True):
                 writer(doc.split, doc.domain).write(arr)
                 stats.add(doc, arr.size)
+                if doc.split == "train" and arr.size:
+                    counts = unigram.setdefault(
+                        doc.domain, np.zeros(tokenizer.vocab_size, dtype=np.int64)
+                    )
+                    counts += np.bincount(arr, minlength=tokenizer.vocab_size)[: counts.size]
     shards = {key: w.close() for key, w in writers.items()}
     if not stats.per_domain:
         raise DataError(
@@ -137,6 +148,8 @@ def build(
             "train_sequences": splits["train"][d]["sequences"],
             "val_sequences": splits["val"][d]["sequences"],
         } | {k: v for k, v in s.items() if k != "where"}
+    zero = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    save_counts(root, np.stack([unigram.get(d, zero) for d in domains]))
     write_index(
         root,
         {
@@ -154,6 +167,13 @@ def build(
             "num_train_sequences": totals["train"],
             "num_val_sequences": totals["val"],
             "splits": splits,
+            "unigram": {
+                "file": UNIGRAM_FILE,
+                "train_entropy_by_domain": {
+                    d: entropy_nats(unigram.get(d, zero)) for d in domains
+                },
+                "train_entropy": entropy_nats(sum(unigram.values(), zero)),
+            },
         },
     )
 

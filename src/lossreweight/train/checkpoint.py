@@ -515,7 +515,8 @@ class Checkpointer:
         self.counters.load_state_dict(state)
         for name, part in self.parts.items():
             try:
-                part.load_state_dict(state[name])
+                # {}: a part newer than the checkpoint (burn_in) restores its default
+                part.load_state_dict(state.get(name, {}) if name == "burn_in" else state[name])
             except ValueError as exc:  # e.g. a reweighter saved with other settings
                 raise ConfigError(str(exc)) from None
         return latest

@@ -35,6 +35,7 @@ from lossreweight.rundir import (
     data_fingerprint,
     find_latest_checkpoint,
 )
+from lossreweight.train.burn_in import BurnIn
 from lossreweight.train.checkpoint import Checkpointer, Counters
 from lossreweight.train.errors import (
     Interrupted,
@@ -81,6 +82,7 @@ class _Parts:
     optimizer: torch.optim.Optimizer
     loader: Any
     reweighter: Reweighter
+    burn_in: BurnIn
     counters: Counters
     checkpointer: Checkpointer
     evaluator: Evaluator
@@ -250,6 +252,7 @@ class Trainer:
         wrapped = wrap_model(model, cfg.train, rt)
         optimizer = build_optimizer(wrapped, cfg.train, rt.device)
         reweighter = build_reweighter(cfg, len(data.domains))
+        burn_in = BurnIn.for_run(cfg, data, reweighter)  # sets the Reweighter's burn-in
         loader = data.train_loader(
             cfg.train.batch_size,
             seed=cfg.train.seed,
@@ -270,7 +273,8 @@ class Trainer:
             model=wrapped,
             optimizer=optimizer,
             counters=counters,
-            parts={"loader": loader, "reweighter": reweighter},
+            # burn_in before reweighter: it restores the burn-in the Reweighter's state checks
+            parts={"loader": loader, "burn_in": burn_in, "reweighter": reweighter},
             every=cfg.checkpoint.every,
             keep=cfg.checkpoint.keep,
         )
@@ -291,11 +295,13 @@ class Trainer:
             config=resolved,
         )
         logger, console = reporter.logger, reporter.console
+        reporter.observers.append(burn_in.observe)
         p = _Parts(
             model=wrapped,
             optimizer=optimizer,
             loader=loader,
             reweighter=reweighter,
+            burn_in=burn_in,
             counters=counters,
             checkpointer=checkpointer,
             evaluator=evaluator,
@@ -321,7 +327,10 @@ class Trainer:
         if rt.is_main and not interrupted:
             _atomic_write(
                 self.run_dir / FINAL_FILE,
-                json.dumps({"steps": step, "tokens": tokens, **last_eval}, indent=1),
+                json.dumps(
+                    {"steps": step, "tokens": tokens, **last_eval, "burn_in": burn_in.summary()},
+                    indent=1,
+                ),
             )
             named = Evaluator.metrics(last_eval) if last_eval else {}
             console.summary(
@@ -346,6 +355,8 @@ class Trainer:
         stop.training = True
         while c.step < cfg.max_steps:
             self._step = c.step
+            if p.burn_in.eval_due(c.step):  # where reweighting starts, on the loss curve
+                p.reporter.console.info(p.burn_in.measured(p.evaluator.run()))
             lr = lr_at(c.step, cfg)
             set_lr(p.optimizer, lr)
             batches = [next(p.loader) for _ in range(cfg.grad_accum)]
@@ -362,6 +373,7 @@ class Trainer:
             last = c.step == cfg.max_steps
             sync = last or p.evaluator.due(c.step) or p.checkpointer.due(c.step)
             agreed = p.reporter.report(keep=0 if sync else 1)  # log / evaluate the steps done
+            p.burn_in.apply(c.step)  # a progress target read in those steps ends the burn-in
             fault_point("step", c.step, self.rt.rank)
             stopping = agreed if self.rt.distributed else stop.requested
             if p.checkpointer.due(c.step, last=last, stopping=stopping):

@@ -8,6 +8,7 @@ newest, so the host reads step k-1 while the device works on step k; `report()` 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class StepReporter:
         self.run_dir, self.rank, self.world_size = run_dir, rank, world_size
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self._queue: list[_Queued] = []
+        # Called with (step, host values, skipped) for every step read (e.g. the burn-in rule).
+        self.observers: list[Callable[[int, Mapping[str, Any], bool], None]] = []
         self._t_log, self._tokens_at_log = time.perf_counter(), 0
 
     @classmethod
@@ -130,6 +133,8 @@ class StepReporter:
             skipped = values.pop("skipped") > 0
             streak = int(values.pop("nonfinite_streak"))
             agreed |= values.pop("stop") > 0
+            for observe in self.observers:
+                observe(q.step, values, skipped)
             do_eval = self.evaluator.due(q.step, last=q.step == self.max_steps)
             if do_eval or skipped or q.step % self.log_every == 0:
                 self._log(q, values, skipped, do_eval)
