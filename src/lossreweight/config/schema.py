@@ -20,6 +20,7 @@ from lossreweight.reweighting import (
     DELTA_RANGE,
     TEMPERATURE_RANGE,
     available_strategies,
+    get_strategy,
     make_schedule,
 )
 
@@ -172,6 +173,7 @@ class ReweightConfig(_Section):
             raise ValueError(
                 f"unknown strategy {v!r}{hint}; valid: {', '.join(available_strategies())}"
             )
+        get_strategy(v)  # an installed package's strategy loads now: a broken one is a config error
         return v
 
     @field_validator("temperature", mode="before")

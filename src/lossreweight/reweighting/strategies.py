@@ -1,7 +1,13 @@
-"""Scoring strategies: s = f(x, delta) on losses normalised to [-delta, delta] (SPEC 2.2)."""
+"""Scoring strategies: s = f(x, delta) on losses normalised to [-delta, delta] (SPEC 2.2).
+
+Besides the paper's five, a strategy comes from `register_strategy` (in the same process) or
+from an installed package's entry point in the group `lossreweight.strategies` (found by the
+command line and the config too): `name = "module:function"`; see examples/strategy_plugin.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable
 
 import torch
@@ -53,8 +59,35 @@ def is_builtin(fn: StrategyFn) -> bool:
     return fn in _BUILTIN
 
 
+ENTRY_POINT_GROUP = "lossreweight.strategies"
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed packages' strategies by name; the built-in and reserved names are not theirs."""
+    found = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REFUSED and not any(fn.__name__ == ep.name for fn in _BUILTIN):
+            found.setdefault(ep.name, ep)  # two packages, one name: the first found wins
+    return found
+
+
+def _load_entry_point(ep: importlib.metadata.EntryPoint) -> StrategyFn:
+    where = f"entry point {ep.name} = {ep.value!r} (group {ENTRY_POINT_GROUP})"
+    try:
+        fn = ep.load()
+    except Exception as exc:  # a user's package: any import error, reported in one line
+        raise ValueError(
+            f"strategy {ep.name!r} could not be loaded from {where}: "
+            f"{type(exc).__name__}: {exc}; fix or uninstall the package that declares it"
+        ) from None
+    if not callable(fn):
+        raise ValueError(f"strategy {ep.name!r} from {where} is not a callable fn(x, delta)")
+    return fn
+
+
 def available_strategies() -> list[str]:
-    return sorted(_REGISTRY)
+    """The built-in, registered and installed (entry point) strategy names."""
+    return sorted({*_REGISTRY, *_entry_points()})
 
 
 def register_strategy(name: str, fn: StrategyFn, *, overwrite: bool = False) -> None:
@@ -80,9 +113,13 @@ def get_strategy(name: str | StrategyFn) -> StrategyFn:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
+        ep = _entry_points().get(name) if isinstance(name, str) else None
+        if ep is not None:  # not cached: what is installed decides (Python caches the module)
+            return _load_entry_point(ep)
         raise ValueError(
             f"unknown strategy {name!r}; valid strategies: {', '.join(available_strategies())} "
-            "(or register your own with lossreweight.reweighting.register_strategy)"
+            "(or register your own with lossreweight.reweighting.register_strategy, or install "
+            f"a package with a {ENTRY_POINT_GROUP!r} entry point)"
         ) from None
 
 
