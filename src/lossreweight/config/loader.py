@@ -25,6 +25,8 @@ EXCLUSIVE = {
     "reweight.warmup_fraction": "reweight.warmup_steps",
     "train.lr_warmup_steps": "train.lr_warmup_fraction",
     "train.lr_warmup_fraction": "train.lr_warmup_steps",
+    "reweight.burn_in_until_loss": "reweight.burn_in_below_unigram",
+    "reweight.burn_in_below_unigram": "reweight.burn_in_until_loss",
 }
 
 
