@@ -1,6 +1,7 @@
 """The package's shape (docs/architecture.md): no import cycles between modules (every import
-statement counts: under TYPE_CHECKING and inside functions too), no module over 400 lines,
-and the dependency arrow between layers pointing one way."""
+statement counts: under TYPE_CHECKING and inside functions too), the dependency arrow between
+layers pointing one way, no two modules of one name, and no module over 800 lines (a module
+holds one concept whole rather than splitting it)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pathlib import Path
 import lossreweight
 
 PACKAGE_ROOT = Path(lossreweight.__file__).resolve().parent
-MAX_LINES = 400
+MAX_LINES = 800
 
 # What each layer may import of ours. Layers not named here are the top (cli, commands).
-# errors / locking / extras / metric_names are leaves that anything may use.
-LEAVES = {"errors", "locking", "extras", "metric_names"}
+# errors / locking / extras / metric_names / plugins / safe_files are leaves that anything may use.
+LEAVES = {"errors", "locking", "extras", "metric_names", "plugins", "safe_files"}
 ALLOWED: dict[str, set[str]] = {
     "reweighting": set(),  # the method: pure torch, nothing of ours
     "losses": {"reweighting"},
@@ -96,9 +97,29 @@ def test_no_import_cycles():
     assert not cycles, " ; ".join(" -> ".join(c) for c in cycles)
 
 
-def test_no_module_over_400_lines():
+def test_no_module_over_800_lines():
     long = {n: len(p.read_text().splitlines()) for n, p in modules().items()}
     assert {n: k for n, k in long.items() if k > MAX_LINES} == {}
+
+
+# Parallel parts of one pattern may share names with modules elsewhere: a command per CLI
+# command, a study per study.
+PARALLEL = ("lossreweight.commands.", "lossreweight.experiments.studies.")
+# Names still taken twice, each to be renamed; the test fails when one is fixed but still
+# listed, so this list is always exactly what is left.
+KNOWN_DUPLICATES = {"build", "config", "errors", "files", "loader", "metric_names"}
+
+
+def test_no_two_modules_of_one_name():
+    by_name: dict[str, list[str]] = {}
+    for name in modules():
+        if "." in name and not name.startswith(PARALLEL):
+            by_name.setdefault(name.rsplit(".", 1)[1], []).append(name)
+    dupes = {n: where for n, where in by_name.items() if len(where) > 1}
+    new = {n: where for n, where in dupes.items() if n not in KNOWN_DUPLICATES}
+    assert not new, f"modules of one name: {new}"
+    fixed = KNOWN_DUPLICATES - set(dupes)
+    assert not fixed, f"no longer duplicated, remove from KNOWN_DUPLICATES: {sorted(fixed)}"
 
 
 def test_dependency_arrow_points_one_way():

@@ -13,7 +13,7 @@ from cli_utils import run_cli as _cli
 from train_utils import TINY_OVERRIDES, deterministic
 
 from lossreweight.experiments.runs import run_status
-from lossreweight.experiments.summary import steps_to_reach
+from lossreweight.experiments.stats import steps_to_reach
 from lossreweight.train import load_config
 from lossreweight.train.metrics import read_metrics
 
@@ -99,13 +99,13 @@ def test_strategies_saw_identical_batches(compared: tuple[Path, dict[str, Any], 
 
 def test_report_plots_and_table(compared: tuple[Path, dict[str, Any], str]) -> None:
     out, s, stdout = compared
-    page = (out / "report.html").read_text()
+    page = (out / "index.html").read_text()
     for name in PLOTS:
         png = out / s["files"][name]
         assert png.read_bytes().startswith(PNG_MAGIC)
         assert f'src="{png.name}"' in page
     assert "strategy" in stdout and "linupper" in stdout and "code" in stdout
-    assert f"report: {out / 'report.html'}" in stdout
+    assert f"report: {out / 'index.html'}" in stdout
 
 
 def test_second_invocation_reuses_finished_runs(

@@ -13,7 +13,7 @@ import pytest
 from cli_utils import PNG_MAGIC, shared_dir
 
 from lossreweight.cli import main
-from lossreweight.experiments.demo import QUICK_SEEDS, STRATEGIES, demo_overrides
+from lossreweight.experiments.compare import DEMO_QUICK_SEEDS, DEMO_STRATEGIES, demo_overrides
 
 pytestmark = pytest.mark.xdist_group("demo")
 
@@ -34,14 +34,14 @@ def _finite(v: Any) -> bool:
 
 def test_writes_report_plots_and_summary(demo: tuple[Path, dict[str, Any], str]) -> None:
     out, s, stdout = demo
-    page = (out / "report.html").read_text()
+    page = (out / "index.html").read_text()
     assert page.startswith("<!doctype html>")
     pngs = [f for f in s["files"].values() if f.endswith(".png")]
     assert len(pngs) >= 4
     for name in pngs:
         assert (out / name).read_bytes().startswith(PNG_MAGIC) and f'src="{name}"' in page
-    assert f"report: {out / 'report.html'}" in stdout and "demo took" in stdout
-    for strategy in STRATEGIES:
+    assert f"report: {out / 'index.html'}" in stdout and "demo took" in stdout
+    for strategy in DEMO_STRATEGIES:
         assert strategy in stdout
 
 
@@ -50,7 +50,7 @@ def test_summary_schema(demo: tuple[Path, dict[str, Any], str]) -> None:
     steps = int(
         next(o for o in demo_overrides(True) if o.startswith("train.max_steps=")).split("=")[1]
     )
-    assert list(s["runs"]) == list(STRATEGIES) and s["seeds"] == list(QUICK_SEEDS)
+    assert list(s["runs"]) == list(DEMO_STRATEGIES) and s["seeds"] == list(DEMO_QUICK_SEEDS)
     assert "math" not in s["domains"] and len(s["domains"]) == 5  # the natural-text domains
     for r in s["runs"].values():
         assert r["steps"] == steps and isinstance(r["tokens"], int) and r["tokens"] > 0
@@ -89,7 +89,7 @@ def test_paper_regime_and_verdict_first(demo: tuple[Path, dict[str, Any], str]) 
         and "95% interval" in s["verdict"]
         and "tokens/param" in s["verdict"]
     )
-    page = (out / "report.html").read_text()
+    page = (out / "index.html").read_text()
     assert [h.split("</h2>")[0] for h in page.split("<h2>")[1:]][:2] == ["Verdict", "Setup"]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossreweight.experiments.plotting import Section, Table, write_html_report
+from lossreweight.experiments.page import Section, Table, write_html_report
 from lossreweight.experiments.studies.linreg import run_linreg
 from lossreweight.experiments.toy.linreg_sim import (
     STRATEGIES,
@@ -198,7 +198,7 @@ def test_steps_to_target_and_censoring() -> None:
 
 
 def test_html_report_escapes_and_embeds(tmp_path: Path) -> None:
-    from lossreweight.experiments.plotting import new_figure, plot_lines, save_figure
+    from lossreweight.experiments.plots import new_figure, plot_lines, save_figure
 
     fig, (ax,) = new_figure(1)
     plot_lines(ax, [0, 1], {"a<b": [1, 2]})

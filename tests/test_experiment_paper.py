@@ -68,35 +68,35 @@ def test_replicate_summary_has_the_protocol_and_paired_intervals(replicate: Run)
         and p["params"] > 0
         and p["steps"] > 0
     )
-    assert set(s["arms"]) == {
+    assert set(s["runs"]) == {
         "uniform",
         *(f"{a}-r{r}" for a in ("linupper", "quadratic", "extremes") for r in ("0.4", "1")),
     }
     assert set(s["domains"]) == set(NATURAL_DOMAINS)  # the synthetic math domain is not trained on
-    uni = s["arms"]["uniform"]
-    for name, a in s["arms"].items():
+    uni = s["runs"]["uniform"]
+    for name, a in s["runs"].items():
         assert _finite(a["val_loss"]) and _finite(a["worst_domain_loss"])
         assert set(a["val_loss_by_domain"]) == set(NATURAL_DOMAINS)
         for k, by in enumerate(zip(*a["per_seed"]["val_loss_by_domain"].values(), strict=True)):
             assert a["per_seed"]["worst_domain_loss"][k] == pytest.approx(max(by))
         if name == "uniform":
-            assert "paired_vs_uniform" not in a
             continue
-        d = a["paired_vs_uniform"]
+        d = a["diff_vs_uniform"]
         per = [
             x - y
             for x, y in zip(a["per_seed"]["val_loss"], uni["per_seed"]["val_loss"], strict=True)
         ]
-        assert d["per_seed"] == pytest.approx(per) and d["mean"] == pytest.approx(
+        v = d["val_loss"]
+        assert v["per_seed"] == pytest.approx(per) and v["mean"] == pytest.approx(
             sum(per) / len(per)
         )
-        lo, hi = d["ci95"]
-        assert lo < d["mean"] < hi
+        lo, hi = v["ci95"]
+        assert lo < v["mean"] < hi
         for key in ("val_loss_domain_avg", "worst_domain_loss"):
             assert len(d[key]["ci95"]) == 2
-        st = a["steps_to_uniform_final"]
+        st = d["steps_to_baseline_final"]
         assert st["of"] == len(p["seeds"]) and all(
-            v is None or 0 < v <= p["steps"] for v in st["per_seed"]
+            x is None or 0 < x <= p["steps"] for x in st["per_seed"]
         )
     assert s["same_batches"] is True and s["complete"] is True
     assert (
@@ -129,7 +129,9 @@ def test_replicate_no_train_reports_the_same_numbers(
         )
     assert rc == 0 and "training" not in stdout.replace("short-run", ""), err
     again = json.loads((out / "summary.json").read_text())
-    assert again["arms"] == s["arms"] and again["verdict"] == s["verdict"]
+    assert again["runs"].keys() == s["runs"].keys() and again["verdict"] == s["verdict"]
+    for arm, r in s["runs"].items():
+        assert again["runs"][arm]["diff_vs_uniform"] == r["diff_vs_uniform"]
 
 
 def test_noise_labels_corrupted_sequences(noise: Run) -> None:

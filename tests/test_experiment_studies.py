@@ -167,10 +167,10 @@ def test_temperature_quick(temperature: Run) -> None:
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    from lossreweight.experiments.metric_names import flat_record
+    from lossreweight.experiments.runs import read_record
     from lossreweight.train.metrics import read_metrics
 
-    return [flat_record(r) for r in read_metrics(run_dir)]
+    return [read_record(r) for r in read_metrics(run_dir)]
 
 
 def test_weight_bound_quick(weight_bound: Run) -> None:

@@ -20,7 +20,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="output folder: runs/<strategy>-seed<k>/, summary.json, plots, report.html; "
+        help="output folder: runs/<strategy>-seed<k>/, summary.json, plots, index.html; "
         "re-running skips finished runs and resumes interrupted ones; runs with changed "
         "settings go beside the finished ones (runs/by-config/HASH/); a training run or "
         "a non-empty folder that compare did not write is refused",
@@ -41,6 +41,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         "--jobs", type=int, default=1, metavar="N", help="train N runs side by side (default 1)"
     )
     p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: report the seeds whose every run is finished",
+    )
+    p.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -52,37 +57,37 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def report_lines(summary: dict[str, Any], out: Path) -> str:
-    from lossreweight.experiments.tables import short_table
+def check_jobs(jobs: int) -> None:
+    from lossreweight.errors import ConfigError
 
-    lines = [short_table(summary)]
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+
+
+def print_result(
+    summary: dict[str, Any], out: Path, *, table: bool = True, suffix: str = ""
+) -> None:
+    """What every study prints when it ends: the verdict, the results, where the page is."""
+    from lossreweight.experiments.page import short_table
+
+    if summary.get("verdict"):
+        print(f"verdict: {summary['verdict']}")
+    if table and summary.get("runs"):
+        print(short_table(summary))
+    else:
+        for line in summary.get("conclusions", []):
+            print(f"- {line}")
     if summary.get("same_batches") is False:
-        lines.append(
-            "warning: the strategies did not see the same batches (different data settings?)"
-        )
-    lines.append(f"report: {out / summary['files']['html']}")
-    return "\n".join(lines)
+        print("warning: the arms did not see the same batches (different data settings?)")
+    print(f"report: {out / summary.get('files', {}).get('html', 'index.html')}{suffix}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossreweight.experiments.compare import (
-        check_overrides,
-        parse_seeds,
-        parse_strategies,
-        run_compare,
-    )
+    from lossreweight.experiments.compare import Compare
 
-    strategies = parse_strategies(args.strategies)
-    seeds = parse_seeds(args.seeds)
-    from lossreweight.errors import ConfigError
-
-    check_overrides(args.overrides)
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    study = Compare(args.config, args.strategies, args.seeds, args.overrides)
+    check_jobs(args.jobs)
     out = Path(args.out)
-    summary = run_compare(
-        args.config, out, strategies, seeds, args.overrides, log=log, jobs=args.jobs
-    )
-    print(f"verdict: {summary['verdict']}")
-    print(report_lines(summary, out))
+    summary = study.run(out, log=log, jobs=args.jobs, train_missing=not args.no_train)
+    print_result(summary, out)
     return 0

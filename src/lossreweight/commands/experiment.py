@@ -39,22 +39,15 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossreweight.commands.compare import log
-    from lossreweight.errors import ConfigError
-    from lossreweight.experiments.studies import default_out, get_study, run_study
+    from lossreweight.commands.compare import check_jobs, log, print_result
+    from lossreweight.experiments.studies import default_out, get_study
 
-    get_study(args.name)  # unknown names fail before anything runs
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    study = get_study(args.name)  # unknown names fail before anything runs
+    check_jobs(args.jobs)
     start = time.perf_counter()
     out = Path(args.out) if args.out else default_out(args.name, args.quick)
-    summary = run_study(
-        args.name, out, quick=args.quick, log=log, jobs=args.jobs, train_missing=not args.no_train
+    summary = study.run(
+        out, quick=args.quick, log=log, jobs=args.jobs, train_missing=not args.no_train
     )
-    if summary.get("verdict"):
-        print(f"verdict: {summary['verdict']}")
-    for line in summary.get("conclusions", []):
-        print(f"- {line}")
-    html = summary.get("files", {}).get("html", "index.html")
-    print(f"report: {out / html}  ({time.perf_counter() - start:.0f} s)")
+    print_result(summary, out, table=False, suffix=f"  ({time.perf_counter() - start:.0f} s)")
     return 0

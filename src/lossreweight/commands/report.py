@@ -25,7 +25,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossreweight.experiments.combined_report import build_report
+    from lossreweight.experiments.page import build_report
 
     page = build_report(
         [Path(d) for d in args.dirs], Path(args.out), embed=args.embed, force=args.force

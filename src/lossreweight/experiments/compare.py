@@ -1,20 +1,35 @@
-"""Compare strategies side by side: every strategy x seed on the same data and batches, then
-summary.json, plots and report.html (`lossreweight compare`, `lossreweight demo`)."""
+"""`lossreweight compare` and `lossreweight demo`: strategies side by side, as a study.
+
+`Compare` is a `harness.Study` whose arms are strategies: every strategy x seed on the same
+data and batches, through the harness's one pipeline (its checks, `--jobs`, `--no-train`,
+index.html and summary.json). The command modules only parse flags.
+
+The demo is a `Compare` of uniform vs LinUpper on the embedded corpus, in the paper's regime.
+The `replicate` protocol (2.6 tokens per parameter, uniform burn-in for the first 5% of the
+steps, lr warm-up 2.5%, cosine to 0.2x, weight decay 0.01, the natural-text domains) at its
+smallest sizes, so it fits a 2-core CPU:
+
+- full: the 0.5M-parameter model, one seed, both runs side by side (about 5 minutes on an
+  idle 2-core machine, data preparation included); its runs are the replicate study's uniform
+  and linupper-r0.4 at seed 0, so a demo next to a finished replicate copies them.
+- quick: the tiny quick model on a corpus slice, three seeds (well under a minute), so the
+  verdict has an interval.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lossreweight.errors import ConfigError
-from lossreweight.experiments.arm_plots import standard_plots
-from lossreweight.experiments.plotting import colors_for
-from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
-from lossreweight.experiments.sections import standard_sections
-from lossreweight.experiments.study import write_study
-from lossreweight.experiments.summary import Records, summarize
+from lossreweight.experiments.harness import Plan, Study
+from lossreweight.experiments.runs import Arm
+
+DEMO_STRATEGIES: tuple[str, ...] = ("uniform", "linupper")
+DEMO_FULL_SEEDS: tuple[int, ...] = (0,)
+DEMO_QUICK_SEEDS: tuple[int, ...] = (0, 1, 2)
+DEMO_OUT = Path("runs/demo")
+DEMO_QUICK_OUT = Path("runs/demo-quick")
 
 
 def parse_strategies(text: str | Sequence[str]) -> list[str]:
@@ -68,88 +83,57 @@ def check_overrides(overrides: Sequence[str]) -> None:
             raise ConfigError("give seeds with --seeds, not train.seed=...")
 
 
-def train_arms(
-    config: str | Path,
-    out: Path,
-    arms: Sequence[Arm],
-    seeds: Sequence[int],
-    overrides: Sequence[str] = (),
-    *,
-    baseline: str | None = "uniform",
-    log: Log | None = None,
-    reuse_from: Sequence[Path] = (),
-    jobs: int = 1,
-) -> tuple[Records, dict[str, Any]]:
-    """Train (or reuse) every arm x seed under `out/runs/` and summarise them."""
-    names = [a.name for a in arms]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"arm names must be distinct, got {names}")
-    records = run_arms(
-        config,
-        list(overrides),
-        arms,
-        seeds,
-        Path(out) / "runs",
-        log=log,
-        reuse_from=reuse_from,
-        jobs=jobs,
-    )
-    summary = summarize(records, baseline=baseline if baseline in names else None)
-    summary.update(
-        {
-            "config": str(config),
-            "overrides": list(overrides),
-            "arm_overrides": {a.name: list(a.overrides) for a in arms},
-        }
-    )
-    return records, summary
+class Compare(Study):
+    """Strategies x seeds on one config, each arm `reweight.strategy=<name>`."""
+
+    kind = "compare"
+    reuse_siblings = False  # a compare folder trains its own runs (the demo copies them)
+
+    def __init__(
+        self,
+        config: str | Path,
+        strategies: str | Sequence[str],
+        seeds: str | Sequence[int] = (0,),
+        overrides: Sequence[str] = (),
+        *,
+        title: str = "",
+    ) -> None:
+        self.config = config
+        self.strategies = parse_strategies(strategies)
+        self.seeds = parse_seeds(seeds)
+        check_overrides(overrides)
+        self.overrides = tuple(overrides)
+        self.name = self.kind
+        self.title = title or f"compare: {', '.join(self.strategies)} on {config}"
+
+    def plan(self, quick: bool) -> Plan:
+        return Plan(
+            tuple(Arm.strategy(s) for s in self.strategies),
+            tuple(self.seeds),
+            self.overrides,
+            config=self.config,
+            notes={"strategies": list(self.strategies)},
+        )
 
 
-def run_compare(
-    config: str | Path,
-    out_dir: str | Path,
-    strategies: Sequence[str],
-    seeds: Sequence[int] = (0,),
-    overrides: Sequence[str] = (),
-    *,
-    log: Log | None = None,
-    title: str = "",
-    command: str = "compare",
-    jobs: int = 1,
-    reuse_from: Sequence[Path] = (),
-) -> dict[str, Any]:
-    """`lossreweight compare` (and the demo): returns the summary written to `out_dir/summary.json`.
+class Demo(Compare):
+    """uniform vs linupper in the paper's regime (`lossreweight demo`)."""
 
-    The folder must be new, empty, or written by the same `command` before (see `outdir`).
-    """
-    from lossreweight.experiments.harness import best_arm_verdict, page_head, paired_sentence
-    from lossreweight.experiments.outdir import claim_output_dir
-    from lossreweight.experiments.setup import setup_rows
+    kind = "demo"
+    reuse_siblings = True  # next to a finished replicate its runs are copied
 
-    start = time.perf_counter()
-    out = Path(out_dir)
-    strategies = parse_strategies(strategies)
-    seeds = parse_seeds(seeds)
-    check_overrides(overrides)
-    arms = [Arm.strategy(s) for s in strategies]
-    check_configs(config, [[*overrides, *a.overrides] for a in arms])  # before anything is written
-    claim_output_dir(out, command, command)
-    records, summary = train_arms(
-        config, out, arms, seeds, overrides, log=log, jobs=jobs, reuse_from=reuse_from
-    )
-    files = standard_plots(out, records, summary, colors=colors_for(strategies))
-    summary["command"] = command
-    summary["strategies"] = strategies
-    summary["setup"] = setup_rows(records)
-    summary["verdict"] = best_arm_verdict(summary)
-    base = summary.get("baseline")
-    summary["conclusions"] = [
-        paired_sentence(a, base, r[f"diff_vs_{base}"])
-        for a, r in summary["runs"].items()
-        if base and a != base and f"diff_vs_{base}" in r
-    ]
-    summary["files"] = {**files, "html": "report.html", "summary": "summary.json"}
-    summary["runtime_s"] = round(time.perf_counter() - start, 2)
-    title = title or f"compare: {', '.join(strategies)} on {config}"
-    sections = [*page_head(summary), *standard_sections(summary, files)]
-    return write_study(out, summary, title, sections, html_name="report.html")
+    def __init__(self, quick: bool = False, extra_overrides: Sequence[str] = ()) -> None:
+        super().__init__(
+            "tiny",
+            DEMO_STRATEGIES,
+            DEMO_QUICK_SEEDS if quick else DEMO_FULL_SEEDS,
+            [*demo_overrides(quick), *extra_overrides],
+            title=f"demo{' (quick)' if quick else ''}: uniform vs linupper in the paper's regime",
+        )
+
+
+def demo_overrides(quick: bool) -> tuple[str, ...]:
+    from lossreweight.experiments.scales import paper_scale
+
+    sc, _ = paper_scale(quick)
+    return sc.overrides

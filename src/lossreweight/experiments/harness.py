@@ -4,31 +4,41 @@ A study (one module in `experiments/studies/`) subclasses `Study` and implements
 arms, seeds and settings) and, where it needs to, the hooks `extend` (its own numbers),
 `plots`, `sections` and `verdict`. `run_study` does the rest, the same way for every study:
 
-1. claims the output folder (refusing another command's or a stranger's folder);
+1. claims the output folder (refusing another command's or a stranger's folder: a marker file
+   names the command and study that wrote it);
 2. trains every arm at every seed on shared batches (cached, resumable, never deleted: see
    `runs`), copying runs that a sibling study already finished;
 3. summarises: per-arm means over seeds, paired differences to the baseline per seed with a
    95% t-interval across seeds, steps to the baseline's final loss (`summary`);
 4. draws the standard plots plus the study's own, and writes index.html and summary.json,
-   opening with the verdict in one sentence and a setup table (`setup`).
+   opening with the verdict in one sentence and a setup table (`page`).
 
-A study that trains no language model (linreg) overrides `run` and uses only the page parts.
+`lossreweight compare` and `lossreweight demo` are studies too (`experiments.compare`). A
+study that trains no language model (linreg) overrides `run` and uses only the page parts.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lossreweight.experiments.outdir import claim_output_dir
-from lossreweight.experiments.plotting import Section
+from lossreweight.errors import ConfigError
+from lossreweight.experiments.page import PAGE_FILE, Section, page_head, write_study
 from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
-from lossreweight.experiments.setup import regime_text, setup_rows, setup_table
-from lossreweight.experiments.study import write_study
-from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, paired, summarize
+from lossreweight.experiments.stats import (
+    Records,
+    excludes_zero,
+    fmt_ci,
+    paired,
+    regime_text,
+    setup_rows,
+    summarize,
+)
+from lossreweight.rundir import is_run_dir
 
 BASE_CONFIG = "tiny"
 
@@ -40,7 +50,7 @@ class Plan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     overrides: tuple[str, ...] = ()
-    config: str = BASE_CONFIG
+    config: str | Path = BASE_CONFIG  # a preset name or a YAML file
     baseline: str | None = "uniform"
     # arm -> group: arms of one group must see the same batches (default: all arms one group).
     batch_groups: Mapping[str, str] | None = None
@@ -69,8 +79,10 @@ class Context:
 class Study:
     """The interface every study implements; the defaults fit an arm comparison vs uniform."""
 
-    name: ClassVar[str] = ""
-    title: ClassVar[str] = ""
+    name: str = ""
+    title: str = ""
+    kind: ClassVar[str] = "experiment"  # the command that runs it, named in the folder's marker
+    reuse_siblings: ClassVar[bool] = True  # copy finished runs of sibling study folders
     metric: ClassVar[str] = "val_loss"  # what the verdict compares (a key of the paired diffs)
     metric_label: ClassVar[str] = "validation loss"
 
@@ -86,7 +98,7 @@ class Study:
             p.seeds,
             ctx.out / "runs",
             log=ctx.log,
-            reuse_from=[ctx.out.parent],
+            reuse_from=[ctx.out.parent] if self.reuse_siblings else [],
             jobs=ctx.jobs,
             train_missing=ctx.train_missing,
         )
@@ -95,8 +107,7 @@ class Study:
         """Add the study's own numbers to `summary` (default: nothing)."""
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.arm_plots import standard_plots
-        from lossreweight.experiments.plotting import colors_for
+        from lossreweight.experiments.plots import colors_for, standard_plots
 
         return standard_plots(
             ctx.out, records, summary, colors=colors_for(list(records)), baseline=ctx.plan.baseline
@@ -124,7 +135,7 @@ class Study:
     def sections(
         self, ctx: Context, summary: dict[str, Any], files: dict[str, str]
     ) -> list[Section]:
-        from lossreweight.experiments.sections import standard_sections
+        from lossreweight.experiments.page import standard_sections
 
         return standard_sections(summary, files)
 
@@ -152,11 +163,13 @@ def run_study(
 ) -> dict[str, Any]:
     out = Path(out)
     plan = study.plan(quick)  # a bad plan fails before the folder is touched
+    names = [a.name for a in plan.arms]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"arm names must be distinct, got {names}")
     check_configs(plan.config, [[*plan.overrides, *a.overrides] for a in plan.arms])
-    claim_output_dir(out, "experiment", study.name)
+    claim_output_dir(out, study.kind, study.name)
     ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
     records = study.train(ctx)
-    names = [a.name for a in plan.arms]
     summary = summarize(
         records,
         baseline=plan.baseline if plan.baseline in names else None,
@@ -166,10 +179,11 @@ def run_study(
     summary.update(
         {
             "study": study.name,
+            "command": study.kind,
             "quick": quick,
             "complete": all(set(records.get(a, {})) == set(plan.seeds) for a in names),
             "planned_seeds": list(plan.seeds),
-            "config": plan.config,
+            "config": str(plan.config),
             "overrides": list(plan.overrides),
             "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
             "steps": _common_steps(summary),
@@ -188,10 +202,22 @@ def run_study(
             f"short of seeds: {short}): {summary['verdict']}"
         )
     summary["conclusions"] = study.conclusions(ctx, summary)
-    summary["files"] = {**files, "html": "index.html", "summary": "summary.json"}
+    summary["files"] = {**files, "html": PAGE_FILE, "summary": "summary.json"}
     summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
     sections = [*page_head(summary), *study.sections(ctx, summary, files)]
-    return write_study(out, summary, study.title or study.name, sections)
+    written = write_study(out, summary, study.title or study.name, sections)
+    _drop_old_page(out)
+    return written
+
+
+def _drop_old_page(out: Path) -> None:
+    """compare and demo wrote their page as report.html before it became index.html: remove
+    that page when this command wrote it (its generator tag says so), never anything else."""
+    old = out / "report.html"
+    if old.is_file() and not old.is_symlink():
+        head = old.read_text(encoding="utf-8", errors="replace")[:500]
+        if "<meta name='generator' content='lossreweight'>" in head:
+            old.unlink()
 
 
 def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
@@ -213,14 +239,6 @@ def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
             [records[arm][s] for s in seeds], [records[other][s] for s in seeds], summary["domains"]
         )
         summary["runs"][arm]["paired_with"] = other
-
-
-def page_head(summary: Mapping[str, Any]) -> list[Section]:
-    """What every page opens with: the verdict in one sentence, then the setup table."""
-    return [
-        Section("Verdict", [summary["verdict"]]),
-        Section("Setup", [], tables=[setup_table(summary.get("setup") or [])]),
-    ]
 
 
 def _common_steps(summary: Mapping[str, Any]) -> int | list[Any] | None:
@@ -301,3 +319,70 @@ def best_arm_verdict(
         f"No arm beats {base}: the closest, {arm}, ends with a {label} higher by {m:.4f} nats "
         f"({interval}), {regime}."
     )
+
+
+# -- the output folder ------------------------------------------------------------------
+MARKER = ".lossreweight-output.json"
+
+
+def _describe(owner: dict[str, Any]) -> str:
+    kind, name = owner.get("kind"), owner.get("name")
+    return f"`lossreweight {kind} {name}`" if kind == "experiment" else f"`lossreweight {kind}`"
+
+
+def _legacy_owner(out: Path) -> dict[str, Any] | None:
+    """The owner of a folder written before markers, from its summary.json."""
+    try:
+        s = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(s, dict):
+        return None
+    title = str((s.get("report") or {}).get("title", ""))
+    if s.get("command") == "demo" or (s.get("command") == "compare" and title.startswith("demo")):
+        return {"kind": "demo", "name": "demo"}
+    if s.get("command") == "compare":
+        return {"kind": "compare", "name": "compare"}
+    if isinstance(s.get("study"), str):
+        return {"kind": "experiment", "name": s["study"]}
+    return None
+
+
+def read_owner(out: Path) -> dict[str, Any] | None:
+    """Who wrote `out` (kind and name), or None if no lossreweight command did."""
+    try:
+        owner = json.loads((Path(out) / MARKER).read_text())
+    except (OSError, ValueError):
+        return _legacy_owner(Path(out))
+    return owner if isinstance(owner, dict) else None
+
+
+def claim_output_dir(out: Path, kind: str, name: str) -> None:
+    """Make `out` the output folder of `kind` (experiment, compare, demo) `name`, or refuse.
+
+    Accepted: a missing or empty folder, or one this same command and study wrote before
+    (re-running reuses its finished runs). Refused: a training run, another command's or
+    study's output, a non-empty folder that no lossreweight command wrote.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; give a new or empty folder")
+    if out.is_dir():
+        if is_run_dir(out):
+            raise ConfigError(
+                f"--out {out} is a training run; give a new or empty folder (nothing was written)"
+            )
+        owner = read_owner(out)
+        if owner is not None:
+            if (owner.get("kind"), owner.get("name")) != (kind, name):
+                raise ConfigError(
+                    f"--out {out} holds the output of {_describe(owner)}; give another folder "
+                    "(nothing was written)"
+                )
+        elif any(out.iterdir()):
+            raise ConfigError(
+                f"--out {out} is not empty and was not written by lossreweight; give a new or "
+                "empty folder (nothing was written)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"kind": kind, "name": name}) + "\n")

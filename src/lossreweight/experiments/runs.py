@@ -8,33 +8,40 @@ run with other settings (the study was re-run with changed settings), the new ru
 it, in `runs/by-config/<config hash>/<arm>-seed<k>`, and the old one stays where it was.
 A new run whose config matches a finished run in a sibling study folder is copied from it
 (studies share e.g. uniform at seed 0). Identity ignores settings that never change results
-(IGNORED_KEYS: logging, checkpoint cadence, CPU threads).
+(IGNORED_KEYS: logging, checkpoint cadence, CPU threads). `jobs` > 1 trains the missing runs
+in worker processes side by side.
+
+Records are read into the flat names the studies use (`read_record`): the one reader of a
+run's metrics for the studies, for records of any trainer version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import multiprocessing
+import os
 import re
 import shutil
+import signal
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from lossreweight.errors import ConfigError
-from lossreweight.experiments.metric_names import flat_record
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
     FINAL_FILE,
     NEVER_CHANGE_RESULTS,
     RESOLVED_CONFIG,
-    RUN_MARKERS,  # noqa: F401 - re-exported
     TENSORBOARD_DIR,
     TIMING_FILE,
     compare_runs,
-    is_run_dir,  # noqa: F401 - re-exported (experiments.outdir)
     results_hash,
 )
 from lossreweight.train import RunConfig, train
@@ -87,6 +94,52 @@ def run_name(arm: str, seed: int) -> str:
     """The run's folder name: `<arm>-seed<k>`, with characters unsafe in a path replaced."""
     safe = re.sub(r"[^A-Za-z0-9._=+-]", "_", arm)
     return f"{safe}-seed{seed}"
+
+
+# -- reading a run's records ------------------------------------------------------------
+_TRAIN = {
+    "train/loss": "train_loss",
+    "train/weighted_loss": "weighted_loss",
+    "train/lr": "lr",
+    "train/grad_norm": "grad_norm",
+    "train/skipped": "skipped",
+    "train/tokens_per_s": "tokens_per_s",
+    "train/mfu": "mfu",
+}
+_EVAL = {
+    "eval/loss": "val_loss",
+    "eval/ppl": "val_ppl",
+    "eval/domain_avg_loss": "val_loss_domain_avg",
+    "eval/worst_domain_loss": "worst_domain_loss",
+    "eval/tokens": "val_tokens",
+}
+
+
+def read_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One metrics.jsonl record (or final.json) in the studies' flat names (train_loss,
+    max_weight_x_m, val_loss, val_loss_by_domain, ...). Records written before the trainer's
+    names were namespaced (train/*, reweight/*, eval/*) pass through unchanged."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in _TRAIN:
+            out[_TRAIN[key]] = value
+        elif key in _EVAL:
+            out[_EVAL[key]] = value
+        elif key.startswith("reweight/"):
+            parts = key.split("/")
+            if len(parts) == 2:
+                out[parts[1]] = value
+            else:  # reweight/<statistic>/<domain>
+                out.setdefault(parts[1], {})["/".join(parts[2:])] = value
+        elif key.startswith("eval/") and key.count("/") >= 2:
+            domain, _, metric = key[len("eval/") :].rpartition("/")
+            if metric == "loss":
+                out.setdefault("val_loss_by_domain", {})[domain] = value
+            elif metric == "ppl":
+                out.setdefault("val_ppl_by_domain", {})[domain] = value
+        else:
+            out[key] = value
+    return out
 
 
 # -- identity of a run ----------------------------------------------------------------------
@@ -213,7 +266,7 @@ def ensure_run(
         _add_train_time(run_dir, seconds, fresh=status != "partial")
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
-    final = flat_record(json.loads((run_dir / FINAL_FILE).read_text()))
+    final = read_record(json.loads((run_dir / FINAL_FILE).read_text()))
     if "val_loss" not in final:
         final = _complete_final(run_dir, final)
     record = RunRecord(
@@ -221,7 +274,7 @@ def ensure_run(
         seed=cfg.train.seed if seed is None else seed,
         run_dir=run_dir,
         final=final,
-        metrics=[flat_record(r) for r in read_metrics(run_dir)],
+        metrics=[read_record(r) for r in read_metrics(run_dir)],
         status=how,
         seconds=seconds,
         batch_checksum=batch_checksum(cfg),
@@ -252,9 +305,9 @@ def _add_train_time(run_dir: Path, seconds: float, *, fresh: bool) -> None:
 def _complete_final(run_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
     """Workaround: a run resumed from a checkpoint taken at its last step trains no step, so the
     trainer writes final.json without the final evaluation; evaluate that checkpoint here."""
-    from lossreweight.train.evaluate_run import evaluate_run
+    from lossreweight.train.evaluate import evaluate_run
 
-    ev = flat_record(evaluate_run(run_dir))
+    ev = read_record(evaluate_run(run_dir))
     final = {**final, **{k: v for k, v in ev.items() if k not in ("checkpoint", "step")}}
     (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=1))
     return final
@@ -344,8 +397,6 @@ def run_arms(
     if not train_missing:
         plan = _finished_part(plan, arms[0].name, runs_dir)
     elif jobs > 1:
-        from lossreweight.experiments.parallel_runs import train_in_parallel
-
         todo = [
             (ov, d, f"[{arm.name} seed {seed}] ")
             for arm, seed, ov, c, d in plan
@@ -368,3 +419,101 @@ def run_arms(
             cfg, run_dir, arm=arm.name, seed=seed, log=say, reuse_from=reuse_from
         )
     return {a: r for a, r in out.items() if r}  # (--no-train leaves out arms not finished yet)
+
+
+# -- training in several processes (--jobs N) ---------------------------------------------
+# Each worker trains whole runs, one at a time, from a shared queue; the parent then reads
+# every run back from disk (cached), so the summary is the same as a one-process run. Workers
+# start with `spawn` (a clean interpreter: no torch state forked mid-use).
+EnsureRun = Callable[..., Any]
+
+
+class WorkerStopped(RuntimeError):
+    """A worker's run was stopped by a signal (its checkpoint is saved; a re-run resumes)."""
+
+
+_STOPPED = False  # in a worker: a signal stopped one of its runs, so it starts no other
+
+
+def _train_one(
+    ensure_run: EnsureRun,
+    base: str,
+    overrides: list[str],
+    run_dir: str,
+    label: str,
+    reuse_from: list[str],
+) -> str:
+    from lossreweight.train import load_config
+
+    def say(msg: str) -> None:
+        print(f"{label}{msg}", flush=True)
+
+    global _STOPPED
+    if _STOPPED:
+        raise WorkerStopped(f"{label.strip()} not started: the study is stopping")
+    cfg = load_config(base, overrides)
+    try:
+        ensure_run(cfg, Path(run_dir), log=say, reuse_from=[Path(p) for p in reuse_from])
+    except KeyboardInterrupt:  # a plain exception reaches the parent, which stops the pool
+        _STOPPED = True
+        raise WorkerStopped(
+            f"{label.strip()} stopped by a signal; its checkpoint is saved"
+        ) from None
+    return run_dir
+
+
+def train_in_parallel(
+    ensure_run: EnsureRun,
+    base: str | Path,
+    todo: Sequence[tuple[list[str], Path, str]],
+    jobs: int,
+    reuse_from: Sequence[Path] = (),
+) -> None:
+    """Train every (overrides, run_dir, label) of `todo` with `jobs` worker processes, each
+    calling `ensure_run(cfg, run_dir, log=..., reuse_from=...)` (a module-level function: it
+    pickles by name)."""
+    if not todo:
+        return
+    sys.stdout.flush()
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        futures = [
+            pool.submit(
+                _train_one,
+                ensure_run,
+                str(base),
+                list(ov),
+                str(d),
+                label,
+                [str(p) for p in reuse_from],
+            )
+            for ov, d, label in todo
+        ]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        errors = [f.exception() for f in done if f.exception() is not None]
+        if errors:
+            _stop(pool)
+            if all(isinstance(e, WorkerStopped) for e in errors):
+                raise KeyboardInterrupt
+            raise errors[0]
+    except KeyboardInterrupt:
+        _stop(pool)  # every worker checkpoints its run and exits; nothing new starts
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and ask the running workers to stop (SIGTERM: the trainer
+    saves a checkpoint and returns)."""
+    for pid in list(getattr(pool, "_processes", {}) or {}):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BASE_CONFIG = "tiny"
 
@@ -103,6 +104,7 @@ MODEL_SIZES: dict[str, tuple[str, ...]] = {
     "0.5M": ("model.dim=64", "model.n_layers=4", "model.n_heads=4", "model.multiple_of=64"),
     "0.8M": ("model.dim=96", "model.n_layers=4", "model.n_heads=4", "model.multiple_of=64"),
     "1.4M": ("model.dim=128", "model.n_layers=4", "model.n_heads=4", "model.multiple_of=64"),
+    "2.6M": ("model.dim=160", "model.n_layers=6", "model.n_heads=8", "model.multiple_of=64"),
     "6M": ("model.dim=256", "model.n_layers=6", "model.n_heads=8", "model.multiple_of=64"),
 }
 # --quick: QUICK_BASE's corpus slice and tokenizer; sizes small enough for seconds per run.
@@ -159,7 +161,7 @@ def paper_setup(
     """The paper's protocol at one model size and data budget: (shared overrides, the run's
     length overrides, steps, parameters). `budget` multiplies the tokens per parameter (1.0:
     the paper's 2.6); the burn-in and lr warm-up are fractions, so they follow the length."""
-    from lossreweight.experiments.setup import count_params
+    from lossreweight.experiments.stats import count_params
     from lossreweight.train import load_config
 
     sizes = QUICK_MODEL_SIZES if quick else MODEL_SIZES
@@ -192,3 +194,15 @@ def paper_scale(
     """The paper's protocol at one model size as one Scale: (scale, parameters)."""
     base, run, steps, params = paper_setup(quick, size, budget)
     return Scale((*base, *run), steps, tuple(seeds)), params
+
+
+def fidelity_table(rows: Sequence[Sequence[str]]) -> Any:
+    """A study's conditions next to the paper's GPT-2 runs: condition, paper, study, verdict.
+    Results are labelled by what they tested, not by "the paper's regime"."""
+    from lossreweight.experiments.page import Table
+
+    return Table(
+        ["condition", "the paper (GPT-2 code)", "this study", "match"],
+        [list(r) for r in rows],
+        "which conditions the runs share with the paper and which they do not",
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from matplotlib.ticker import FuncFormatter
 
-from lossreweight.experiments import plotting as P
+from lossreweight.experiments import plots as P
 from lossreweight.reweighting import Reweighter, stats_to_python
 
 CAP = 2.0

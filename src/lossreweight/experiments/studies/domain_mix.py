@@ -14,11 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from lossreweight.experiments.harness import Context, Plan, Study
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import full_scale, quick_scale
-from lossreweight.experiments.setup import regime_text
-from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, paired
+from lossreweight.experiments.stats import Records, excludes_zero, fmt_ci, paired, regime_text
 
 # The static mixture (normalised by the loader): hard domains up, the easy synthetic one down.
 STATIC_MIXTURE: dict[str, float] = {

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lossreweight.experiments.harness import Plan, Study
-from lossreweight.experiments.outdir import claim_output_dir
+from lossreweight.experiments.harness import Plan, Study, claim_output_dir
 from lossreweight.experiments.runs import Log
-from lossreweight.experiments.summary import excludes_zero, spread
+from lossreweight.experiments.stats import excludes_zero, spread
 from lossreweight.experiments.toy.linreg_sim import (
     DEFAULT_SEEDS,
     QUICK_SEEDS,

@@ -23,11 +23,18 @@ from lossreweight.experiments.noise_data import (
     repeat_file,
     word_tokens,
 )
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm, RunRecord
 from lossreweight.experiments.scales import BURN_IN_FRACTION, NATURAL_DOMAINS, paper_setup
-from lossreweight.experiments.setup import regime_text
-from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, mean, series, spread
+from lossreweight.experiments.stats import (
+    Records,
+    excludes_zero,
+    fmt_ci,
+    mean,
+    regime_text,
+    series,
+    spread,
+)
 
 STRATEGIES: tuple[str, ...] = ("uniform", "linupper", "quadratic")
 # condition -> (corrupted domain, share of the training sequences); "" is the clean mix.
@@ -149,8 +156,7 @@ class Noise(Study):
         summary["arms"] = arms_block(records, summary["steps"])
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.arm_plots import plot_loss_curves
-        from lossreweight.experiments.paired_plots import plot_share_bars
+        from lossreweight.experiments.plots import plot_loss_curves, plot_share_bars
 
         clean = {a: records[a] for a in records if "@" not in a}
         return {

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from lossreweight.errors import DataError
-from lossreweight.experiments.arm_metrics import arm_metrics
 from lossreweight.experiments.harness import Context, Plan, Study, best_arm_verdict
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import (
     BURN_IN_FRACTION,
@@ -26,13 +25,13 @@ from lossreweight.experiments.scales import (
     TOKENS_PER_PARAM,
     paper_scale,
 )
-from lossreweight.experiments.summary import Records, fmt_ci
+from lossreweight.experiments.stats import Records, fmt_ci
 
 STRATEGIES: tuple[str, ...] = ("linupper", "quadratic", "extremes")
 TEMPERATURES: tuple[float, ...] = (0.4, 1.0)
 SEEDS: tuple[int, ...] = (0, 1, 2)
-METRICS = {
-    "val loss": (),
+METRICS = {  # label -> keys of the value in an arm's diff_vs_uniform
+    "val loss": ("val_loss",),
     "domain avg": ("val_loss_domain_avg",),
     "worst domain": ("worst_domain_loss",),
 }
@@ -85,32 +84,29 @@ def protocol_block(summary: dict[str, Any], params: int, steps: int) -> dict[str
     }
 
 
-def arms_block(records: Records, domains: list[str]) -> dict[str, Any]:
-    out = {}
-    for arm, by_seed in records.items():  # paired at the arm's seeds (all, once the study is done)
-        runs = [by_seed[s] for s in sorted(by_seed)]
-        base = [records["uniform"][s] for s in sorted(by_seed)]
-        out[arm] = arm_metrics(runs, None if arm == "uniform" else base, domains)
-    return out
+def _paired(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each arm's paired differences to uniform (uniform itself left out)."""
+    return {
+        arm: r["diff_vs_uniform"]
+        for arm, r in summary["runs"].items()
+        if arm != "uniform" and "diff_vs_uniform" in r
+    }
 
 
 def paired_table(summary: dict[str, Any]) -> Table:
     rows = []
-    for arm, a in summary["arms"].items():
-        p = a.get("paired_vs_uniform")
-        if p is None:
-            continue
-        st = a["steps_to_uniform_final"]
+    for arm, p in _paired(summary).items():
+        st = p["steps_to_baseline_final"]
         reach = (
             f"{st['mean']:.0f}" if st["mean"] is not None else "\u2014"
         ) + f" ({st['reached']}/{st['of']})"
         rows.append(
             [
                 arm,
-                fmt_ci(p),
+                fmt_ci(p["val_loss"]),
                 fmt_ci(p["val_loss_domain_avg"]),
                 fmt_ci(p["worst_domain_loss"]),
-                f"{p['seeds_better']}/{len(p['per_seed'])}",
+                f"{p['seeds_better']}/{len(p['val_loss']['per_seed'])}",
                 reach,
             ]
         )
@@ -131,9 +127,10 @@ def paired_table(summary: dict[str, Any]) -> Table:
 
 def domain_table(summary: dict[str, Any]) -> Table:
     doms = summary["protocol"]["domains"]
+    paired = _paired(summary)
     rows = []
-    for arm, a in summary["arms"].items():
-        p = a.get("paired_vs_uniform")
+    for arm, a in summary["runs"].items():
+        p = paired.get(arm)
         row: list[Any] = [arm, a["val_loss"], a["val_loss_domain_avg"], a["worst_domain_loss"]]
         row += [a["val_loss_by_domain"].get(d) for d in doms]
         row += [fmt_ci(p["val_loss_by_domain"][d], 3) if p else "\u2014" for d in doms]
@@ -157,15 +154,13 @@ class Replicate(Study):
 
     def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
         check_same_batches(summary)
-        domains = [d for d in summary["domains"] if d in NATURAL_DOMAINS]
         summary["protocol"] = protocol_block(summary, summary.pop("params"), summary["steps"])
-        summary["arms"] = arms_block(records, domains)
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.paired_plots import plot_paired_bars, plot_paired_curves
+        from lossreweight.experiments.plots import plot_paired_bars, plot_paired_curves
 
         files = super().plots(ctx, records, summary)
-        others = [a for a in summary["arms"] if a != "uniform"]
+        others = list(_paired(summary))
         metrics = {
             **METRICS,
             **{d: ("val_loss_by_domain", d) for d in summary["protocol"]["domains"]},
@@ -180,16 +175,13 @@ class Replicate(Study):
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
         out = []
-        for arm, a in summary["arms"].items():
-            p = a.get("paired_vs_uniform")
-            if p is None:
-                continue
-            st = a["steps_to_uniform_final"]
+        for arm, p in _paired(summary).items():
+            st = p["steps_to_baseline_final"]
             out.append(
-                f"{arm} - uniform: val loss {fmt_ci(p)}, "
+                f"{arm} - uniform: val loss {fmt_ci(p['val_loss'])}, "
                 f"domain avg {fmt_ci(p['val_loss_domain_avg'])}, "
                 f"worst domain {fmt_ci(p['worst_domain_loss'])} nats; lower val loss on "
-                f"{p['seeds_better']}/{len(p['per_seed'])} seeds; "
+                f"{p['seeds_better']}/{len(p['val_loss']['per_seed'])} seeds; "
                 "reaches uniform's final val loss on "
                 f"{st['reached']}/{st['of']} seeds"
                 + (

@@ -1,10 +1,14 @@
-"""Model size: does LinUpper's gap to uniform change from 0.5M to 1.4M to 6M parameters?
+"""Model size: does LinUpper's gap to uniform change from 0.5M to 1.4M to 2.6M parameters?
 
 The `replicate` protocol at three model sizes, each trained for 2.6 tokens per parameter (so
 the larger models see more data, as in the paper), uniform and LinUpper (r = 0.4) on the same
-batches within a size and seed. The gap is LinUpper - uniform in domain-average validation
-loss per seed, with a 95% interval; its change with size is the per-seed difference of gaps
-between the largest and the smallest model (the paper: larger models gain more).
+batches within a size and seed. Every size reads less than one pass over the corpus (a larger
+slice of each source than `replicate`'s, so the 2.6M model needs no repeats): repetition is
+what LinUpper reacts to, so a plan that would repeat data is refused unless
+LOSSREWEIGHT_ALLOW_REPEATS=1 asks for it, and the passes are in the setup table. The gap is
+LinUpper - uniform in domain-average validation loss per seed, with a 95% interval; its change
+with size is the per-seed difference of gaps between the largest and the smallest model (the
+paper: larger models gain more).
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lossreweight.experiments import plotting as P
+from lossreweight.experiments import plots as P
 from lossreweight.experiments.harness import Context, Plan, Study
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import QUICK_MODEL_SIZES, paper_setup
-from lossreweight.experiments.setup import regime_text
-from lossreweight.experiments.summary import Records, excludes_zero, fmt_ci, spread
+from lossreweight.experiments.stats import Records, excludes_zero, fmt_ci, regime_text, spread
 
-SIZES: tuple[str, ...] = ("0.5M", "1.4M", "6M")
+SIZES: tuple[str, ...] = ("0.5M", "1.4M", "2.6M")
+# Up to 16M characters per source (docs has 0.4M, scripture 4.3M): enough tokens for the 2.6M
+# model's 2.6 tokens/param in one pass.
+SCALE_DATA: tuple[str, ...] = ("data.max_chars_per_domain=16000000",)
+ALLOW_REPEATS_ENV = "LOSSREWEIGHT_ALLOW_REPEATS"
 QUICK_SIZES: tuple[str, ...] = tuple(QUICK_MODEL_SIZES)
 SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
 METRIC = "val_loss_domain_avg"
@@ -67,6 +74,30 @@ def plot_gaps(path: Path, sizes: dict[str, Any]) -> Path:
     return P.save_figure(fig, path)
 
 
+def check_passes(base: tuple[str, ...], sizes: dict[str, Any], *, refuse: bool) -> None:
+    """Record each size's passes over the training tokens; refuse more than one unless asked."""
+    import os
+
+    from lossreweight.data import prepare_data
+    from lossreweight.errors import ConfigError
+    from lossreweight.train import load_config
+
+    cfg = load_config("tiny", list(base))
+    data = prepare_data(cfg.data, progress=False)
+    available = data.num_train_sequences * data.seq_len
+    per_step = cfg.train.batch_size * cfg.train.grad_accum * data.seq_len
+    for size, s in sizes.items():
+        s["train_tokens_available"] = available
+        s["passes"] = s["steps"] * per_step / available
+        if refuse and s["passes"] > 1.0 and os.environ.get(ALLOW_REPEATS_ENV) != "1":
+            raise ConfigError(
+                f"scale: the {size} model's {s['steps']} steps read the {available:,} training "
+                f"tokens {s['passes']:.2f} times, and repetition is what LinUpper reacts to; "
+                f"raise data.max_chars_per_domain, drop the size, or set {ALLOW_REPEATS_ENV}=1 "
+                "to study it with repeats"
+            )
+
+
 class Scale(Study):
     name = "scale"
     title = "scale: LinUpper's gap to uniform at three model sizes, same tokens per parameter"
@@ -78,13 +109,17 @@ class Scale(Study):
         base = ()
         for size in QUICK_SIZES if quick else SIZES:
             base_s, run, steps, params = paper_setup(quick, size)
-            base = base or tuple(o for o in base_s if not o.startswith("model."))
+            base = base or (
+                *(o for o in base_s if not o.startswith("model.")),
+                *(() if quick else SCALE_DATA),
+            )
             model = tuple(o for o in base_s if o.startswith("model."))
             sizes[size] = {"params": params, "steps": steps}
             for strategy in ("uniform", "linupper"):
                 arm = Arm(f"{strategy}@{size}", (*model, *run, f"reweight.strategy={strategy}"))
                 arms.append(arm)
                 groups[arm.name], pairs[arm.name] = size, f"uniform@{size}"
+        check_passes(base, sizes, refuse=not quick)
         return Plan(
             tuple(arms),
             QUICK_SEEDS if quick else SEEDS,
@@ -108,7 +143,7 @@ class Scale(Study):
         )
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.arm_plots import plot_loss_curves
+        from lossreweight.experiments.plots import plot_loss_curves
 
         return {
             "gap_vs_size": plot_gaps(ctx.out / "gap_vs_size.png", summary["sizes"]).name,
@@ -155,6 +190,7 @@ class Scale(Study):
                 size,
                 s["params"],
                 s["steps"],
+                f"{s['passes']:.2f}" if s.get("passes") is not None else "\u2014",
                 summary["runs"][f"uniform@{size}"][METRIC],
                 summary["runs"][f"linupper@{size}"][METRIC],
                 fmt_ci(s["gap"]),
@@ -162,7 +198,15 @@ class Scale(Study):
             for size, s in summary["sizes"].items()
         ]
         table = Table(
-            ["size", "parameters", "steps", "uniform", "linupper", "linupper - uniform [95% CI]"],
+            [
+                "size",
+                "parameters",
+                "steps",
+                "passes over the data",
+                "uniform",
+                "linupper",
+                "linupper - uniform [95% CI]",
+            ],
             rows,
             "domain-average validation loss (nats), mean over seeds",
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lossreweight.experiments.harness import Context, Plan, Study
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import full_scale, quick_scale
 

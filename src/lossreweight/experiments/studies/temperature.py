@@ -12,12 +12,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lossreweight.experiments import plotting as P
+from lossreweight.experiments import plots as P
 from lossreweight.experiments.harness import Context, Plan, Study, best_arm_verdict
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import BURN_IN_FRACTION, paper_setup
-from lossreweight.experiments.summary import Records, fmt_ci
+from lossreweight.experiments.stats import Records, fmt_ci
 
 TEMPERATURES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 100.0)
 QUICK_TEMPERATURES: tuple[float, ...] = (0.4, 1.0, 100.0)
@@ -175,7 +175,7 @@ class Temperature(Study):
         )
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.paired_plots import plot_paired_curves
+        from lossreweight.experiments.plots import plot_paired_curves
 
         full = [a for a in records if "@" not in a]
         files = super().plots(

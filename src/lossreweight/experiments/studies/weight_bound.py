@@ -22,14 +22,13 @@ from typing import Any
 
 import torch
 
-from lossreweight.experiments import plotting as P
-from lossreweight.experiments.arm_plots import smooth
+from lossreweight.experiments import plots as P
 from lossreweight.experiments.harness import Context, Plan, Study
-from lossreweight.experiments.plotting import Section, Table
+from lossreweight.experiments.page import Section, Table
+from lossreweight.experiments.plots import smooth
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import full_scale, quick_scale
-from lossreweight.experiments.setup import regime_text
-from lossreweight.experiments.summary import Records, paired, series
+from lossreweight.experiments.stats import Records, paired, regime_text, series
 from lossreweight.experiments.weight_synthetic import (
     BOUND,
     CAP,

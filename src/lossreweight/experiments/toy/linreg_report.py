@@ -49,7 +49,7 @@ def _moving_average(a: torch.Tensor, k: int) -> torch.Tensor:
 def write_plots(
     out: Path, cfg: LinregConfig, traj: Trajectories, summary: dict[str, Any]
 ) -> dict[str, str]:
-    from lossreweight.experiments import plotting as P  # matplotlib only when plotting
+    from lossreweight.experiments import plots as P  # matplotlib only when plotting
 
     files: dict[str, str] = {}
     tgt = cfg.target
@@ -176,7 +176,7 @@ def setup_paragraphs(cfg: LinregConfig, summary: dict[str, Any]) -> list[str]:
 
 
 def setup_table(cfg: LinregConfig, summary: dict[str, Any]) -> Any:
-    from lossreweight.experiments.plotting import Table
+    from lossreweight.experiments.page import Table
 
     samples = cfg.steps * cfg.batch_size
     return Table(
@@ -200,7 +200,7 @@ def setup_table(cfg: LinregConfig, summary: dict[str, Any]) -> Any:
 def write_report(
     out: Path, cfg: LinregConfig, summary: dict[str, Any], files: dict[str, str]
 ) -> Path:
-    from lossreweight.experiments.plotting import Section, write_html_report
+    from lossreweight.experiments.page import Section, write_html_report
 
     groups = ", ".join(
         f"{g.name}: {g.fraction:.0%} of samples, feature std {g.scale_first:g} on the first half "

@@ -1,19 +1,26 @@
-"""From finished runs to numbers: per-arm means and spreads over seeds, paired differences to
-a baseline, steps to reach the baseline's final loss, and weight diagnostics over time.
+"""The statistics of a study, from its finished runs: per-arm means and spreads over seeds,
+paired differences to a baseline with 95% t-intervals across seeds, steps to reach the
+baseline's final loss, weight diagnostics over time, and the setup as trained (parameters,
+tokens per parameter, burn-in: the regime).
 
-Pure functions of `RunRecord`s (final.json + metrics.jsonl); no training, no plotting.
+Pure functions of `RunRecord`s (final.json, metrics.jsonl, resolved config); no training, no
+plotting. `summarize` writes the one summary.json schema every study shares: per arm under
+"runs", and each arm's paired differences under "diff_vs_<baseline>".
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from lossreweight.experiments.runs import RunRecord
+from lossreweight.rundir import RESOLVED_CONFIG
 
 Records = Mapping[str, Mapping[int, RunRecord]]  # arm -> seed -> run
 
@@ -153,6 +160,12 @@ def steps_to_reach(steps: Sequence[float], losses: Sequence[float], target: floa
 
 
 # -- one run --------------------------------------------------------------------------------
+def worst_domain_loss(run: RunRecord) -> float | None:
+    """The highest final validation loss over the domains (the GPT-2 code's third metric)."""
+    vals = [v for v in (run.final.get("val_loss_by_domain") or {}).values() if finite(v)]
+    return max(vals) if vals else None
+
+
 def run_values(run: RunRecord) -> dict[str, Any]:
     f = run.final
     return {
@@ -160,6 +173,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
         "tokens": f.get("tokens"),
         "val_loss": f.get("val_loss"),
         "val_loss_domain_avg": f.get("val_loss_domain_avg"),
+        "worst_domain_loss": worst_domain_loss(run),
         "val_loss_by_domain": dict(f.get("val_loss_by_domain") or {}),
     }
 
@@ -205,6 +219,7 @@ def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
         "tokens": [v["tokens"] for v in vals],
         "val_loss": [v["val_loss"] for v in vals],
         "val_loss_domain_avg": [v["val_loss_domain_avg"] for v in vals],
+        "worst_domain_loss": [v["worst_domain_loss"] for v in vals],
         "val_loss_by_domain": {d: [v["val_loss_by_domain"].get(d) for v in vals] for d in domains},
     }
     weights = [weight_means(r) for r in runs]
@@ -216,6 +231,9 @@ def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
         "val_loss_domain_avg": vals[0]["val_loss_domain_avg"]
         if single
         else mean(per_seed["val_loss_domain_avg"]),
+        "worst_domain_loss": vals[0]["worst_domain_loss"]
+        if single
+        else mean(per_seed["worst_domain_loss"]),
         "val_loss_by_domain": {
             d: (xs[0] if single else mean(xs)) for d, xs in per_seed["val_loss_by_domain"].items()
         },
@@ -223,6 +241,7 @@ def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
         "std": {
             "val_loss": std(per_seed["val_loss"]),
             "val_loss_domain_avg": std(per_seed["val_loss_domain_avg"]),
+            "worst_domain_loss": std(per_seed["worst_domain_loss"]),
             "val_loss_by_domain": {d: std(xs) for d, xs in per_seed["val_loss_by_domain"].items()},
         },
         "weights": _mean_of_dicts(weights),
@@ -250,8 +269,9 @@ def _mean_of_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
 def paired(
     arm: Sequence[RunRecord], base: Sequence[RunRecord], domains: Sequence[str]
 ) -> dict[str, Any]:
-    """arm - baseline per seed (negative: the arm is better), and steps to the baseline's
-    final loss."""
+    """arm - baseline per seed (negative: the arm is better) for the validation loss, its
+    domain average, the worst domain and each domain, each with its 95% t-interval across
+    seeds; and the steps the arm takes to reach the baseline's final validation loss."""
 
     def diffs(get: Any) -> list[float | None]:
         out = []
@@ -275,6 +295,7 @@ def paired(
     return {
         "val_loss": spread(val),
         "val_loss_domain_avg": spread(diffs(lambda r: r.final.get("val_loss_domain_avg"))),
+        "worst_domain_loss": spread(diffs(worst_domain_loss)),
         "val_loss_by_domain": {
             d: spread(diffs(lambda r, d=d: r.final.get("val_loss_by_domain", {}).get(d)))
             for d in domains
@@ -283,8 +304,9 @@ def paired(
         "steps_to_baseline_final": {
             **spread(to_target),
             "reached": sum(s is not None for s in to_target),
+            "of": len(to_target),
         },
-        "speedup": spread(speedup),
+        "speedup": spread(speedup),  # the baseline's steps / the arm's, to the baseline's final
     }
 
 
@@ -361,3 +383,138 @@ def fmt_pm(m: float | None, s: float | None, digits: int = 4) -> str:
     if m is None:
         return "\u2014"
     return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} \u00b1 {s:.{digits}f}"
+
+
+# -- the setup as trained ----------------------------------------------------------------
+# The paper's GPT-2 code: 20,000 steps x 32 x 512 tokens for 124M parameters.
+PAPER_TOKENS_PER_PARAM = 20_000 * 32 * 512 / 124e6
+# A run is "in the paper's regime" from this many tokens per parameter, with a burn-in.
+REGIME_TOKENS_PER_PARAM = 1.0
+
+
+@lru_cache(maxsize=64)
+def _params(model_json: str) -> int:
+    from lossreweight.model import ModelConfig
+    from lossreweight.model.build import build_model
+
+    model = build_model(ModelConfig.from_dict(json.loads(model_json), where="model"))
+    return sum(p.numel() for p in model.parameters())  # tied weights counted once
+
+
+def count_params(model_cfg: Mapping[str, Any]) -> int | None:
+    """Parameters of the model a resolved config describes (embeddings included, as the
+    paper's 124M counts them); None when the vocabulary size is unresolved."""
+    if not model_cfg.get("vocab_size"):
+        return None
+    return _params(json.dumps(dict(model_cfg), sort_keys=True))
+
+
+def fraction(section: Mapping[str, Any], frac_key: str, steps_key: str, steps: int) -> float:
+    """A warm-up as a fraction of training: the fraction key when the config has it and sets
+    it, else the step count over the run's steps."""
+    f = section.get(frac_key)
+    if isinstance(f, int | float) and not isinstance(f, bool):
+        return float(f)
+    return float(section.get(steps_key) or 0) / max(steps, 1)
+
+
+def temperature_text(t: Any) -> str:
+    if isinstance(t, Mapping):
+        kind = t.get("kind", "schedule")
+        if "r_start" in t:
+            return f"{kind} {t['r_start']:g} -> {t.get('r_end', '?'):g}"
+        if "r_warm" in t:
+            return f"{kind}: {t['r_warm']:g} until step {t.get('switch_step')}, then {t.get('r'):g}"
+        return f"{kind} {json.dumps(t, sort_keys=True)}"
+    return f"{t:g}" if isinstance(t, int | float) else str(t)
+
+
+def describe(config: Mapping[str, Any], final: Mapping[str, Any]) -> dict[str, Any]:
+    """The setup of one run from its resolved config and final.json."""
+    train, rw = config.get("train", {}), config.get("reweight", {})
+    steps = int(train.get("max_steps") or 0)
+    params = count_params(config.get("model", {}))
+    tokens = final.get("tokens")
+    return {
+        "params": params,
+        "tokens": tokens,
+        "tokens_per_param": tokens / params if tokens and params else None,
+        "steps": final.get("steps", steps),
+        "burn_in_fraction": fraction(rw, "warmup_fraction", "warmup_steps", steps),
+        "lr_warmup_fraction": fraction(train, "lr_warmup_fraction", "lr_warmup_steps", steps),
+        "temperature": rw.get("temperature"),
+        "strategy": rw.get("strategy"),
+    }
+
+
+def _resolved(run: Any) -> Mapping[str, Any]:
+    try:
+        return json.loads((run.run_dir / RESOLVED_CONFIG).read_text())
+    except (OSError, ValueError):
+        return run.config
+
+
+def setup_rows(records: Records) -> list[dict[str, Any]]:
+    """One row per distinct setup (arms that share it listed together)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for arm, by_seed in records.items():
+        for seed, run in sorted(by_seed.items()):
+            d = describe(_resolved(run), run.final)
+            r = (
+                "uniform weights"
+                if d["strategy"] == "uniform"
+                else temperature_text(d["temperature"])
+            )
+            key = json.dumps(
+                [
+                    d["params"],
+                    d["tokens"],
+                    d["steps"],
+                    round(d["burn_in_fraction"], 6),
+                    round(d["lr_warmup_fraction"], 6),
+                    r,
+                ]
+            )
+            row = rows.setdefault(
+                key,
+                {
+                    **{k: v for k, v in d.items() if k not in ("temperature", "strategy")},
+                    "temperature": r,
+                    "arms": [],
+                    "seeds": [],
+                },
+            )
+            if arm not in row["arms"]:
+                row["arms"].append(arm)
+            if seed not in row["seeds"]:
+                row["seeds"].append(seed)
+    return list(rows.values())
+
+
+def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Which regime the runs are in, in words.
+
+    E.g. "in the paper's regime (1.2M parameters, 2.6 tokens/param, 5% burn-in)" or
+    "in a short-run regime, not the paper's (0.14 tokens/param, ...)".
+    """
+    if not rows:
+        return "regime unknown"
+    tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]
+    params = [r["params"] for r in rows if r.get("params")]
+    burn = max(r["burn_in_fraction"] for r in rows)
+    if not tpp or not params:
+        return "regime unknown"
+    lo, hi = min(tpp), max(tpp)
+    tp = f"{lo:.2g}" if hi - lo < 0.01 * hi else f"{lo:.2g}-{hi:.2g}"
+    pa = (
+        _short(min(params))
+        if min(params) == max(params)
+        else f"{_short(min(params))}-{_short(max(params))}"
+    )
+    paper = lo >= REGIME_TOKENS_PER_PARAM and burn > 0
+    where = "in the paper's regime" if paper else "in a short-run regime, not the paper's"
+    return f"{where} ({pa} parameters, {tp} tokens/param, {burn:.0%} burn-in)"
+
+
+def _short(n: int) -> str:
+    return f"{n / 1e6:.2g}M" if n >= 1e5 else f"{n / 1e3:.3g}k"

@@ -1,0 +1,685 @@
+"""Every plot of the studies: Agg only, no pyplot global state.
+
+Figures are built with `matplotlib.figure.Figure` on an Agg canvas, so these helpers never
+open a window, never touch the process-wide pyplot backend, and are safe to call from tests.
+Axes-level functions draw on an `Axes` you pass (compose panels freely); `new_figure` and
+`save_figure` make and write the figure. Then the standard plots of a set of arms trained on
+the same batches (loss curves, per-domain loss, weight diagnostics, domain weight shares) and
+the plots of paired differences to a baseline with 95% intervals across seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+from lossreweight.experiments.stats import Records, stacked, t975
+
+# Fixed colours for the built-in strategies so every plot of every study agrees.
+STRATEGY_COLORS: dict[str, str] = {
+    "uniform": "#444444",
+    "linupper": "#d62728",
+    "quadratic": "#1f77b4",
+    "extremes": "#2ca02c",
+    "linear": "#ff7f0e",
+}
+_CYCLE = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+# The report page is 1100 px wide; at 120 dpi a 10-inch figure shows at about its own size.
+MAX_WIDTH = 10.0
+
+
+def color_for(name: str, index: int = 0) -> str:
+    """The fixed colour of a known strategy, else a colour from a cycle by position."""
+    return STRATEGY_COLORS.get(name, _CYCLE[index % len(_CYCLE)])
+
+
+# -- figures --------------------------------------------------------------------------------
+def new_figure(
+    n_panels: int = 1,
+    *,
+    ncols: int | None = None,
+    panel_size: tuple[float, float] = (5.0, 3.6),
+    sharey: bool = False,
+) -> tuple[Figure, list[Axes]]:
+    """A figure with `n_panels` axes on a grid (row-major), on an Agg canvas, at most
+    `MAX_WIDTH` inches wide: panels narrow rather than the figure outgrowing the page, where a
+    browser would shrink its text below reading size."""
+    ncols = min(n_panels, ncols or n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    width = min(panel_size[0] * ncols, MAX_WIDTH)
+    fig = Figure(figsize=(width, panel_size[1] * nrows))
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)  # unused cells of the last row
+    return fig, axes[:n_panels]
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120, layout: bool = True) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if layout:  # False: the caller laid the figure out itself (e.g. room for a figure legend)
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _label(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+    if title:
+        ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+
+
+# -- axes-level plots -----------------------------------------------------------------------
+def plot_mean_spread(
+    ax: Axes,
+    curves: Mapping[str, Any],
+    *,
+    x: Any | None = None,
+    band: str = "minmax",
+    logy: bool = True,
+    title: str = "",
+    xlabel: str = "step",
+    ylabel: str = "",
+    hline: float | None = None,
+    hline_label: str = "",
+    ylim: tuple[float | None, float | None] | None = None,
+    colors: Mapping[str, str] | None = None,
+    styles: Mapping[str, str] | None = None,
+) -> None:
+    """Mean over runs (rows of each [runs, T] array) with a shaded spread, one line per label.
+
+    band: "minmax" (range over runs), "std" (mean +- one std) or "none". Non-finite values
+    (e.g. a diverged run) are treated as missing: the mean stops where any run is missing,
+    so a line never hides a failure. `ylim` clips the view (a log axis over dozens of decades
+    is unreadable and slow to lay out). `x` may also map each label to its own x values
+    (runs logged at different steps); `colors` and `styles` (line styles) override the
+    defaults per label.
+    """
+    if band not in ("minmax", "std", "none"):
+        raise ValueError(f"band must be 'minmax', 'std' or 'none', got {band!r}")
+    for i, (name, values) in enumerate(curves.items()):
+        y = np.asarray(values, dtype=float)
+        y = np.where(np.isfinite(y), y, np.nan).reshape(-1, y.shape[-1])
+        x_of = x.get(name) if isinstance(x, Mapping) else x
+        xs = np.arange(y.shape[-1]) if x_of is None else np.asarray(x_of)
+        color = (colors or {}).get(name) or color_for(name, i)
+        mean = y.mean(axis=0)
+        ax.plot(xs, mean, color=color, label=name, lw=1.6, ls=(styles or {}).get(name, "-"))
+        if band == "minmax" and y.shape[0] > 1:
+            ax.fill_between(xs, y.min(axis=0), y.max(axis=0), color=color, alpha=0.18, lw=0)
+        elif band == "std" and y.shape[0] > 1:
+            sd = y.std(axis=0)
+            lo = np.where(mean - sd > 0, mean - sd, np.nan) if logy else mean - sd
+            ax.fill_between(xs, lo, mean + sd, color=color, alpha=0.18, lw=0)
+    if hline is not None:
+        ax.axhline(hline, color="black", ls=":", lw=1, label=hline_label or None)
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(
+            NullLocator()
+        )  # minor log ticks: clutter, and most of the draw time
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    _label(ax, title, xlabel, ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_lines(
+    ax: Axes,
+    x: Any,
+    ys: Mapping[str, Any],
+    *,
+    logy: bool = False,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    colors: Mapping[str, str] | None = None,
+    styles: Mapping[str, str] | None = None,
+) -> None:
+    """Plain curves y(x), one per label (e.g. weight as a function of the normalised loss).
+    `x` may map each label to its own x values; `colors`/`styles` override per label."""
+    for i, (name, y) in enumerate(ys.items()):
+        xs = x.get(name) if isinstance(x, Mapping) else x
+        color = (colors or {}).get(name) or color_for(name, i)
+        ax.plot(
+            np.asarray(xs),
+            np.asarray(y, dtype=float),
+            color=color,
+            label=name,
+            ls=(styles or {}).get(name, "-"),
+        )
+    if logy:
+        ax.set_yscale("log")
+    _label(ax, title, xlabel, ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_grouped_bars(
+    ax: Axes,
+    values: Mapping[str, Mapping[str, float | None]],
+    *,
+    errors: Mapping[str, Mapping[str, float | None]] | None = None,
+    logy: bool = False,
+    missing_label: str = "n/a",
+    missing_labels: Mapping[str, Mapping[str, str]] | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    colors: Mapping[str, str] | None = None,
+    from_zero: bool = True,
+) -> None:
+    """Bars grouped by category (outer keys) with one bar per series (inner keys).
+
+    A missing value (None or non-finite) draws no bar but prints a label at its place
+    (`missing_labels[category][series]`, else `missing_label`), so "did not reach" or
+    "diverged" stays visible instead of looking like zero. `from_zero=False` (linear axis)
+    frames the bars' range with their error bars instead of starting at 0, so small gaps
+    between close losses are visible.
+    """
+    categories = list(values)
+    series: list[str] = []
+    for inner in values.values():
+        series += [s for s in inner if s not in series]
+    width = 0.8 / max(len(series), 1)
+    finite = [
+        v for inner in values.values() for v in inner.values() if v is not None and math.isfinite(v)
+    ]
+    base = (min(finite) if logy else 0.0) if finite else 1.0
+    if not from_zero and not logy and finite:
+        ends = [
+            v + sign * (e if e is not None and math.isfinite(e) else 0.0)
+            for cat, inner in values.items()
+            for name, v in inner.items()
+            if v is not None and math.isfinite(v)
+            for e in [(errors or {}).get(cat, {}).get(name)]
+            for sign in (-1.0, 1.0)
+        ]
+        lo, hi = min(ends), max(ends)
+        pad = 0.15 * (hi - lo) or 0.05 * abs(hi) or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
+        base = lo - pad
+    for j, name in enumerate(series):
+        xs = np.arange(len(categories)) - 0.4 + width * (j + 0.5)
+        for k, cat in enumerate(categories):
+            v = values[cat].get(name)
+            err = None if errors is None else errors.get(cat, {}).get(name)
+            if v is None or not math.isfinite(v):
+                text = (missing_labels or {}).get(cat, {}).get(name, missing_label)
+                ax.text(
+                    xs[k],
+                    base,
+                    text,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90,
+                    color=(colors or {}).get(name) or color_for(name, j),
+                )
+                continue
+            ax.bar(
+                xs[k],
+                v,
+                width,
+                color=(colors or {}).get(name) or color_for(name, j),
+                label=name if k == _first_present(values, categories, name) else None,
+                yerr=None if err is None or not math.isfinite(err) else err,
+                capsize=2,
+            )
+    ax.set_xticks(np.arange(len(categories)), categories)
+    if logy:
+        ax.set_yscale("log")
+        # Plain numbers at 1-2-5 steps read better than 2x10^1 on a bar chart.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _label(ax, title, xlabel, ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _first_present(
+    values: Mapping[str, Mapping[str, float | None]], cats: list[str], name: str
+) -> int:
+    """Index of the first category where `name` has a bar (so its legend entry appears once)."""
+    for k, cat in enumerate(cats):
+        v = values[cat].get(name)
+        if v is not None and math.isfinite(v):
+            return k
+    return -1
+
+
+def colors_for(names: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per label: the fixed colour of a known strategy, else the next colour
+    of the cycle (so labels like "r=0.2" do not all get the cycle's first colour)."""
+    palette = _CYCLE + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+    out: dict[str, str] = {}
+    k = 0
+    used: set[str] = set()
+    for name in names:
+        # "linupper-r0.4" or "linupper@noise10" takes its strategy's colour, once.
+        stem = re.split(r"[-@]", name, maxsplit=1)[0]
+        if name in STRATEGY_COLORS:
+            out[name] = STRATEGY_COLORS[name]
+        elif stem in STRATEGY_COLORS and STRATEGY_COLORS[stem] not in used:
+            out[name] = STRATEGY_COLORS[stem]
+        else:
+            out[name] = palette[k % len(palette)]
+            k += 1
+        used.add(out[name])
+    return out
+
+
+# -- the standard plots of an arm comparison ----------------------------------------------
+# The weight diagnostics plotted over training, with their axis labels.
+DIAGNOSTICS: tuple[tuple[str, str], ...] = (
+    ("max_weight_x_m", "max(w) x M  (1 = uniform)"),
+    ("ess_fraction", "effective sample size / M"),
+    ("weight_loss_corr", "corr(weight, loss)"),
+    ("temperature", "temperature r"),
+)
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average along the last axis (the first points average fewer values)."""
+    if window <= 1 or y.shape[-1] == 0:
+        return y
+    c = np.cumsum(np.concatenate([np.zeros((*y.shape[:-1], 1)), y], axis=-1), axis=-1)
+    idx = np.arange(1, y.shape[-1] + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[..., idx] - c[..., lo]) / (idx - lo)
+
+
+def _curves(
+    records: Records,
+    key: str,
+    *,
+    evals_only: bool = False,
+    window: int = 1,
+    arms: Sequence[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    xs, ys = {}, {}
+    for arm in arms or list(records):
+        runs = [records[arm][s] for s in sorted(records[arm])]
+        x, y = stacked(runs, key, evals_only=evals_only)
+        if x.size:
+            xs[arm], ys[arm] = x, smooth(y, window)
+    return xs, ys
+
+
+def plot_loss_curves(
+    path: Path, records: Records, *, colors: Mapping[str, str] | None = None, title: str = ""
+) -> Path:
+    """train_loss (every logged step, mean and min-max over seeds) and val_loss at evaluations."""
+    colors = colors or colors_for(list(records))
+    fig, (a1, a2) = new_figure(2, panel_size=(6.0, 4.0))
+    xs, ys = _curves(records, "train_loss", window=3)
+    plot_mean_spread(
+        a1,
+        ys,
+        x=xs,
+        logy=False,
+        colors=colors,
+        ylabel="train loss, nats (3-record avg)",
+        title="training loss (mean, min-max over seeds)",
+    )
+    xs, ys = _curves(records, "val_loss", evals_only=True)
+    plot_mean_spread(
+        a2,
+        ys,
+        x=xs,
+        logy=False,
+        colors=colors,
+        ylabel="validation loss (nats)",
+        title="validation loss at evaluations",
+    )
+    # The whole curve, nothing clipped (the paired-difference plots show the small gaps).
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_domain_bars(
+    path: Path,
+    summary: Mapping[str, Any],
+    *,
+    colors: Mapping[str, str] | None = None,
+    relative_to: str | None = None,
+) -> Path:
+    """Final validation loss per domain (and the domain average): mean and std over seeds.
+
+    With `relative_to` (the baseline arm) a second panel shows arm - baseline per domain,
+    mean and std of the per-seed paired differences.
+    """
+    runs = summary["runs"]
+    arms = list(runs)
+    colors = colors or colors_for(arms)
+    cats = [*summary["domains"], "avg"]
+    values = {
+        c: {
+            a: (
+                runs[a]["val_loss_domain_avg"]
+                if c == "avg"
+                else runs[a]["val_loss_by_domain"].get(c)
+            )
+            for a in arms
+        }
+        for c in cats
+    }
+    errors = {
+        c: {
+            a: (
+                runs[a]["std"]["val_loss_domain_avg"]
+                if c == "avg"
+                else runs[a]["std"]["val_loss_by_domain"].get(c)
+            )
+            for a in arms
+        }
+        for c in cats
+    }
+    key = f"diff_vs_{relative_to}"
+    paired = relative_to is not None and any(key in runs[a] for a in arms if a != relative_to)
+    width = min(10.0, max(8.0, 1.3 * len(cats) + 0.4 * len(arms)))  # the page's width at most
+    fig, axes = new_figure(2 if paired else 1, ncols=1, panel_size=(width, 3.8))
+    plot_grouped_bars(
+        axes[0],
+        values,
+        errors=errors,
+        colors=colors,
+        ylabel="validation loss (nats)",
+        title="final validation loss per domain (mean +- std over seeds; axis not from 0)",
+        from_zero=False,
+    )
+    if paired:
+        others = [a for a in arms if a != relative_to and key in runs[a]]
+        dv, de = {}, {}
+        for c in cats:
+            dv[c], de[c] = {}, {}
+            for a in others:
+                d = runs[a][key]["val_loss_domain_avg" if c == "avg" else "val_loss_by_domain"]
+                d = d if c == "avg" else d.get(c, {})
+                dv[c][a], de[c][a] = d.get("mean"), d.get("std")
+        plot_grouped_bars(
+            axes[1],
+            dv,
+            errors=de,
+            colors=colors,
+            ylabel=f"val loss - {relative_to}",
+            title=f"paired difference to {relative_to} per seed (below 0: better)",
+        )
+        axes[1].axhline(0.0, color="black", lw=0.8)
+    return save_figure(fig, path)
+
+
+def plot_weight_diagnostics(
+    path: Path, records: Records, *, colors: Mapping[str, str] | None = None, window: int = 3
+) -> Path:
+    colors = colors or colors_for(list(records))
+    fig, axes = new_figure(len(DIAGNOSTICS), ncols=2, panel_size=(5.5, 3.5))
+    for ax, (key, label) in zip(axes, DIAGNOSTICS, strict=True):
+        xs, ys = _curves(records, key, window=1 if key == "temperature" else window)
+        logy = key == "temperature" and any(
+            np.nanmax(y) / max(np.nanmin(y), 1e-9) > 20 for y in ys.values()
+        )
+        plot_mean_spread(
+            ax,
+            ys,
+            x=xs,
+            logy=logy,
+            colors=colors,
+            ylabel=label,
+            hline=2.0 if key == "max_weight_x_m" else None,
+            hline_label="2 (the paper's bound)" if key == "max_weight_x_m" else "",
+            title=label.split("  ")[0]
+            + (f" ({window}-record avg)" if window > 1 and key != "temperature" else ""),
+        )
+    return save_figure(fig, path)
+
+
+def plot_domain_shares(
+    path: Path,
+    records: Records,
+    domains: Sequence[str],
+    *,
+    colors: Mapping[str, str] | None = None,
+    window: int = 5,
+) -> Path:
+    """Per domain: each arm's share of the batch weight over training against the domain's
+    share of the samples (dashed, black)."""
+    colors = colors or colors_for(list(records))
+    fig, axes = new_figure(len(domains), ncols=3, panel_size=(4.6, 3.2))
+    for ax, d in zip(axes, domains, strict=True):
+        # uniform's weight share is its sample share by construction: not drawn twice.
+        weighted = [a for a in records if a != "uniform"] or list(records)
+        xs, ys = _curves(records, f"domain_weight_share.{d}", window=window, arms=weighted)
+        sx, sy = _curves(records, f"domain_sample_share.{d}", window=window, arms=list(records)[:1])
+        curves = dict(ys)
+        x_of = dict(xs)
+        if sy:
+            (first,) = sy
+            curves["sample share"] = sy[first]
+            x_of["sample share"] = sx[first]
+        plot_mean_spread(
+            ax,
+            curves,
+            x=x_of,
+            logy=False,
+            band="none",
+            colors={**colors, "sample share": "black"},
+            styles={"sample share": "--"},
+            ylabel="share of batch",
+            title=f"{d} ({window}-record avg)",
+        )
+    return save_figure(fig, path)
+
+
+def plot_share_ratio(
+    path: Path, summary: Mapping[str, Any], *, colors: Mapping[str, str] | None = None
+) -> Path:
+    """Weight share / sample share per domain, averaged over training (1 = no change)."""
+    runs = summary["runs"]
+    colors = colors or colors_for(list(runs))
+    values: dict[str, dict[str, float | None]] = {}
+    for d in summary["domains"]:
+        values[d] = {}
+        for arm, r in runs.items():
+            w = r["weights"].get("domain_weight_share", {}).get(d)
+            n = r["weights"].get("domain_sample_share", {}).get(d)
+            values[d][arm] = w / n if w is not None and n else None
+    fig, (ax,) = new_figure(1, panel_size=(min(10.0, max(7.0, 1.2 * len(values))), 3.6))
+    plot_grouped_bars(
+        ax,
+        values,
+        colors=colors,
+        ylabel="weight share / sample share",
+        title="how much each domain is up- or down-weighted (mean over training)",
+    )
+    ax.axhline(1.0, color="black", lw=0.8)
+    return save_figure(fig, path)
+
+
+def standard_plots(
+    out: Path,
+    records: Records,
+    summary: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    colors: Mapping[str, str] | None = None,
+    baseline: str | None = "uniform",
+) -> dict[str, str]:
+    """Write the standard plots into `out`; returns {name: file name}."""
+    colors = colors or colors_for(list(records))
+    files = {
+        "loss_curves": plot_loss_curves(out / f"{prefix}loss_curves.png", records, colors=colors),
+        "val_loss_by_domain": plot_domain_bars(
+            out / f"{prefix}val_loss_by_domain.png",
+            summary,
+            colors=colors,
+            relative_to=summary.get("baseline") and baseline,
+        ),
+        "weight_diagnostics": plot_weight_diagnostics(
+            out / f"{prefix}weight_diagnostics.png", records, colors=colors
+        ),
+        "domain_weight_share": plot_domain_shares(
+            out / f"{prefix}domain_weight_share.png", records, summary["domains"], colors=colors
+        ),
+        "domain_share_ratio": plot_share_ratio(
+            out / f"{prefix}domain_share_ratio.png", summary, colors=colors
+        ),
+    }
+    return {k: Path(v).name for k, v in files.items()}
+
+
+# -- paired differences to a baseline ----------------------------------------------------
+def plot_paired_bars(
+    path: Path,
+    summary: Mapping[str, Any],
+    arms: Sequence[str],
+    metrics: Mapping[str, Sequence[str]],
+    *,
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Path:
+    """One panel per metric (label -> path of keys below the arm's `diff_vs_<baseline>`; an
+    empty path is its validation loss), one bar per arm: the mean paired difference with its
+    95% interval. Panels wrap at three a row, so the figure keeps to the page's width."""
+    base = summary["baseline"]
+    colors = colors or colors_for(list(arms))
+    ncols = min(3, max(1, len(metrics)))
+    fig, axes = new_figure(
+        len(metrics), ncols=ncols, panel_size=(max(3.0, 0.45 * len(arms) + 1.2), 2.8)
+    )
+    for ax, (label, keys) in zip(axes, metrics.items(), strict=True):
+        for i, arm in enumerate(arms):
+            d = summary["runs"][arm][f"diff_vs_{base}"]
+            for k in keys or ("val_loss",):
+                d = d[k]
+            m, ci = d.get("mean"), d.get("ci95")
+            if m is None:
+                continue
+            err = None if not ci else np.array([[m - ci[0]], [ci[1] - m]])
+            ax.bar(i, m, 0.8, color=colors.get(arm), label=arm, yerr=err, capsize=3)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks([])
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.margins(y=0.15)  # error bars stay inside the axes
+    axes[0].set_ylabel(f"arm - {base} (nats)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(len(arms), 6))
+    n = len(summary.get("seeds", []))
+    fig.suptitle(
+        title
+        or (
+            f"paired difference to {base} (below 0: better), mean and 95% interval over {n} seeds"
+            if n > 1
+            else f"difference to {base} (one seed: no interval)"
+        ),
+        fontsize=11,
+    )
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * (len(arms) > 6), 1, 1))
+    return save_figure(fig, path, layout=False)
+
+
+def plot_paired_curves(
+    path: Path,
+    records: Records,
+    baseline: str,
+    arms: Sequence[str],
+    *,
+    key: str = "val_loss",
+    colors: Mapping[str, str] | None = None,
+    pairs: Mapping[str, str] | None = None,
+) -> Path:
+    """key(arm) - key(baseline) at every evaluation, the mean over seeds with a 95% t-interval
+    band (several seeds only). `pairs` maps an arm to another baseline arm."""
+    colors = colors or colors_for(list(arms))
+    fig, (ax,) = new_figure(1, panel_size=(8.0, 4.2))
+    for arm in arms:
+        base = (pairs or {}).get(arm, baseline)
+        seeds = sorted(set(records[arm]) & set(records[base]))
+        xa, ya = stacked([records[arm][s] for s in seeds], key, evals_only=True)
+        xb, yb = stacked([records[base][s] for s in seeds], key, evals_only=True)
+        common = sorted(set(xa.tolist()) & set(xb.tolist()))
+        if not common:
+            continue
+        ia = [xa.tolist().index(c) for c in common]
+        ib = [xb.tolist().index(c) for c in common]
+        d = ya[:, ia] - yb[:, ib]
+        mean = d.mean(axis=0)
+        ax.plot(common, mean, color=colors.get(arm), label=arm, lw=1.6)
+        if d.shape[0] > 1:
+            half = t975(d.shape[0] - 1) * d.std(axis=0, ddof=1) / np.sqrt(d.shape[0])
+            ax.fill_between(
+                common, mean - half, mean + half, color=colors.get(arm), alpha=0.18, lw=0
+            )
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{key} - {baseline} (nats)")
+    n = len(next(iter(records.values()), {}))
+    ax.set_title(
+        f"paired {key} difference over training"
+        + (" (band: 95% interval over seeds)" if n > 1 else "")
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_share_bars(path: Path, arms: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Per corrupted mix, each arm's weight share of the corrupted sequences next to their
+    sample share (the dashed line): above it, the arm up-weights them."""
+    conds = [c for c in dict.fromkeys(a["condition"] for a in arms.values()) if c != "clean"]
+    strategies = list(dict.fromkeys(name.split("@")[0] for name in arms))
+    colors = colors_for(strategies)
+    fig, (ax,) = new_figure(1, panel_size=(max(6.0, 2.2 * len(conds)), 4.0))
+    width = 0.8 / max(1, len(strategies))
+    for j, cond in enumerate(conds):
+        for i, s in enumerate(strategies):
+            a = arms.get(f"{s}@{cond}")
+            if a is None or a["corrupted_weight_share"] is None:
+                continue
+            ax.bar(
+                j + (i - (len(strategies) - 1) / 2) * width,
+                a["corrupted_weight_share"],
+                width,
+                color=colors[s],
+                label=s if j == 0 else None,
+            )
+        share = next(
+            (a["corrupted_sample_share"] for a in arms.values() if a["condition"] == cond), None
+        )
+        if share is not None:
+            ax.hlines(
+                share,
+                j - 0.45,
+                j + 0.45,
+                colors="black",
+                linestyles="--",
+                label="sample share" if j == 0 else None,
+            )
+    ax.set_xticks(range(len(conds)))
+    ax.set_xticklabels(conds)
+    ax.set_ylabel("share of batch weight (after burn-in)")
+    ax.set_title("weight on the corrupted sequences vs their share of the samples")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.margins(y=0.15)
+    return save_figure(fig, path)
