@@ -93,7 +93,9 @@ def test_fixed_burn_in_is_known_from_the_start():
     b, rw = _burn_in(target=None, min_steps=5)
     assert b.end_step == 5 and rw.warmup_steps == 5
     assert b.eval_due(5) and not b.eval_due(4)
-    b.measured({"val_loss": 3.0, "val_loss_by_domain": {"a": 2.0, "b": 4.0}})
+    b.measured(
+        {"eval/loss": 3.0, "eval/domain_avg_loss": 3.0, "eval/a/loss": 2.0, "eval/b/loss": 4.0}
+    )
     assert not b.eval_due(5)
     assert b.summary()["val_loss"] == 3.0 and b.summary()["val_loss_domain_avg"] == 3.0
 

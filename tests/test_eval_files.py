@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from lossreweight.evaluation import downstream_metrics, eval_metrics, read_downstream
+from lossreweight.evaluation import read_downstream
 from lossreweight.evaluation.files import downstream_stem, write_new_json
 
 
@@ -40,39 +40,3 @@ def test_write_new_json_refuses_nan_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_new_json(tmp_path, "x", {"v": math.nan})
     assert list(tmp_path.iterdir()) == []
-
-
-def test_eval_metric_names():
-    result = {
-        "val_loss": 2.5,
-        "val_loss_domain_avg": 2.75,
-        "val_loss_by_domain": {"code": 2.0, "wiki": 3.5},
-    }
-    assert eval_metrics(result) == {
-        "eval/loss": 2.5,
-        "eval/domain_avg_loss": 2.75,
-        "eval/worst_domain_loss": 3.5,
-        "eval/code/loss": 2.0,
-        "eval/wiki/loss": 3.5,
-    }
-
-
-def test_downstream_metric_names():
-    results = {
-        "sciq": {
-            "alias": "sciq",
-            "acc,none": 0.5,
-            "acc_stderr,none": 0.1,
-            "acc_norm,none": 0.25,
-            "acc_norm_stderr,none": "N/A",
-            "sample_len": 10,
-        },
-        "gsm8k": {"exact_match,strict-match": 0.125, "exact_match,flexible-extract": math.nan},
-    }
-    assert downstream_metrics(results) == {
-        "downstream/sciq/acc": 0.5,
-        "downstream/sciq/acc_stderr": 0.1,
-        "downstream/sciq/acc_norm": 0.25,
-        "downstream/gsm8k/exact_match/strict-match": 0.125,
-        "downstream/gsm8k/exact_match/flexible-extract": None,
-    }

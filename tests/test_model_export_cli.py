@@ -11,7 +11,8 @@ from safetensors.torch import save_file, save_model
 
 from lossreweight.cli import main
 from lossreweight.errors import CheckpointError
-from lossreweight.model import ModelConfig, build_model, find_latest_checkpoint, load_run_model
+from lossreweight.model import ModelConfig, build_model, load_run_model
+from lossreweight.rundir import find_latest_checkpoint
 
 transformers = pytest.importorskip("transformers")
 

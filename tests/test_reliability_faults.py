@@ -203,7 +203,7 @@ def test_nan_samples_get_zero_weight_and_are_counted(
             r[k] is not None for k in ("train/loss", "train/weighted_loss", "train/grad_norm")
         )
     assert rows[0]["train/loss"] != rows[-1]["train/loss"]  # it trains
-    assert torch.isfinite(torch.tensor(result.final_eval["val_loss"]))
+    assert torch.isfinite(torch.tensor(result.final_eval["eval/loss"]))
 
 
 @pytest.mark.parametrize("how", ["all", "grad"], ids=["nan-loss", "nan-gradient"])

@@ -72,7 +72,7 @@ def test_trains_in_each_mode(tmp_path, extra):
         "eval/domain_avg_loss",
         "eval/worst_domain_loss",
     } <= set(evals[-1])
-    assert result.steps == 6 and result.final_eval["val_loss"] == evals[-1]["eval/loss"]
+    assert result.steps == 6 and result.final_eval["eval/loss"] == evals[-1]["eval/loss"]
     assert (tmp_path / "run" / "final.json").is_file()
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert ckpts == ["step_00000003", "step_00000006"]
@@ -176,7 +176,7 @@ def test_eval_command(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     assert res["step"] == 6
-    assert res["val_loss"] == pytest.approx(final["val_loss"], rel=1e-5)
+    assert res["eval/loss"] == pytest.approx(final["eval/loss"], rel=1e-5)
 
 
 @pytest.mark.xdist_group("dist")

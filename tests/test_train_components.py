@@ -5,7 +5,6 @@ step waits for the device (no scalar read of a device tensor between evaluations
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from train_utils import TINY_OVERRIDES, check_steps_for_syncs
 
-from lossreweight.cli import main
+from lossreweight.metric_names import eval_record
 from lossreweight.train import load_config, train
-from lossreweight.train.console import Console, eval_line
+from lossreweight.train.console import Console
 from lossreweight.train.errors import TrainingDiverged
 from lossreweight.train.fetch import Pending
 from lossreweight.train.guard import StepGuard, check_divergence
 from lossreweight.train.metrics import MetricsLogger, read_metrics
-from lossreweight.train.records import step_metrics
 
 
 # -- the step guard ---------------------------------------------------------------------------
@@ -104,31 +102,6 @@ def test_pending_reads_named_values() -> None:
 
 
 # -- metric names and sinks -------------------------------------------------------------------
-def test_step_metrics_names() -> None:
-    values = {
-        "mean_loss": 2.0,
-        "weighted_loss": 2.5,
-        "grad_norm": 0.3,
-        "num_samples": 4.0,
-        "num_invalid": 0.0,
-        "ess_fraction": 0.9,
-        "domain_weight_share": [0.25, 0.75],
-    }
-    rec = step_metrics(values, lr=1e-3, domains=["code", "wiki"], skipped=False)
-    assert rec == {
-        "train/loss": 2.0,
-        "train/weighted_loss": 2.5,
-        "train/lr": 1e-3,
-        "train/grad_norm": 0.3,
-        "train/skipped": False,
-        "reweight/num_samples": 4,
-        "reweight/num_invalid": 0,
-        "reweight/ess_fraction": 0.9,
-        "reweight/domain_weight_share/code": 0.25,
-        "reweight/domain_weight_share/wiki": 0.75,
-    }
-
-
 def test_tensorboard_tags_are_the_metric_names(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -177,48 +150,7 @@ def test_every_logged_key_is_documented(tmp_path: Path) -> None:
     assert not missing, f"keys of metrics.jsonl not in docs/metrics.md: {missing}"
 
 
-# -- console --------------------------------------------------------------------------------------
-def test_console_line_per_evaluation_and_summary_on_stdout(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert (
-        main(
-            ["train", "tiny", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "log.progress=true"]
-        )
-        == 0
-    )
-    out, err = capsys.readouterr()
-    lines = out.splitlines()
-    assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == [
-        "step 3/6",
-        "step 6/6",
-    ]
-    assert all(f" | {part} " in lines[0] for part in ("train loss", "val loss", "worst"))
-    assert lines[0].startswith("step 3/6 | tokens 384 |") and lines[0].endswith(" tok/s")
-    assert lines[2].startswith("trained 6 steps (768 tokens) in ") and "val loss" in lines[2]
-    assert err == ""  # stderr is not a terminal here: no progress bar at all
-
-
-def test_console_line_format() -> None:
-    rec = {
-        "step": 300,
-        "tokens": 9_830_400,
-        "train/loss": 3.45121,
-        "eval/loss": 3.50207,
-        "eval/worst_domain_loss": 4.10234,
-        "train/tokens_per_s": 251034.2,
-    }
-    assert eval_line(300, 1000, rec, "math") == (
-        "step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 | "
-        "251,034 tok/s"
-    )
-
-
-def test_console_is_silent_off_the_main_rank(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="lossreweight"):
-        Console(enabled=False, progress=True, max_steps=5, initial=0, desc="x").info("hello")
-        Console(enabled=True, progress=True, max_steps=5, initial=0, desc="x").info("hello")
-    assert [r.getMessage() for r in caplog.records] == ["hello"]
+# -- console: tests/test_console.py ---------------------------------------------------------
 
 
 # -- no host synchronisation in the step path ---------------------------------------------------
@@ -300,11 +232,7 @@ class _FakeEvaluator:
         return last or step % 4 == 0
 
     def run(self) -> dict[str, Any]:
-        self.last = {
-            "val_loss": 2.0,
-            "val_loss_domain_avg": 2.5,
-            "val_loss_by_domain": {"a": 1.0, "b": 4.0},
-        }
+        self.last = eval_record({"a": 1.0, "b": 4.0}, 2.0, 64)
         return self.last
 
 
@@ -360,39 +288,6 @@ def test_reporter_reads_late_logs_due_and_skipped_steps(tmp_path: Path) -> None:
     with pytest.raises(TrainingDiverged, match="the last at step 6"):
         rep.report()
     logger.close()
-
-
-# -- the evaluator --------------------------------------------------------------------------------
-class _FixedLoss(torch.nn.Module):
-    """Per-sample loss = the sample's first token id (a known answer per domain)."""
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return input_ids[:, 0].to(torch.float32)
-
-
-def test_evaluator_cadence_and_names() -> None:
-    from lossreweight.train.evaluator import Evaluator
-    from lossreweight.train.runtime import Runtime
-
-    rt = Runtime(torch.device("cpu"), 0, 0, 1, None)
-    batch = {
-        "input_ids": torch.tensor([[1, 0, 0], [3, 0, 0], [2, 0, 0]]),
-        "domain_ids": torch.tensor([0, 0, 1]),
-    }
-    ev = Evaluator(_FixedLoss(), [batch], ["code", "wiki"], rt, every=5)
-    assert [s for s in range(1, 12) if ev.due(s)] == [5, 10] and ev.due(7, last=True)
-    assert Evaluator(_FixedLoss(), [], [], rt, every=0).due(5) is False
-    result = ev.run()
-    assert ev.last is result and result["val_loss_by_domain"] == {"code": 2.0, "wiki": 2.0}
-    result["val_loss_by_domain"]["wiki"] = 2.5  # a worst domain to find
-    assert Evaluator.metrics(result) == {
-        "eval/loss": 2.0,
-        "eval/domain_avg_loss": 2.0,
-        "eval/worst_domain_loss": 2.5,
-        "eval/code/loss": 2.0,
-        "eval/wiki/loss": 2.5,
-    }
-    assert Evaluator.worst_domain(result) == "wiki"
 
 
 def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,7 +43,7 @@ def check_steps_for_syncs(monkeypatch: Any, on: Any, off: Any) -> list[int]:
     seen (filled while training)."""
     import lossreweight.train.loop as loop
     from lossreweight.train.checkpoint import Checkpointer
-    from lossreweight.train.evaluator import Evaluator
+    from lossreweight.train.evaluate import Evaluator
 
     steps: list[int] = []
     real_fb, real_loop = loop.forward_backward, loop.Trainer._loop

@@ -29,8 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lossreweight.errors import ConfigError, DataError, UserError
+from lossreweight.errors import CheckpointError, ConfigError, DataError, UserError
 from lossreweight.locking import LOCK_FILE, DirectoryLock
+from lossreweight.metric_names import from_legacy
 
 # -- file names ---------------------------------------------------------------------------
 RESOLVED_CONFIG = "resolved_config.json"
@@ -83,6 +84,17 @@ def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The complete checkpoint directory with the highest step, or None."""
     done = complete_checkpoints(run_dir)
     return done[-1] if done else None
+
+
+def require_checkpoint(run_dir: str | Path) -> Path:
+    """The newest complete checkpoint of a run; one line when there is none."""
+    latest = find_latest_checkpoint(run_dir)
+    if latest is None:
+        raise CheckpointError(
+            f"{run_dir} has no complete checkpoint ({CHECKPOINTS_DIR}/step_XXXXXXXX with a "
+            f"{COMPLETE_MARKER} file); train until one is saved, or check the path"
+        )
+    return latest
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -186,6 +198,8 @@ def compare_runs(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> RunDiff
     for key in sorted(set(have) | set(want)):
         if key.startswith("model.") and want.get(key) is None and key in have:
             continue  # resolved by the trainer
+        if key == "train.schedule_steps" and None in (have.get(key), want.get(key)):
+            continue  # resolved at a run's first start (train/continuation.py); older runs lack it
         if have.get(key) == want.get(key):
             continue
         if _in(key, NEVER_CHANGE_RESULTS):
@@ -244,6 +258,52 @@ def read_saved_config(run_dir: str | Path) -> dict[str, Any] | None:
         fix="it is damaged: restore it, or train into a new --out directory",
         error=ConfigError,
     )
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The config a run was trained with, as saved (resolved_config.json; config.yaml for a
+    run that has only that): what `eval`, `export-hf` and the model loader read. One line
+    (CheckpointError) when the directory holds no run or the file is damaged."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
+    file = run_dir / RESOLVED_CONFIG
+    if file.is_file():
+        return read_json_object(
+            file, what="a run config", fix="the run directory is damaged", error=CheckpointError
+        )
+    file = run_dir / CONFIG_YAML
+    if not file.is_file():
+        raise CheckpointError(
+            f"{run_dir} is not a run directory: it has no {RESOLVED_CONFIG} or {CONFIG_YAML}; "
+            "give the --out of `lossreweight train`"
+        )
+    import yaml  # the pipeline's extra; only runs without resolved_config.json need it
+
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise CheckpointError(
+            f"cannot read {file}: {' '.join(str(exc).split())[:120]}; the run directory is damaged"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file} is not a run config (not a mapping); it is damaged")
+    return data
+
+
+def read_final(run_dir: str | Path) -> dict[str, Any] | None:
+    """final.json of a finished run under the metric vocabulary (an older run's `val_loss`,
+    ... read through metric_names.from_legacy); None while the run is not finished."""
+    file = Path(run_dir) / FINAL_FILE
+    if not file.is_file():
+        return None
+    data = read_json_object(
+        file,
+        what="a final evaluation",
+        fix="delete it and re-run the same `train` command to evaluate again",
+        error=CheckpointError,
+    )
+    return from_legacy(data)
 
 
 def read_data_fingerprint(run_dir: str | Path) -> str | None:

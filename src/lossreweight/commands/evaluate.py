@@ -96,20 +96,27 @@ def run(args: argparse.Namespace) -> int:
         return _run_curve(args, spec)
     if spec is not None:
         return _run_downstream(args, spec)
-    from lossreweight.metric_names import eval_metrics, worst_domain
-    from lossreweight.train.evaluate_run import open_run
+    from lossreweight.metric_names import (
+        DOMAIN_AVG_LOSS,
+        LOSS,
+        PPL,
+        domain_losses,
+        perplexity,
+        worst_domain,
+    )
+    from lossreweight.train.evaluate import open_run
 
     result = open_run(args.run_dir, args.device).evaluate()
     if args.json:
-        extra = {"worst_domain": worst_domain(result), "metrics": eval_metrics(result)}
-        print(json.dumps({**result, **extra}, indent=1))
+        # The record as final.json keeps it (lossreweight.metric_names), with where it came from.
+        print(json.dumps({**result, "worst_domain": worst_domain(result)}, indent=1))
         return 0
     print(f"checkpoint {result['checkpoint']} (step {result['step']})")
     print(f"{'domain':<12} {'loss':>8} {'ppl':>9}")
-    for name, loss in result["val_loss_by_domain"].items():
-        print(f"{name:<12} {loss:8.4f} {result['val_ppl_by_domain'][name]:9.2f}")
-    print(f"{'overall':<12} {result['val_loss']:8.4f} {result['val_ppl']:9.2f}")
-    print(f"{'domain avg':<12} {result['val_loss_domain_avg']:8.4f}")
+    for name, loss in domain_losses(result).items():
+        print(f"{name:<12} {loss:8.4f} {perplexity(loss):9.2f}")
+    print(f"{'overall':<12} {result[LOSS]:8.4f} {result[PPL]:9.2f}")
+    print(f"{'domain avg':<12} {result[DOMAIN_AVG_LOSS]:8.4f}")
     return 0
 
 
@@ -157,10 +164,11 @@ def _prepare_tasks(spec: Any) -> Any:
 def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
     from lossreweight.evaluation.downstream import evaluate_downstream
     from lossreweight.evaluation.files import EVAL_DIR, downstream_stem, write_new_json
-    from lossreweight.train.evaluate_run import read_run_config, require_checkpoint, resolve_device
+    from lossreweight.rundir import require_checkpoint
+    from lossreweight.train.evaluate import resolve_device, validated_run_config
 
     run_dir = Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = validated_run_config(run_dir)
     require_checkpoint(run_dir)
     device = resolve_device(cfg.train.device, args.device)
     (run_dir / EVAL_DIR).mkdir(exist_ok=True)  # a read-only run fails now, not after the work
@@ -189,10 +197,11 @@ def _run_curve(args: argparse.Namespace, spec: Any) -> int:
     from lossreweight.evaluation.curve import evaluate_curve
     from lossreweight.evaluation.files import EVAL_DIR
     from lossreweight.metric_names import LOSS, WORST_DOMAIN_LOSS
-    from lossreweight.train.evaluate_run import read_run_config, require_checkpoint
+    from lossreweight.rundir import require_checkpoint
+    from lossreweight.train.evaluate import validated_run_config
 
     run_dir = Path(args.run_dir)
-    read_run_config(run_dir)
+    validated_run_config(run_dir)
     require_checkpoint(run_dir)
     (run_dir / EVAL_DIR).mkdir(exist_ok=True)  # a read-only run fails now, not after the work
     tm = _prepare_tasks(spec) if spec is not None else None

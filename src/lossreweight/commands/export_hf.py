@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     from lossreweight.model.hf_export import check_out_dir, export_hf
     from lossreweight.model.llama import LlamaModel
-    from lossreweight.model.run_dir import TOKENIZER_DIR, load_run_model
+    from lossreweight.model.load import load_run_model
+    from lossreweight.rundir import TOKENIZER_DIR
 
     run_dir, out_dir = args.run_dir, args.out_dir
     if run_dir.resolve() == out_dir.resolve() or run_dir.resolve().is_relative_to(

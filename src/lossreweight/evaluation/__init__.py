@@ -11,6 +11,5 @@ lm-eval is imported only by `lossreweight.evaluation.downstream`, and only when 
 """
 
 from lossreweight.evaluation.files import EVAL_DIR, read_curves, read_downstream
-from lossreweight.metric_names import downstream_metrics, eval_metrics
 
-__all__ = ["EVAL_DIR", "downstream_metrics", "eval_metrics", "read_curves", "read_downstream"]
+__all__ = ["EVAL_DIR", "read_curves", "read_downstream"]

@@ -18,7 +18,8 @@ from lossreweight.evaluation.files import (
 )
 from lossreweight.evaluation.plot import plot_curve
 from lossreweight.metric_names import eval_metrics, worst_domain
-from lossreweight.train.evaluate_run import complete_checkpoints, open_run
+from lossreweight.rundir import complete_checkpoints
+from lossreweight.train.evaluate import open_run
 
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager

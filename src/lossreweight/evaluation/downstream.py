@@ -21,7 +21,8 @@ import torch
 from lossreweight.errors import CheckpointError, ConfigError, DataError
 from lossreweight.metric_names import downstream_metrics
 from lossreweight.model.hf_export import export_hf
-from lossreweight.model.run_dir import TOKENIZER_DIR, load_run_model
+from lossreweight.model.load import load_run_model
+from lossreweight.rundir import TOKENIZER_DIR
 from lossreweight.train.checkpoint import read_state
 
 if TYPE_CHECKING:

@@ -13,13 +13,10 @@ from collections.abc import Sequence
 
 import torch
 
+from lossreweight.metric_names import LOSS_STATS, REWEIGHT_PREFIX
 from lossreweight.reweighting import combine_stats, stats_to_python
 
 Stats = dict[str, torch.Tensor]
-# The statistics that are losses, logged as training losses rather than under the prefix:
-# the unweighted per-sample mean (comparable across strategies and with evaluation losses)
-# and the weighted loss, the objective that was backpropagated.
-LOSS_STATS = ("mean_loss", "weighted_loss")
 # Parts kept before they are folded into one (combine_stats is associative): bounded memory
 # for any logging interval, and one stack per key per FOLD calls.
 FOLD = 32
@@ -63,11 +60,12 @@ def logged_losses(stats: Stats) -> Stats:
 
 
 def flatten(
-    stats: dict, prefix: str = "reweight/", domain_names: Sequence[str] | None = None
+    stats: dict, prefix: str = REWEIGHT_PREFIX, domain_names: Sequence[str] | None = None
 ) -> dict:
     """`{prefix + name: value}`, one entry per domain for per-domain vectors
     (`reweight/domain_weight_share/<name>`). Works on device tensors and on Python values;
-    the loss statistics (LOSS_STATS) are left out: log them as training losses."""
+    the loss statistics (`mean_loss`, `weighted_loss`) are left out: log them as the training
+    losses `train/loss` and `train/weighted_loss` (lossreweight.metric_names)."""
     out: dict = {}
     for key, value in stats.items():
         if key in LOSS_STATS:

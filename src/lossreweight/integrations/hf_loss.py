@@ -29,6 +29,7 @@ from transformers import Trainer, TrainerCallback
 from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.integrations.hf_eval import domain_summary, eval_batch_loss
 from lossreweight.integrations.hf_outputs import logits_of
+from lossreweight.integrations.hf_tensorboard import name_tensorboard
 from lossreweight.losses import per_sample_loss
 from lossreweight.reweighting import Reweighter, combine_stats, stats_to_python
 
@@ -84,6 +85,7 @@ class ReweightedLossFunc(TrainerCallback):
         callbacks = trainer.callback_handler.callbacks
         if self not in callbacks:
             callbacks.insert(0, self)
+        name_tensorboard(trainer)  # TensorBoard under the pipeline's metric names
         return trainer
 
     # -- the loss ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from transformers.trainer_utils import TrainOutput
 from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.integrations.hf_eval import domain_summary, eval_batch_loss
 from lossreweight.integrations.hf_outputs import causal_lm_losses
+from lossreweight.integrations.hf_tensorboard import name_tensorboard
 from lossreweight.reweighting import Reweighter, combine_stats, stats_to_python
 
 
@@ -99,6 +100,7 @@ class ReweightingTrainer(Trainer):
         # cross-rank gather) that we do not use.
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
+        name_tensorboard(self)
 
     # -- columns ----------------------------------------------------------------------------
     def _set_signature_columns_if_needed(self) -> None:

@@ -23,8 +23,10 @@ applies sum_i w_i grad l_i averaged over the window: SPEC's `micro` scope.
 
 What is logged, once per optimizer step (in `on_before_optimizer_step`), over the whole
 accumulation window with `combine_stats`: `train/loss` (the unweighted mean per-sample loss,
-also on the progress bar), `train/weighted_loss` (what was backpropagated) and
-`reweight/<statistic>` (per domain: `reweight/domain_weight_share/<name>`).
+also on the progress bar), `train/weighted_loss` (what was backpropagated), `train/lr` and
+`reweight/<statistic>` (per domain: `reweight/domain_weight_share/<name>`), at `step` = the
+optimizer steps done (1 after the first), the names and axis of the pipeline and the HF adapter
+(lossreweight.metric_names; docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ except ModuleNotFoundError as exc:
 
 from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.losses import per_sample_loss
+from lossreweight.metric_names import LR, STEP, TRAIN_LOSS, WEIGHTED_LOSS
 from lossreweight.reweighting import Reweighter
 
 __all__ = ["ReweightingMixin"]
@@ -117,9 +120,9 @@ class ReweightingMixin:
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # Called once per optimizer step, after the window's last backward.
         super().on_before_optimizer_step(optimizer)  # type: ignore[misc]
-        self.log_reweighting()
+        self.log_reweighting(optimizer)
 
-    def log_reweighting(self) -> None:
+    def log_reweighting(self, optimizer: Any = None) -> None:
         """Log the losses and statistics of the micro-batches since the last call (the
         accumulation window), combined with `combine_stats`, then start a new window.
 
@@ -136,13 +139,19 @@ class ReweightingMixin:
         losses = logged_losses(stats)  # NaN for a window without a valid sample
         log = self.log  # type: ignore[attr-defined]
         log(
-            "train/loss",
+            TRAIN_LOSS,
             losses["loss"],
             on_step=True,
             on_epoch=False,
             prog_bar=True,
             batch_size=1,
         )
-        metrics = {"train/weighted_loss": losses["weighted_loss"]}
+        metrics: dict[str, Any] = {WEIGHTED_LOSS: losses["weighted_loss"]}
+        if optimizer is not None:
+            metrics[LR] = float(optimizer.param_groups[0]["lr"])
         metrics.update(flatten(stats, self.reweight_prefix, self.reweight_domain_names))
+        # The x axis of the pipeline and the HF Trainer: optimizer steps done, 1 after the first
+        # (Lightning's own step here is the 0-based index of the step being taken). A logged
+        # `step` is what Lightning's loggers use as the step of the record.
+        metrics[STEP] = float(int(self.global_step) + 1)  # type: ignore[attr-defined]
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from lossreweight.model.config import ModelConfig
 from lossreweight.model.hf_export import export_hf, load_hf_into_llama
 from lossreweight.model.hf_model import HFCausalLM
 from lossreweight.model.llama import LlamaModel
-from lossreweight.model.run_dir import find_latest_checkpoint, load_model_weights, load_run_model
+from lossreweight.model.load import load_model_weights, load_run_model
 
 __all__ = [
     "CausalLM",
@@ -15,7 +15,6 @@ __all__ = [
     "ModelConfig",
     "build_model",
     "export_hf",
-    "find_latest_checkpoint",
     "load_hf_into_llama",
     "load_model_weights",
     "load_run_model",

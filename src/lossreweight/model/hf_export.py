@@ -188,7 +188,7 @@ def load_hf_into_llama(path: str | Path) -> LlamaModel:
         raise CheckpointError(
             f"{path}: the weights lack {len(missing)} tensors, e.g. {missing[0]!r}"
         )
-    from lossreweight.model.run_dir import load_state_into
+    from lossreweight.model.load import load_state_into
 
     with torch.device("meta"):  # skip a random init that the weights overwrite
         model = LlamaModel(cfg)

@@ -25,6 +25,7 @@ from lossreweight.config import RunConfig
 from lossreweight.data import PreparedData, resolve_mixture
 from lossreweight.data.unigram import UNIGRAM_FILE, train_mix_entropy
 from lossreweight.errors import ConfigError
+from lossreweight.metric_names import DOMAIN_AVG_LOSS, LOSS
 from lossreweight.reweighting import Reweighter
 
 # While a progress target is not reached the Reweighter's burn-in is "never" (any step count
@@ -123,13 +124,12 @@ class BurnIn:
     def measured(self, result: Mapping[str, Any]) -> str:
         """Keep the validation losses at the end of the burn-in; the console line to print."""
         self.at_end.setdefault("train_loss_smoothed", self.smoothed_loss)
-        self.at_end["val_loss"] = result.get("val_loss")
-        by_domain = result.get("val_loss_by_domain") or {}
-        if by_domain:
-            self.at_end["val_loss_domain_avg"] = sum(by_domain.values()) / len(by_domain)
+        self.at_end["val_loss"] = result.get(LOSS)
+        if result.get(DOMAIN_AVG_LOSS) is not None:
+            self.at_end["val_loss_domain_avg"] = result[DOMAIN_AVG_LOSS]
         line = f"burn-in ended after {self.end_step} steps ({self.rule})"
-        if result.get("val_loss") is not None:
-            line += f": val loss {result['val_loss']:.4f}"
+        if result.get(LOSS) is not None:
+            line += f": val loss {result[LOSS]:.4f}"
         if self.unigram_entropy is not None:
             line += f", unigram entropy {self.unigram_entropy:.4f}"
         return line + "; reweighting starts"

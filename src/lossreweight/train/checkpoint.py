@@ -50,7 +50,7 @@ from lossreweight.integrity import (
     verify_checkpoint,
     write_manifest,
 )
-from lossreweight.model.run_dir import fill_tied_aliases
+from lossreweight.model.load import fill_tied_aliases
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,

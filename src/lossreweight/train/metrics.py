@@ -11,9 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lossreweight.metric_names import CONFIG_TAG, X_AXES
 from lossreweight.rundir import METRICS_FILE, TENSORBOARD_DIR
-
-X_AXES = ("step", "tokens")  # the x axes of every chart, not metrics
 
 
 def _finite(v: Any) -> Any:
@@ -111,6 +110,10 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
+            # The resolved config as text (tag `config`), as the HF Trainer writes its `args`;
+            # indented four spaces so TensorBoard's markdown shows it verbatim.
+            text = json.dumps(config, indent=1, sort_keys=True, default=str)
+            self._tb.add_text(CONFIG_TAG, "\n".join("    " + ln for ln in text.splitlines()))
         if wandb_project:
             import wandb  # checked by check_logging_deps before the run wrote anything
 

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 from lossreweight.config import RunConfig
+from lossreweight.metric_names import rate_metrics, step_metrics, worst_domain
 from lossreweight.train.console import Console
-from lossreweight.train.evaluator import Evaluator
+from lossreweight.train.evaluate import Evaluator
 from lossreweight.train.fetch import Pending
 from lossreweight.train.flops import mfu, peak_flops
 from lossreweight.train.guard import check_divergence
 from lossreweight.train.metrics import MetricsLogger
-from lossreweight.train.records import rate_metrics, step_metrics
 from lossreweight.train.runtime import Runtime, fault_point
 
 
@@ -153,9 +153,9 @@ class StepReporter:
         )
         if do_eval:
             fault_point("eval", q.step, self.rank)
-            record.update(Evaluator.metrics(self.evaluator.run()))
+            record.update(self.evaluator.run())
             self._t_log = time.perf_counter()  # evaluation time is not training throughput
         self.logger.log(record)
         self.console.logged(record)
         if do_eval:
-            self.console.evaluated(record, Evaluator.worst_domain(self.evaluator.last))
+            self.console.evaluated(record, worst_domain(self.evaluator.last))

@@ -1,40 +1,25 @@
-"""Reading a model back from a run directory written by the trainer.
-
-Layout (every name comes from lossreweight.rundir):
-
-    RUN_DIR/resolved_config.json      the full run config (or RUN_DIR/config.yaml); its `model`
-                                      section is a ModelConfig with vocab_size resolved
-    RUN_DIR/tokenizer/                the Hugging Face tokenizer, if any
-    RUN_DIR/checkpoints/step_00001000/model.safetensors   the model's state_dict
-    RUN_DIR/checkpoints/step_00001000/COMPLETE            written last: the checkpoint is whole
-"""
+"""A model read back from a run directory written by the trainer (`load_run_model`), or from
+a weights file (`load_model_weights`): tied weights stored once and torch.compile/DDP name
+prefixes are accepted. The run directory's names and readers are lossreweight.rundir's."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from lossreweight.errors import CheckpointError
 from lossreweight.integrity import verify_checkpoint
 from lossreweight.model.base import CausalLM
 from lossreweight.model.config import ModelConfig
-
-# The run directory's names live in lossreweight.rundir; re-exported for the model layer's users.
-from lossreweight.rundir import (  # noqa: F401
-    CHECKPOINTS_DIR,
-    COMPLETE_MARKER,
+from lossreweight.rundir import (
     MANIFEST_FILE,
     MODEL_WEIGHTS,
     RESOLVED_CONFIG,
-    RUN_CONFIG_FILES,
     STATE_FILE,
-    TOKENIZER_DIR,
-    checkpoint_dir_name,
-    find_latest_checkpoint,
+    read_run_config,
+    require_checkpoint,
 )
 
 # Wrappers that prefix state_dict names: torch.compile, DDP.
@@ -42,25 +27,13 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
 def read_run_model_config(run_dir: str | Path) -> ModelConfig:
-    """The `model` section of a run's config (resolved_config.json, else config.yaml)."""
-    run_dir = Path(run_dir)
-    for name in RUN_CONFIG_FILES:
-        file = run_dir / name
-        if file.is_file():
-            break
-    else:
+    """The `model` section of a run's config."""
+    data = read_run_config(run_dir)
+    if not isinstance(data.get("model"), dict):
         raise CheckpointError(
-            f"{run_dir} has no {' or '.join(RUN_CONFIG_FILES)}; "
-            "give a run directory written by `lossreweight train`"
+            f"{RESOLVED_CONFIG} of {run_dir} has no `model` section; is it a lossreweight run?"
         )
-    try:
-        text = file.read_text()
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, OSError, yaml.YAMLError) as exc:
-        raise CheckpointError(f"cannot read {file}: {exc}".replace("\n", " ")) from None
-    if not isinstance(data, dict) or "model" not in data:
-        raise CheckpointError(f"{file} has no `model` section; is it a lossreweight run config?")
-    return ModelConfig.from_dict(data["model"], where=f"{file.name}: model")
+    return ModelConfig.from_dict(data["model"], where=f"{RESOLVED_CONFIG}: model")
 
 
 def load_run_model(
@@ -68,16 +41,8 @@ def load_run_model(
 ) -> tuple[CausalLM, Path]:
     """Build the run's model and load a checkpoint into it (default: the newest complete one)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
     cfg = read_run_model_config(run_dir)
-    ckpt = Path(checkpoint) if checkpoint else find_latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise CheckpointError(
-            f"{run_dir} has no complete checkpoint "
-            f"(a {CHECKPOINTS_DIR}/step_XXXXXXXX directory with a "
-            f"{COMPLETE_MARKER} file); train until one is saved, or check the path"
-        )
+    ckpt = Path(checkpoint) if checkpoint else require_checkpoint(run_dir)
     weights = ckpt / MODEL_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {ckpt} has no {MODEL_WEIGHTS}; it is damaged, delete it")
