@@ -21,6 +21,7 @@ import torch.distributed as dist
 from lossreweight.config import RunConfig, dump_yaml
 from lossreweight.data import PreparedData, check_vocab_fits, prepare_data
 from lossreweight.errors import UserError
+from lossreweight.metric_names import LOSS, eval_metrics, worst_domain
 from lossreweight.model import build_model
 from lossreweight.reweighting import Reweighter
 from lossreweight.rundir import (
@@ -34,6 +35,7 @@ from lossreweight.rundir import (
     check_resume,
     data_fingerprint,
     find_latest_checkpoint,
+    read_final,
 )
 from lossreweight.train.burn_in import BurnIn
 from lossreweight.train.checkpoint import Checkpointer, Counters
@@ -45,7 +47,7 @@ from lossreweight.train.errors import (
     is_out_of_memory,
     is_peer_failure,
 )
-from lossreweight.train.evaluator import Evaluator
+from lossreweight.train.evaluate import Evaluator
 from lossreweight.train.guard import StepGuard, StopSignals
 from lossreweight.train.metrics import check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
@@ -332,13 +334,8 @@ class Trainer:
                     indent=1,
                 ),
             )
-            named = Evaluator.metrics(last_eval) if last_eval else {}
             console.summary(
-                step,
-                tokens,
-                time.perf_counter() - started,
-                named,
-                Evaluator.worst_domain(last_eval) if last_eval else None,
+                step, tokens, time.perf_counter() - started, last_eval, worst_domain(last_eval)
             )
         return result
 
@@ -385,10 +382,10 @@ class Trainer:
 
     def _final_eval(self, step: int) -> dict[str, Any]:
         """The evaluation in final.json when it is of this step, else {}."""
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            saved = json.loads((self.run_dir / FINAL_FILE).read_text())
-            if saved.get("steps") == step and "val_loss" in saved:
-                return {k: v for k, v in saved.items() if k not in ("steps", "tokens")}
+        with contextlib.suppress(UserError, OSError):
+            saved = read_final(self.run_dir) or {}
+            if saved.get("steps") == step and LOSS in saved:
+                return eval_metrics(saved)
         return {}
 
 
