@@ -31,16 +31,18 @@ from lossreweight.train.optim import build_optimizer, lr_at, set_lr
 WINDOW = 10
 
 
+MFU: list[float] = []  # the trainer's model FLOPs utilisation per window (GPU only)
+
+
 def trainer_rates(cfg, strategy: str) -> list[float]:
     cfg = cfg.model_copy(deep=True)
     cfg.reweight.strategy = strategy
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, Path(tmp) / "run")
         rows = read_metrics(Path(tmp) / "run")
-    rates = [
-        r["train/tokens_per_s"] for r in rows if r["step"] % WINDOW == 0 and "eval/loss" not in r
-    ]
-    return rates[1:]
+    windows = [r for r in rows if r["step"] % WINDOW == 0 and "eval/loss" not in r][1:]
+    MFU.extend(r["train/mfu"] for r in windows if r.get("train/mfu") is not None)
+    return [r["train/tokens_per_s"] for r in windows]
 
 
 def minimal_loop_rates(cfg) -> list[float]:
@@ -142,6 +144,8 @@ def main() -> None:
     }
     if torch.cuda.is_available():
         res["gpu"] = torch.cuda.get_device_name()
+    if MFU:
+        res["median_mfu_trainer"] = statistics.median(MFU)
     print(json.dumps(res, indent=1))
     spread = {k: f"{min(v):.3f}-{max(v):.3f}" for k, v in paired.items()}
     print(

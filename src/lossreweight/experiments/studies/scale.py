@@ -1,9 +1,10 @@
-"""Model size: does LinUpper's gap to uniform change from 0.5M to 1.4M to 2.6M parameters?
+"""Model size: does LinUpper's gap to uniform change from 0.5M to 1.4M to 2.2M parameters?
 
 The `replicate` protocol at three model sizes, each trained for 2.6 tokens per parameter (so
 the larger models see more data, as in the paper), uniform and LinUpper (r = 0.4) on the same
 batches within a size and seed. Every size reads less than one pass over the corpus (a larger
-slice of each source than `replicate`'s, so the 2.6M model needs no repeats): repetition is
+slice of each source than `replicate`'s: 6.1M tokens, all the sources hold; 2.2M parameters
+is the largest size that reads them at most once, 2.6M would need 1.10 passes): repetition is
 what LinUpper reacts to, so a plan that would repeat data is refused unless
 LOSSREWEIGHT_ALLOW_REPEATS=1 asks for it, and the passes are in the setup table. The gap is
 LinUpper - uniform in domain-average validation loss per seed, with a 95% interval; its change
@@ -23,9 +24,8 @@ from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import QUICK_MODEL_SIZES, paper_setup
 from lossreweight.experiments.stats import Records, excludes_zero, fmt_ci, regime_text, spread
 
-SIZES: tuple[str, ...] = ("0.5M", "1.4M", "2.6M")
-# Up to 16M characters per source (docs has 0.4M, scripture 4.3M): enough tokens for the 2.6M
-# model's 2.6 tokens/param in one pass.
+SIZES: tuple[str, ...] = ("0.5M", "1.4M", "2.2M")
+# Up to 16M characters per source (docs has 0.4M, scripture 4.3M): 6.1M training tokens.
 SCALE_DATA: tuple[str, ...] = ("data.max_chars_per_domain=16000000",)
 ALLOW_REPEATS_ENV = "LOSSREWEIGHT_ALLOW_REPEATS"
 QUICK_SIZES: tuple[str, ...] = tuple(QUICK_MODEL_SIZES)
