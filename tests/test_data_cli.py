@@ -124,7 +124,8 @@ def test_overrides_workers_and_force(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["prepare", "tiny", "--workers", "0"], "--workers must be >= 1"),
+        (["prepare", "tiny", "--workers", "0"], "--workers must be from 1 to"),
+        (["prepare", "tiny", "--workers", "100000"], "--workers must be from 1 to"),
         (["prepare"], "give a CONFIG"),
         (["prepare", "tiny", "data.prepared=/somewhere"], "already prepared"),
         (["prepare", "--join", "a", "b"], "--join takes prepared folders and --out DIR"),

@@ -22,6 +22,7 @@ from lossreweight.data import DataConfig, PreparedData, prepare_data
 from lossreweight.data.shards import StreamWriter
 from lossreweight.errors import DataError
 from lossreweight.locking import DirectoryLock, DirectoryLocked
+from lossreweight.safe_files import WORK_MARKER
 
 
 def corpus(tmp_path: Path, n: int = 12, topics=("alpha", "beta", "gamma")) -> Path:
@@ -121,8 +122,9 @@ def test_prepared_and_a_data_dir_together_are_refused(tmp_path):
         prepare_data(DataConfig(prepared=str(tmp_path / "nothing")))
 
 
-def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, monkeypatch):
     out = tmp_path / "out"
+    monkeypatch.setenv("LOSSREWEIGHT_LOCK_TIMEOUT", "0")  # do not wait for the holder
     with DirectoryLock(out, what="prepared-data directory"):
         with pytest.raises(DirectoryLocked, match=rf"in use by pid {os.getpid()}") as e:
             prepare_data(cfg(tmp_path, [corpus(tmp_path)]), out, progress=False)
@@ -164,6 +166,7 @@ def test_temporary_folders_of_a_killed_writer_are_cleaned_up(tmp_path):
     out = tmp_path / "out"
     stale = tmp_path / ".out.partial-424242-deadbeef"
     (stale / "train").mkdir(parents=True)
+    (stale / WORK_MARKER).write_bytes(b"")  # what a killed WorkDir leaves
     (stale / "train" / "0000-00000.bin").write_bytes(b"\0" * 64)
     prepare_data(cfg(tmp_path, [corpus(tmp_path)]), out, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "out"]

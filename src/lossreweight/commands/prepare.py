@@ -5,6 +5,7 @@ join folders prepared on several machines into one."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from typing import Any
@@ -55,12 +56,32 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossreweight.data import DataWarning, prepare_data
+    from lossreweight.data.prepare import max_workers
     from lossreweight.errors import ConfigError
 
     progress = not args.quiet and sys.stderr.isatty()
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers is not None and not 1 <= args.workers <= max_workers():
+        raise ConfigError(
+            f"--workers must be from 1 to {max_workers()} (4 per core, at least 16), got "
+            f"{args.workers}: each worker is a process with its own tokenizer"
+        )
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C: the temporary folder and the lock
+    # file go, and the exit code is 130; a SIGKILL's leftovers go at the next run.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args, progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace, progress: bool) -> int:
+    from lossreweight.data import DataWarning, prepare_data
+    from lossreweight.errors import ConfigError
+
     if args.join is not None:
         return _join(args, progress)
     if args.config is None:

@@ -154,6 +154,7 @@ def describe(exc: ValidationError) -> str:
                 continue
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] not in ("value_error", "missing") and "input" in err:
-            msg = f"{msg} (got {err['input']!r})"
+            got = repr(err["input"])  # an exploded value could be megabytes
+            msg = f"{msg} (got {got if len(got) <= 80 else got[:77] + '...'})"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(dict.fromkeys(parts))

@@ -60,6 +60,7 @@ def load_yaml(text: str, where: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
+        _refuse_alias_bombs(node, where)
         _refuse_duplicate_keys(node, "", where)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
@@ -69,6 +70,42 @@ def load_yaml(text: str, where: str) -> Any:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+# A config has hundreds of values; aliases (`*name`) that expand to more are built to explode
+# ("billion laughs": each level repeats the one below), and walking them would take minutes.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _refuse_alias_bombs(root: yaml.Node, where: str) -> None:
+    """Count the values the document expands to (each alias counted as what it repeats),
+    without expanding it: a node's size is computed once and reused."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in size:
+            continue
+        children = _children(node)
+        if done or not children:
+            total = 1 + sum(size.get(id(c), 0) for c in children)
+            if total > MAX_EXPANDED_NODES:
+                raise ConfigError(
+                    f"{where} expands to more than {MAX_EXPANDED_NODES:,} values through YAML "
+                    "aliases (*name); a config needs a few hundred: write the values out"
+                )
+            size[id(node)] = total
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _refuse_duplicate_keys(node: yaml.Node, path: str, where: str) -> None:

@@ -21,6 +21,10 @@ from lossreweight.errors import DataError
 
 # Bump when the way documents are chosen or split changes, so caches are rebuilt.
 CORPUS_VERSION = 2
+# Domains one corpus may have: each costs open shard files while preparing and a row of
+# vocabulary-sized unigram counts (at 50k tokens, 400 KB); a field with one value per
+# document would otherwise exhaust file handles and memory.
+MAX_DOMAINS = 256
 
 
 class DataWarning(UserWarning):
@@ -111,7 +115,15 @@ class Corpus:
                 for raw in read_documents(source, file, tick, fields):
                     if wanted is not None and raw.domain not in wanted:
                         continue
-                    seen.add(raw.domain)
+                    if raw.domain not in seen:
+                        if len(seen) >= MAX_DOMAINS:
+                            raise DataError(
+                                f"{raw.where}: more than {MAX_DOMAINS} domains (the next is "
+                                f"{raw.domain[:60]!r}); a domain is a source folder or a "
+                                "data.domain_field value: point data.domain_field at a field "
+                                "with few values, or group the files into fewer domains"
+                            )
+                        seen.add(raw.domain)
                     text = raw.text
                     if not text.strip():
                         continue

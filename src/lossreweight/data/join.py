@@ -8,19 +8,19 @@ index. The parts are only read.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 from lossreweight.data.build import progress_bar
-from lossreweight.data.outdir import check_replaceable, move_into
+from lossreweight.data.outdir import check_replaceable, move_into, owned_files
+from lossreweight.data.prepare import _remove_if_only_lock
 from lossreweight.data.prepared import PreparedData
 from lossreweight.data.shards import FORMAT, FORMAT_VERSION, SPLITS, StreamWriter, write_index
 from lossreweight.data.tokenizer import INFO_FILE
 from lossreweight.errors import DataError
 from lossreweight.locking import DirectoryLock
+from lossreweight.safe_files import WorkDir, remove_stale_work_dirs
 
 _CHUNK_TOKENS = 1 << 24
 
@@ -42,17 +42,17 @@ def join_prepared(
     if (out / "index.json").exists():
         raise DataError(f"{out} already holds prepared data; give a new folder for the join")
     check_replaceable(out, settings, replace=False)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     created = not out.exists()
+    partials = f".{out.name}.partial-"
     try:
         with DirectoryLock(out, what="prepared-data directory"):
-            tmp.mkdir(parents=True)
-            _write(datas, tmp, settings, progress)
-            move_into(tmp, out)
+            remove_stale_work_dirs(out.parent, partials)
+            with WorkDir(out.parent, partials) as work:
+                _write(datas, work.path, settings, progress)
+                move_into(work.path, out, owned_files(out) or set())
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         if created and out.is_dir() and not (out / "index.json").exists():
-            shutil.rmtree(out, ignore_errors=True)
+            _remove_if_only_lock(out, remove_folder=True)
     return PreparedData.open(out)
 
 

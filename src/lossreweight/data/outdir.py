@@ -1,13 +1,13 @@
 """The output folder of a preparation: is it reusable, may it be replaced, and moving a
 finished build into it. Data prepared with other settings is the user's: it is never
-replaced without being asked, and the error names what differs."""
+replaced without being asked, and the error names what differs. Replacing removes only the
+files an earlier prepare listed as its own (`PREPARED_FILES`, see lossreweight.safe_files)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,20 @@ from lossreweight.data.config import DataConfig
 from lossreweight.data.corpus import Corpus
 from lossreweight.data.prepared import PreparedData
 from lossreweight.data.shards import FORMAT, FORMAT_VERSION, INDEX_FILE
+from lossreweight.data.unigram import UNIGRAM_FILE
 from lossreweight.errors import DataError
 from lossreweight.locking import LOCK_FILE
+from lossreweight.safe_files import (
+    WORK_MARKER,
+    list_files,
+    read_manifest,
+    real_dirs,
+    remove_listed,
+    write_manifest,
+)
+
+# The files prepare wrote into an output folder: replacing the data removes those only.
+PREPARED_FILES = ".prepared-files.json"
 
 # Settings that only say where data is or how it is read, not what it holds.
 _NOT_IN_FINGERPRINT = {"cache_dir", "mixture", "prepared"}
@@ -58,26 +70,37 @@ def reusable(out: Path, fingerprint: str) -> PreparedData | None:
 
 def check_replaceable(out: Path, settings: dict[str, Any], *, replace: bool) -> None:
     """Raise unless `out` may receive data for `settings`: missing or empty, our own data for
-    the same settings (damaged), or our data for other settings when `replace`."""
+    the same settings (damaged), or our data for other settings when `replace`. "Ours" means
+    listed in `out`'s manifest (PREPARED_FILES); only those files are ever replaced."""
     if not out.exists():
         return
     if not out.is_dir():
         raise DataError(f"{out} exists and is not a folder; choose another output folder")
+    if not any(p.name != LOCK_FILE for p in out.iterdir()):
+        return
     index_path = out / INDEX_FILE
-    if not index_path.is_file():
-        if any(p.name != LOCK_FILE for p in out.iterdir()):
+    index = _read_index(out)
+    if owned_files(out) is None:
+        if not index_path.exists():
             raise DataError(
                 f"{out} is not empty and holds no prepared data; choose another output folder "
                 "or empty it"
             )
-        return
-    index = _read_index(out)
-    if index is None:
+        if index is None:
+            raise DataError(
+                f"{index_path} is unreadable and {out} has no {PREPARED_FILES} (the list of "
+                "files prepare wrote), so prepare cannot tell its files from yours and replaces "
+                "nothing there, --force or not: move out what you want to keep and delete the "
+                "folder, or prepare into another folder"
+            )
+    if index is None or index is False:  # ours, but damaged or interrupted
         if replace:
             return
         raise DataError(
-            f"{out}/{INDEX_FILE} is unreadable: the prepared data there is damaged; delete the "
-            "folder, or replace it with lossreweight prepare ... --force"
+            f"the prepared data in {out} is damaged or incomplete ({INDEX_FILE} "
+            f"{'is unreadable' if index is None else 'is missing'}); its files are listed in "
+            f"{PREPARED_FILES}, so prepare can replace exactly those (anything else there "
+            f"stays): lossreweight prepare CONFIG --out {out} --force"
         )
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(
@@ -89,8 +112,33 @@ def check_replaceable(out: Path, settings: dict[str, Any], *, replace: bool) -> 
     raise DataError(
         f"{out} holds data prepared with other settings ({difference}); to train on it as it "
         f"is, pass data.prepared={out} (and no --data-dir); to prepare these settings, choose "
-        f"another folder, or replace it: lossreweight prepare CONFIG --out {out} --force"
+        f"another folder, or replace it (only the files prepare wrote there): "
+        f"lossreweight prepare CONFIG --out {out} --force"
     )
+
+
+def owned_files(out: Path) -> set[str] | None:
+    """The files an earlier prepare wrote into `out`: its manifest, or for data written
+    before manifests, what its index names (shards, tokenizer folder, index); None when
+    neither can be read (nothing there is provably ours)."""
+    listed = read_manifest(out, PREPARED_FILES)
+    if listed is not None:
+        return listed
+    index = _read_index(out)
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        return None
+    try:
+        files = {INDEX_FILE}
+        for split in index["splits"].values():
+            for entry in split.values():
+                files.update(str(s["file"]) for s in entry["shards"])
+        tok = str(index["tokenizer"]["dir"])
+        files.update(f"{tok}/{f}" for f in list_files(out / tok))
+    except (KeyError, TypeError, AttributeError, OSError):
+        return None
+    if "unigram" in index:
+        files.add(UNIGRAM_FILE)
+    return files
 
 
 def fingerprint_of(settings: dict[str, Any]) -> str:
@@ -122,16 +170,32 @@ def describe_difference(old: Any, new: dict[str, Any], limit: int = 3) -> str:
     return "; ".join(parts[:limit]) + more if parts else "other source identities"
 
 
-def move_into(tmp: Path, out: Path) -> None:
-    """Replace the contents of `out` (the lock file aside) with those of `tmp`: the old index
-    goes first and the new one comes last, so `out` never looks complete while mixed."""
+def move_into(tmp: Path, out: Path, owned: set[str]) -> None:
+    """Replace the files prepare wrote in `out` (`owned`) with the new files in `tmp`, leaving
+    everything else there alone. The manifest first lists both old and new files (so a kill at
+    any point leaves every file of ours listed), the old index goes first and the new one
+    comes last (so `out` never looks complete while mixed), then the manifest lists the new."""
+    new = list_files(tmp) - {WORK_MARKER}
     out.mkdir(parents=True, exist_ok=True)
-    (out / INDEX_FILE).unlink(missing_ok=True)
-    for old in out.iterdir():
-        if old.name != LOCK_FILE:
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
-    for new in sorted(tmp.iterdir(), key=lambda p: p.name == INDEX_FILE):
-        os.rename(new, out / new.name)
+    in_the_way = sorted(
+        rel
+        for rel in new
+        if not real_dirs(out, rel)
+        or (os.path.lexists(out / rel) and (rel not in owned or (out / rel).is_dir()))
+    )
+    if in_the_way:
+        more = f" and {len(in_the_way) - 3} more" if len(in_the_way) > 3 else ""
+        raise DataError(
+            f"{out} holds {', '.join(in_the_way[:3])}{more} where prepare writes its own files "
+            "(not written by prepare, or a link); move them away, or prepare into another folder"
+        )
+    write_manifest(out, PREPARED_FILES, owned | new)
+    remove_listed(out, [INDEX_FILE] if INDEX_FILE in owned else [])
+    remove_listed(out, owned - new)
+    for rel in sorted(new, key=lambda r: (r == INDEX_FILE, r)):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, out / rel)
+    write_manifest(out, PREPARED_FILES, new, written_by="lossreweight prepare")
 
 
 def _read_index(out: Path) -> Any:

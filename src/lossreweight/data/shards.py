@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lossreweight.errors import DataError
+from lossreweight.safe_files import atomic_write, open_new
 
 FORMAT = "lossreweight-token-shards"
 FORMAT_VERSION = 1
@@ -119,7 +120,8 @@ class StreamWriter:
     def _open(self) -> None:
         rel = f"{self.split}/{self.number:04d}-{len(self.shards):05d}.bin"
         (self.root / self.split).mkdir(parents=True, exist_ok=True)
-        self._file = open(self.root / rel, "wb", buffering=1 << 20)  # noqa: SIM115
+        # A new file (O_EXCL | O_NOFOLLOW): a link planted in the folder is never written through.
+        self._file = os.fdopen(open_new(self.root / rel), "wb", buffering=1 << 20)
         self._rel, self._in_shard, self._crc = rel, 0, 0
 
     def _close_shard(self) -> None:
@@ -133,14 +135,8 @@ class StreamWriter:
 
 
 def write_index(root: Path, index: dict[str, Any]) -> None:
-    """Write index.json atomically (a temp file, fsync, rename)."""
-    tmp = root / (INDEX_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(index, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / INDEX_FILE)
+    """Write index.json atomically (a new temp file, fsync, rename)."""
+    atomic_write(root / INDEX_FILE, (json.dumps(index, indent=1) + "\n").encode())
 
 
 def read_index(root: Path) -> dict[str, Any]:

@@ -1,0 +1,289 @@
+"""Nothing a user made is deleted or written through a link (issue 19.1, 19.2, 21.1).
+
+`prepare` replaces exactly the files an earlier prepare listed as its own (its manifest,
+`.prepared-files.json`) and refuses a folder it cannot prove it wrote; lock files and new
+files are opened without following links; a second prepare of the same data waits for the
+first instead of failing; a killed prepare's temporary folder goes at the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest_data import small_config
+from test_reliability_helpers import one_line, snapshot
+
+from lossreweight.cli import main
+from lossreweight.data import PreparedData, prepare_data
+from lossreweight.data.outdir import PREPARED_FILES
+from lossreweight.errors import ConfigError, DataError
+from lossreweight.locking import DirectoryLock, DirectoryLocked
+from lossreweight.safe_files import (
+    WORK_MARKER,
+    UnsafePath,
+    WorkDir,
+    foreign_entries,
+    open_new,
+    remove_listed,
+    remove_stale_work_dirs,
+)
+
+DOMAINS = ["docs", "math"]
+
+
+def cfg(tmp: Path, **overrides: object):  # noqa: ANN201
+    return small_config(tmp / "cache", domains=DOMAINS, **overrides)
+
+
+def user_files(folder: Path) -> dict[str, bytes]:
+    """A user's README, source tree and notes, written into `folder`."""
+    files = {
+        "README.md": b"my notes on this data",
+        "src/tool.py": b"print('mine')\n",
+        "train/NOTES.txt": b"shards from the March crawl",
+    }
+    for rel, body in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(body)
+    return files
+
+
+def intact(folder: Path, files: dict[str, bytes]) -> bool:
+    return all((folder / rel).read_bytes() == body for rel, body in files.items())
+
+
+# -- prepare deletes only what it listed as its own -----------------------------------------
+def test_force_on_a_folder_with_an_unreadable_index_wipes_nothing(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = user_files(out)
+    (out / "index.json").write_text("{not json")
+    before = snapshot(out)
+    config = tmp_path / "data.yaml"
+    config.write_text(json.dumps({"domains": DOMAINS, "max_chars_per_domain": 40_000,
+                                  "seq_len": 32, "tokenizer": {"vocab_size": 512}}))  # fmt: skip
+    assert main(["prepare", str(config), "--out", str(out), "--force", "--quiet"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "cannot tell its files from yours" in err and "--force or not" in err, err
+    assert "replace it with" not in err  # no blind --force advice
+    assert snapshot(out) == before and intact(out, mine)
+
+
+def test_rebuilding_damaged_data_keeps_the_users_notes(tmp_path):
+    out = tmp_path / "out"
+    data = prepare_data(cfg(tmp_path), out, progress=False)
+    mine = user_files(out)
+    shard = out / data.index["splits"]["train"]["math"]["shards"][0]["file"]
+    shard.write_bytes(shard.read_bytes()[:-4])  # damaged: the same settings rebuild it
+    again = prepare_data(cfg(tmp_path), out, progress=False)
+    again.verify()
+    assert intact(out, mine)
+    listed = set(json.loads((out / PREPARED_FILES).read_text())["files"])
+    assert "README.md" not in listed and "index.json" in listed
+
+
+def test_force_replaces_only_listed_files_and_keeps_the_rest(tmp_path):
+    out = tmp_path / "out"
+    first = prepare_data(cfg(tmp_path), out, progress=False)
+    old_files = set(json.loads((out / PREPARED_FILES).read_text())["files"])
+    mine = user_files(out)
+    with pytest.raises(DataError, match="only the files prepare wrote there"):
+        prepare_data(cfg(tmp_path, seq_len=16), out, progress=False)
+    second = prepare_data(cfg(tmp_path, seq_len=16), out, progress=False, replace=True)
+    assert second.fingerprint != first.fingerprint and intact(out, mine)
+    new_files = set(json.loads((out / PREPARED_FILES).read_text())["files"])
+    gone = old_files - new_files
+    assert all(not (out / f).exists() for f in gone)
+    assert foreign_entries(out, new_files, ignore=[".lock", PREPARED_FILES]) == sorted(
+        ["README.md", "src", "train/NOTES.txt"]
+    )
+
+
+def test_data_written_before_manifests_is_replaced_by_what_its_index_lists(tmp_path):
+    out = tmp_path / "out"
+    prepare_data(cfg(tmp_path), out, progress=False)
+    (out / PREPARED_FILES).unlink()  # as an older version wrote it
+    mine = user_files(out)
+    prepare_data(cfg(tmp_path, seq_len=16), out, progress=False, replace=True)
+    assert intact(out, mine) and PreparedData.open(out).seq_len == 16
+
+
+def test_our_damaged_data_is_replaced_with_force_only_and_the_advice_says_why(tmp_path):
+    out = tmp_path / "out"
+    prepare_data(cfg(tmp_path), out, progress=False)
+    mine = user_files(out)
+    (out / "index.json").write_text("garbage")
+    with pytest.raises(DataError) as e:
+        prepare_data(cfg(tmp_path), out, progress=False)
+    message = str(e.value)
+    assert "\n" not in message and PREPARED_FILES in message and "--force" in message
+    assert "anything else there stays" in message
+    prepare_data(cfg(tmp_path), out, progress=False, replace=True)
+    assert intact(out, mine)
+
+
+def test_a_user_file_where_prepare_writes_is_refused_before_anything_is_deleted(tmp_path):
+    out = tmp_path / "out"
+    prepare_data(cfg(tmp_path), out, progress=False)
+    listed = json.loads((out / PREPARED_FILES).read_text())["files"]
+    (out / "tokenizer").rename(tmp_path / "tok")  # the user moved it and put a file there
+    (out / "tokenizer").write_text("mine")
+    before = snapshot(out)
+    with pytest.raises(DataError, match="where prepare writes its own files"):
+        prepare_data(cfg(tmp_path, seq_len=16), out, progress=False, replace=True)
+    assert snapshot(out) == before and listed
+
+
+def test_a_symlinked_subfolder_is_never_followed(tmp_path):
+    out = tmp_path / "out"
+    data = prepare_data(cfg(tmp_path), out, progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    (out / "train").rename(elsewhere)  # the shards now live elsewhere, linked in
+    (out / "train").symlink_to(elsewhere)
+    victim = {p.name: p.read_bytes() for p in elsewhere.iterdir()}
+    with pytest.raises(DataError, match="where prepare writes its own files"):
+        prepare_data(cfg(tmp_path, seq_len=16), out, progress=False, replace=True)
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == victim
+    assert data.domains == DOMAINS
+    # The deletion helper never follows it either.
+    remove_listed(out, [f"train/{name}" for name in victim])
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == victim
+
+
+def test_out_given_as_a_link_to_a_users_folder_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    mine = user_files(theirs)
+    link = tmp_path / "link"
+    link.symlink_to(theirs)
+    with pytest.raises(DataError, match="not empty and holds no prepared data"):
+        prepare_data(cfg(tmp_path), link, progress=False, replace=True)
+    assert intact(theirs, mine) and sorted(p.name for p in theirs.iterdir()) == [
+        "README.md",
+        "src",
+        "train",
+    ]
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(DataError, match="symbolic link to a missing folder"):
+        prepare_data(cfg(tmp_path), tmp_path / "dangling", progress=False)
+    assert not (tmp_path / "missing").exists()
+
+
+# -- no write through a planted link ---------------------------------------------------------
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_a_planted_lock_file_link_is_refused_and_its_target_untouched(tmp_path, kind):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("do not truncate me")
+    out = tmp_path / "out"
+    out.mkdir()
+    if kind == "symlink":
+        (out / ".lock").symlink_to(victim)
+    else:
+        os.link(victim, out / ".lock")
+    with pytest.raises(UnsafePath) as e:
+        prepare_data(cfg(tmp_path), out, progress=False)
+    assert "never writes through a link" in str(e.value) and "\n" not in str(e.value)
+    assert victim.read_text() == "do not truncate me"
+    # The run directory's lock is the same lock.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(victim)
+    with pytest.raises(UnsafePath):
+        DirectoryLock(run, what="run directory").acquire()
+    assert victim.read_text() == "do not truncate me"
+
+
+def test_new_files_are_never_opened_through_a_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "planted").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        open_new(tmp_path / "planted")
+    assert victim.read_text() == "keep"
+
+
+# -- bounded refusals ------------------------------------------------------------------------
+def test_absurd_worker_counts_are_refused(tmp_path):
+    for workers in (0, 10**6, 2.5, True):
+        with pytest.raises(ConfigError, match="workers must be an integer from 1 to"):
+            prepare_data(cfg(tmp_path), tmp_path / "out", progress=False, workers=workers)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_count_of_domains_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("lossreweight.data.corpus.MAX_DOMAINS", 5)
+    source = tmp_path / "docs.jsonl"
+    source.write_text(
+        "".join(json.dumps({"text": f"doc {i} " * 20, "d": f"dom{i}"}) + "\n" for i in range(40))
+    )
+    config = small_config(tmp_path / "cache", sources=[str(source)], domain_field="d")
+    with pytest.raises(DataError, match="more than 5 domains") as e:
+        prepare_data(config, tmp_path / "out", progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, capsys):
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\ndata:\n  domains: *a8\n")
+    start = time.monotonic()
+    assert main(["prepare", str(bomb), "--out", str(tmp_path / "out")]) == 2
+    assert time.monotonic() - start < 10  # unchecked: about a minute of CPU
+    assert "expands to more than" in one_line(capsys.readouterr().err)
+
+
+# -- parallel sweeps: the second waits (issue 21.1) -------------------------------------------
+def test_a_second_prepare_waits_for_the_first_and_uses_its_data(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    monkeypatch.setenv("LOSSREWEIGHT_LOCK_TIMEOUT", "60")
+    holder = DirectoryLock(out, what="prepared-data directory").acquire()
+    first: dict[str, PreparedData] = {}
+
+    def release_after_preparing() -> None:
+        time.sleep(0.5)
+        holder.release()
+
+    threading.Thread(target=release_after_preparing).start()
+    first["data"] = prepare_data(cfg(tmp_path), out, progress=False)
+    err = capsys.readouterr().err
+    assert f"waiting for pid {os.getpid()}" in err and "LOSSREWEIGHT_LOCK_TIMEOUT" in err
+    assert first["data"].domains == DOMAINS
+
+
+def test_the_wait_has_a_timeout(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setenv("LOSSREWEIGHT_LOCK_TIMEOUT", "0.3")
+    with DirectoryLock(out, what="prepared-data directory"):
+        start = time.monotonic()
+        with pytest.raises(DirectoryLocked, match=r"after waiting 0.3 s") as e:
+            prepare_data(cfg(tmp_path), out, progress=False)
+        assert time.monotonic() - start < 5 and "\n" not in str(e.value)
+    monkeypatch.setenv("LOSSREWEIGHT_LOCK_TIMEOUT", "soon")
+    with pytest.raises(Exception, match="LOSSREWEIGHT_LOCK_TIMEOUT='soon' must be a number"):
+        prepare_data(cfg(tmp_path), out, progress=False)
+
+
+# -- temporary folders of killed runs --------------------------------------------------------
+def test_only_unheld_marked_temporary_folders_are_removed(tmp_path):
+    live = WorkDir(tmp_path, ".x.partial-")  # held by this process: a live writer
+    stale = tmp_path / ".x.partial-1-dead"
+    stale.mkdir()
+    (stale / WORK_MARKER).write_bytes(b"")
+    (stale / "half.bin").write_bytes(b"\0" * 8)
+    theirs = tmp_path / ".x.partial-users-folder"
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("mine")
+    link = tmp_path / ".x.partial-link"
+    link.symlink_to(theirs)
+    assert remove_stale_work_dirs(tmp_path, ".x.partial-") == 1
+    assert live.path.is_dir() and not stale.exists() and (theirs / "keep.txt").exists()
+    assert link.is_symlink()
+    live.close()
+    assert not live.path.exists()
