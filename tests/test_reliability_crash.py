@@ -2,7 +2,8 @@
 
 A user loses at most the work since the last checkpoint: after kill -9 anywhere (even
 mid-checkpoint-write), re-running the same command resumes and its metrics equal the
-uninterrupted run's, step by step. SIGTERM / Ctrl-C save and exit 0; a second one, or one
+uninterrupted run's, step by step. SIGTERM / Ctrl-C save and exit 75 (stopped, not finished:
+STOPPED_EXIT); a second one, or one
 before training starts, exits at once with one line.
 """
 
@@ -29,6 +30,7 @@ from test_reliability_helpers import (
     wait_for,
 )
 
+from lossreweight.commands.train import STOPPED_EXIT
 from lossreweight.train.metrics import read_metrics
 
 pytestmark = pytest.mark.xdist_group("reliability")
@@ -79,7 +81,7 @@ def test_kill9_anywhere_then_resume_equals_uninterrupted(
     assert not list((out / "checkpoints").glob(".*"))  # crash leftovers cleaned up
 
 
-def test_sigterm_saves_exits_0_and_resumes(tmp_path: Path, reference: list[dict[str, Any]]) -> None:
+def test_sigterm_saves_stops_and_resumes(tmp_path: Path, reference: list[dict[str, Any]]) -> None:
     out = tmp_path / "run"
     proc = start(out, "checkpoint.every=0")  # the only checkpoint is the one SIGTERM asks for
     wait_for(lambda: max(logged_steps(out), default=0) >= 3, proc)
@@ -88,7 +90,7 @@ def test_sigterm_saves_exits_0_and_resumes(tmp_path: Path, reference: list[dict[
     code, err = finish(proc)
     # Promptness is pinned by `stopped < MAX_STEPS` below; the time bound only catches a hang
     # (it once took 10 s on a loaded 2-core machine).
-    assert code == 0 and time.monotonic() - sent < 60, err
+    assert code == STOPPED_EXIT and time.monotonic() - sent < 60, err
     stopped = int(re.search(r"stopped at step (\d+); checkpoint saved", one_line(err)).group(1))
     assert stopped < MAX_STEPS and complete_checkpoints(out) == [stopped] == logged_steps(out)[-1:]
     assert not (out / "final.json").exists()
@@ -99,7 +101,7 @@ def test_sigterm_saves_exits_0_and_resumes(tmp_path: Path, reference: list[dict[
 def test_ctrl_c_during_evaluation_finishes_it_and_saves(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = run_cli(out, fault="eval:4:int")  # SIGINT as the evaluation after step 4 starts
-    assert proc.returncode == 0 and "stopped at step 4" in one_line(proc.stderr)
+    assert proc.returncode == STOPPED_EXIT and "stopped at step 4" in one_line(proc.stderr)
     last = read_metrics(out)[-1]
     assert last["step"] == 4 and "eval/loss" in last  # the evaluation completed and was logged
     assert complete_checkpoints(out) == [2, 4]

@@ -41,6 +41,7 @@ COMMANDS: list[tuple[str, str, str, tuple[str, ...]]] = [
         "uniform vs linupper on the embedded corpus, with a report",
         ("train", "report", "corpus"),
     ),
+    ("sample", "sample", "generate text from a run's checkpoint (no export needed)", ("train",)),
     ("experiment", "experiment", "run one of the paper's studies", ("train", "report")),
     ("report", "report", "combine study directories into one HTML page", ("report",)),
     ("config", "config", "print a resolved configuration, each key with its meaning", ("train",)),

@@ -7,8 +7,13 @@ import os
 import sys
 
 from lossreweight.errors import ConfigError
+from lossreweight.metric_names import LOSS, PPL
 
 ACCEPTS_OVERRIDES = True
+# A run stopped by SIGTERM / Ctrl-C after saving a checkpoint exits with this status (BSD
+# sysexits' EX_TEMPFAIL, "try again later"): a scheduler tells it from success (0, the run is
+# finished) and from failure (1, 2), and re-running the same command resumes.
+STOPPED_EXIT = 75
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -16,7 +21,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         "config", help="a YAML config file or a preset name (tiny, small, llama-1.4b, llama-7b)"
     )
     p.add_argument("--out", required=True, help="run directory; re-running on it resumes")
-    p.add_argument("--max-steps", type=int, help="shorthand for train.max_steps=N")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="shorthand for train.max_steps=N; raise it on a finished run to continue it",
+    )
     p.add_argument("--checkpoint-every", type=int, help="shorthand for checkpoint.every=K")
     p.add_argument(
         "--data-dir", help="where the token shards go (default: a cache keyed by the data config)"
@@ -46,24 +55,26 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, overrides_from_args(args))
     try:
-        with lines_on_stdout():  # a line per evaluation and a summary (the library only logs)
+        with lines_on_stdout():  # the console's lines (the library only logs)
             result = train(cfg, args.out, data_dir=args.data_dir)
         is_main = int(os.environ.get("RANK", "0")) == 0
     finally:
         teardown_runtime()
+    if result.interrupted:  # every rank: torchrun reports the first non-zero status
+        if is_main:
+            print(
+                f"stopped at step {result.steps}; checkpoint saved in {args.out}. "
+                f"Re-run the same command to resume (exit status {STOPPED_EXIT}: stopped, "
+                "not finished).",
+                file=sys.stderr,
+            )
+        return STOPPED_EXIT
     if not is_main:
         return 0
-    if result.interrupted:
-        print(
-            f"stopped at step {result.steps}; checkpoint saved in {args.out}. "
-            "Re-run the same command to resume.",
-            file=sys.stderr,
-        )
-        return 0
     ev = result.final_eval
-    if ev:
+    if ev.get(LOSS) is not None:
         print(
             f"done: {result.steps} steps, {result.tokens:,} tokens, "
-            f"val_loss {ev['val_loss']:.4f} (ppl {ev['val_ppl']:.2f}); run in {args.out}"
+            f"val loss {ev[LOSS]:.4f} (ppl {ev[PPL]:.2f}); run in {args.out}"
         )
     return 0

@@ -57,7 +57,10 @@ class TrainConfig(_Section):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     lr: float = Field(3e-3, gt=0.0, description="peak learning rate (AdamW)")
     min_lr_ratio: float = Field(
-        0.1, ge=0.0, le=1.0, description="final lr / peak lr at max_steps (cosine decay)"
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="final lr / peak lr at the end of the cosine decay (schedule_steps)",
     )
     lr_warmup_steps: int | None = Field(
         None,
@@ -69,7 +72,7 @@ class TrainConfig(_Section):
         None,
         ge=0.0,
         lt=1.0,
-        description="lr warm-up as a fraction of max_steps (follows max_steps overrides)",
+        description="lr warm-up as a fraction of schedule_steps (follows max_steps overrides)",
     )
     weight_decay: float = Field(
         0.1, ge=0.0, description="AdamW decoupled weight decay (matrices only)"
@@ -90,6 +93,14 @@ class TrainConfig(_Section):
         5, ge=1, description="stop after this many non-finite steps in a row"
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (null: torch's default)")
+    schedule_steps: int | None = Field(
+        None,
+        ge=1,
+        description="the run length the schedules are laid out over (the cosine decay ends "
+        "there; lr warm-up and burn-in fractions are taken of it); null: max_steps at the "
+        "run's first start, stored with the run: raising max_steps continues a finished run "
+        "at the floor lr, without redoing warm-up or burn-in",
+    )
 
     @model_validator(mode="after")
     def _one_lr_warmup(self) -> TrainConfig:
@@ -99,11 +110,16 @@ class TrainConfig(_Section):
         return self
 
     @property
+    def schedule_length(self) -> int:
+        """The steps the schedules span: schedule_steps, else max_steps."""
+        return self.schedule_steps or self.max_steps
+
+    @property
     def lr_warmup(self) -> int:
-        """Resolved lr warm-up steps (a fraction is taken of max_steps)."""
+        """Resolved lr warm-up steps (a fraction is taken of schedule_length)."""
         if self.lr_warmup_steps is not None:
             return self.lr_warmup_steps
-        return round((self.lr_warmup_fraction or 0.0) * self.max_steps)
+        return round((self.lr_warmup_fraction or 0.0) * self.schedule_length)
 
 
 class ReweightConfig(_Section):
@@ -275,7 +291,7 @@ class RunConfig(_Section):
         """Steps of uniform weights: reweight.warmup_steps, or warmup_fraction of max_steps."""
         if self.reweight.warmup_steps is not None:
             return self.reweight.warmup_steps
-        return round((self.reweight.warmup_fraction or 0.0) * self.train.max_steps)
+        return round((self.reweight.warmup_fraction or 0.0) * self.train.schedule_length)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

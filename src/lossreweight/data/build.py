@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,8 @@ def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
 
 
 def progress_bar(enabled: bool, total: int, desc: str) -> Any:
-    """A tqdm bar in bytes (disabled: a no-op with the same interface)."""
+    """A tqdm bar in bytes, shown only on a terminal (else a no-op with the same interface):
+    a log file gets no bar updates."""
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -218,7 +220,7 @@ def progress_bar(enabled: bool, total: int, desc: str) -> Any:
         desc=desc,
         unit="B",
         unit_scale=True,
-        disable=not enabled,
+        disable=not (enabled and sys.stderr.isatty()),
         leave=False,
         mininterval=0.5,
     )

@@ -1,6 +1,8 @@
-"""What a person watching a run sees: one line per evaluation and a final summary through
-`logging` (logger `lossreweight.train`; the CLI sends it to stdout), and a tqdm progress bar
-on stderr only when stderr is a terminal (a log file gets lines, not bar updates)."""
+"""What a person watching a run sees, through `logging` (logger `lossreweight.train`; the CLI
+sends it to stdout): a line every `log.every` steps (loss, lr, tokens/s, the weights' ESS) that
+also carries the validation loss at an evaluation, where a run resumes from, and a final
+summary; a tqdm progress bar on stderr only when stderr is a terminal (a log file gets lines,
+not bar updates)."""
 
 from __future__ import annotations
 
@@ -8,30 +10,47 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from lossreweight.metric_names import (
+    LOSS,
+    LR,
+    SKIPPED,
+    TOKENS_PER_S,
+    TRAIN_LOSS,
+    WORST_DOMAIN_LOSS,
+    reweight_name,
+)
+
 log = logging.getLogger("lossreweight.train")
+ESS = reweight_name("ess_fraction")  # effective sample size / batch size: 100% = uniform
 
 
 def _fmt(v: Any, spec: str = ".4f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def eval_line(step: int, max_steps: int, record: dict[str, Any], worst: str | None) -> str:
-    """One line per evaluation, e.g.
+def step_line(step: int, max_steps: int, record: dict[str, Any], worst: str | None) -> str:
+    """One line per logged step, e.g. (one line)
 
-    `step 300/1000 | tokens 9.8M | train loss 3.4512 | val loss 3.5021 | worst math 4.1023 |
-    251,034 tok/s` (printed as one line).
+    `step 300/1000 | tokens 9.8M | loss 3.4512 | lr 2.85e-03 | 251,034 tok/s | ess 93%`, and
+    at an evaluation `... | val loss 3.5021 | worst math 4.1023`.
     """
-    worst_part = (
-        f"worst {worst} {_fmt(record.get('eval/worst_domain_loss'))}" if worst else "worst n/a"
-    )
-    return (
-        f"step {step}/{max_steps} | tokens {_tokens(record['tokens'])} | "
-        f"train loss {_fmt(record.get('train/loss'))} | "
-        f"val loss {_fmt(record.get('eval/loss'))} | {worst_part} | "
-        f"{_fmt(record.get('train/tokens_per_s'), ',.0f')} tok/s"
-    )
+    parts = [
+        f"step {step}/{max_steps}",
+        f"tokens {_tokens(record['tokens'])}",
+        f"loss {_fmt(record.get(TRAIN_LOSS))}",
+        f"lr {_fmt(record.get(LR), '.2e')}",
+        f"{_fmt(record.get(TOKENS_PER_S), ',.0f')} tok/s",
+        f"ess {_fmt(record.get(ESS), '.0%')}",
+    ]
+    if record.get(SKIPPED):
+        parts.append("skipped")
+    if LOSS in record:
+        parts.append(f"val loss {_fmt(record.get(LOSS))}")
+        parts.append(f"worst {worst} {_fmt(record.get(WORST_DOMAIN_LOSS))}" if worst else "")
+    return " | ".join(p for p in parts if p)
 
 
 def _tokens(n: int) -> str:
@@ -47,7 +66,7 @@ class Console:
     def __init__(
         self, *, enabled: bool, progress: bool, max_steps: int, initial: int, desc: str
     ) -> None:
-        self.enabled, self.max_steps = enabled, max_steps
+        self.enabled, self.max_steps, self.initial = enabled, max_steps, initial
         self._bar = None
         if enabled and progress and sys.stderr.isatty():
             from tqdm import tqdm
@@ -65,16 +84,27 @@ class Console:
         if self._bar is not None:
             self._bar.update(1)
 
+    def resumed(self, step: int, checkpoint: Path, note: str | None = None) -> None:
+        """The run goes on from a checkpoint (and how its schedule changes, if it does); a
+        finished one says so in its summary instead."""
+        if step >= self.max_steps:
+            return
+        self.info(f"resuming from step {step} (checkpoint {checkpoint})")
+        if note:
+            self.info(note)
+
     def logged(self, record: dict[str, Any]) -> None:
-        """A metrics record: the bar's postfix shows its loss and throughput."""
-        if self._bar is not None and record.get("train/loss") is not None:
+        """A metrics record (every log.every steps): its line, unless an evaluation's line
+        (`evaluated`) follows; the bar's postfix shows its loss and throughput."""
+        if LOSS not in record:
+            self.info(step_line(record["step"], self.max_steps, record, None))
+        if self._bar is not None and record.get(TRAIN_LOSS) is not None:
             self._bar.set_postfix(
-                loss=f"{record['train/loss']:.3f}",
-                tok_s=f"{record.get('train/tokens_per_s', 0):,.0f}",
+                loss=f"{record[TRAIN_LOSS]:.3f}", tok_s=f"{record.get(TOKENS_PER_S, 0):,.0f}"
             )
 
     def evaluated(self, record: dict[str, Any], worst: str | None) -> None:
-        self.info(eval_line(record["step"], self.max_steps, record, worst))
+        self.info(step_line(record["step"], self.max_steps, record, worst))
 
     def skipped(self, step: int, streak: int) -> None:
         if self.enabled:
@@ -83,14 +113,24 @@ class Console:
     def summary(
         self, steps: int, tokens: int, seconds: float, final: dict[str, Any], worst: str | None
     ) -> None:
-        val = final.get("eval/loss")
+        """The last line: what this invocation trained (or that there was nothing left)."""
+        val = final.get(LOSS)
         tail = f", val loss {_fmt(val)}" + (
-            f", worst {worst} {_fmt(final.get('eval/worst_domain_loss'))}" if worst else ""
+            f", worst {worst} {_fmt(final.get(WORST_DOMAIN_LOSS))}" if worst else ""
         )
-        self.info(
-            f"trained {steps} steps ({_tokens(tokens)} tokens) in {seconds:.1f} s"
-            f"{tail if val is not None else ''}"
-        )
+        tail = tail if val is not None else ""
+        if steps == self.initial:
+            self.info(
+                f"already finished at step {steps} ({_tokens(tokens)} tokens){tail}; raise "
+                "train.max_steps (--max-steps) to continue it"
+            )
+        elif self.initial:
+            self.info(
+                f"trained steps {self.initial + 1}-{steps} ({steps - self.initial} steps; "
+                f"{_tokens(tokens)} tokens in all) in {seconds:.1f} s{tail}"
+            )
+        else:
+            self.info(f"trained {steps} steps ({_tokens(tokens)} tokens) in {seconds:.1f} s{tail}")
 
     def info(self, line: str) -> None:
         if not self.enabled:

@@ -39,6 +39,7 @@ from lossreweight.rundir import (
 )
 from lossreweight.train.burn_in import BurnIn
 from lossreweight.train.checkpoint import Checkpointer, Counters
+from lossreweight.train.continuation import continuation_note, resolve_schedule
 from lossreweight.train.errors import (
     Interrupted,
     OutOfMemory,
@@ -234,7 +235,9 @@ class Trainer:
         )
 
     def _run(self, stop: StopSignals) -> TrainResult:
-        cfg, rt = self.cfg, self.rt
+        # A continued run keeps the schedule length it started with (train/continuation.py).
+        self.cfg = cfg = resolve_schedule(self.cfg, self.run_dir)
+        rt = self.rt
         data = self._prepare_data()
         model_vocab = cfg.model.vocab_size or data.vocab_size
         check_vocab_fits(data.vocab_size, model_vocab)
@@ -280,7 +283,7 @@ class Trainer:
             every=cfg.checkpoint.every,
             keep=cfg.checkpoint.keep,
         )
-        checkpointer.restore()
+        resumed_from = checkpointer.restore()
         # Everything that can refuse bad input has run: only now is the run directory written.
         self._write_run_files(data, resolved, counters.step)
         rt.barrier()
@@ -297,6 +300,8 @@ class Trainer:
             config=resolved,
         )
         logger, console = reporter.logger, reporter.console
+        if resumed_from is not None:
+            console.resumed(counters.step, resumed_from, continuation_note(cfg, counters.step))
         reporter.observers.append(burn_in.observe)
         p = _Parts(
             model=wrapped,
@@ -387,7 +392,6 @@ class Trainer:
             if saved.get("steps") == step and LOSS in saved:
                 return eval_metrics(saved)
         return {}
-
 
 def train(
     cfg: RunConfig, run_dir: str | Path, *, data_dir: str | Path | None = None

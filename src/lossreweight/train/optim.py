@@ -29,11 +29,13 @@ def build_optimizer(
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
-    warmup = cfg.lr_warmup  # lr_warmup_steps, or lr_warmup_fraction of max_steps
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at
+    cfg.schedule_length (max_steps, or the length a continued run started with); the floor
+    after that."""
+    warmup = cfg.lr_warmup  # lr_warmup_steps, or lr_warmup_fraction of schedule_length
     if warmup and step < warmup:
         return cfg.lr * (step + 1) / warmup
-    span = max(cfg.max_steps - warmup, 1)
+    span = max(cfg.schedule_length - warmup, 1)
     progress = min(max(step - warmup, 0) / span, 1.0)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))
