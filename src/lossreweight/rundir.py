@@ -200,8 +200,6 @@ def compare_runs(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> RunDiff
             continue  # resolved by the trainer
         if key == "train.schedule_steps" and None in (have.get(key), want.get(key)):
             continue  # resolved at a run's first start (train/continuation.py); older runs lack it
-        if key == "train.schedule_steps" and None in (have.get(key), want.get(key)):
-            continue  # resolved at a run's first start (train/continuation.py); older runs lack it
         if have.get(key) == want.get(key):
             continue
         if _in(key, NEVER_CHANGE_RESULTS):
