@@ -388,8 +388,6 @@ def fmt_pm(m: float | None, s: float | None, digits: int = 4) -> str:
 # -- the setup as trained ----------------------------------------------------------------
 # The paper's GPT-2 code: 20,000 steps x 32 x 512 tokens for 124M parameters.
 PAPER_TOKENS_PER_PARAM = 20_000 * 32 * 512 / 124e6
-# A run is "in the paper's regime" from this many tokens per parameter, with a burn-in.
-REGIME_TOKENS_PER_PARAM = 1.0
 
 
 @lru_cache(maxsize=64)
@@ -435,7 +433,12 @@ def describe(config: Mapping[str, Any], final: Mapping[str, Any]) -> dict[str, A
     steps = int(train.get("max_steps") or 0)
     params = count_params(config.get("model", {}))
     tokens = final.get("tokens")
+    burn = final.get("burn_in") or {}  # where the burn-in ended, as the trainer measured it
     return {
+        "seq_len": (config.get("data") or {}).get("seq_len"),
+        "burn_in_end_step": burn.get("end_step"),
+        "burn_in_val_loss": burn.get("val_loss"),
+        "unigram_entropy": burn.get("unigram_entropy"),
         "params": params,
         "tokens": tokens,
         "tokens_per_param": tokens / params if tokens and params else None,
@@ -470,6 +473,7 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
                     d["params"],
                     d["tokens"],
                     d["steps"],
+                    d["seq_len"],
                     round(d["burn_in_fraction"], 6),
                     round(d["lr_warmup_fraction"], 6),
                     r,
@@ -478,32 +482,46 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
             row = rows.setdefault(
                 key,
                 {
-                    **{k: v for k, v in d.items() if k not in ("temperature", "strategy")},
+                    **{
+                        k: v
+                        for k, v in d.items()
+                        if k not in ("temperature", "strategy", *_MEASURED_BURN_IN)
+                    },
                     "temperature": r,
                     "arms": [],
                     "seeds": [],
+                    **{k: [] for k in _MEASURED_BURN_IN},
                 },
             )
+            for k in _MEASURED_BURN_IN:  # averaged over the row's runs below
+                row[k].append(d[k])
             if arm not in row["arms"]:
                 row["arms"].append(arm)
             if seed not in row["seeds"]:
                 row["seeds"].append(seed)
+    for row in rows.values():
+        for k in _MEASURED_BURN_IN:
+            row[k] = mean(row[k])
     return list(rows.values())
 
 
-def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Which regime the runs are in, in words.
+_MEASURED_BURN_IN = ("burn_in_end_step", "burn_in_val_loss", "unigram_entropy")
 
-    E.g. "in the paper's regime (1.2M parameters, 2.6 tokens/param, 5% burn-in)" or
-    "in a short-run regime, not the paper's (0.14 tokens/param, ...)".
+
+def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The conditions the runs tested, in words, for a verdict sentence: model size, tokens per
+    parameter, sequence length, burn-in and where it ended against the unigram entropy.
+
+    E.g. "at 0.48M parameters, 2.6 tokens/param, sequence 128, a 5% burn-in ending at
+    validation loss 6.87 (unigram entropy 6.80)". Whether that resembles the paper's runs is
+    the fidelity table's to say, not a label's.
     """
     if not rows:
-        return "regime unknown"
+        return "conditions unknown"
     tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]
     params = [r["params"] for r in rows if r.get("params")]
-    burn = max(r["burn_in_fraction"] for r in rows)
     if not tpp or not params:
-        return "regime unknown"
+        return "conditions unknown"
     lo, hi = min(tpp), max(tpp)
     tp = f"{lo:.2g}" if hi - lo < 0.01 * hi else f"{lo:.2g}-{hi:.2g}"
     pa = (
@@ -511,9 +529,27 @@ def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
         if min(params) == max(params)
         else f"{_short(min(params))}-{_short(max(params))}"
     )
-    paper = lo >= REGIME_TOKENS_PER_PARAM and burn > 0
-    where = "in the paper's regime" if paper else "in a short-run regime, not the paper's"
-    return f"{where} ({pa} parameters, {tp} tokens/param, {burn:.0%} burn-in)"
+    seqs = sorted({r["seq_len"] for r in rows if r.get("seq_len")})
+    seq = f", sequence {'/'.join(str(x) for x in seqs)}" if seqs else ""
+    burns = sorted({round(r["burn_in_fraction"], 4) for r in rows})
+    text = f"at {pa} parameters, {tp} tokens/param{seq}, " + (
+        f"a {burns[0]:.0%} burn-in"
+        if len(burns) == 1
+        else "burn-ins of " + ", ".join(f"{b:.0%}" for b in burns)
+    )
+    # where the reweighted arms' burn-in ended on the loss curve
+    ended = [
+        r
+        for r in rows
+        if r.get("burn_in_val_loss") is not None and r["temperature"] != "uniform weights"
+    ]
+    if ended:
+        v = mean([r["burn_in_val_loss"] for r in ended])
+        h = mean([r.get("unigram_entropy") for r in ended])
+        text += f" ending at validation loss {v:.2f}" + (
+            f" (unigram entropy {h:.2f})" if h is not None else ""
+        )
+    return text
 
 
 def _short(n: int) -> str:
