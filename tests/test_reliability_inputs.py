@@ -328,3 +328,126 @@ def test_checkpoint_from_another_model_shape(
     # A whole other config on the same --out is refused before any checkpoint is read.
     assert main(["train", "tiny", "--out", str(out), *RUN4, "model.dim=64"]) == 2
     assert "other settings" in one_line(capsys.readouterr().err) and snapshot(out) == before
+
+
+# -- library misuse: one-line TypeError/ValueError naming the argument (issue 19.6) ----------
+def _library_cases() -> dict[str, tuple[Callable[[], object], str]]:
+    from lossreweight.losses import per_sample_loss
+    from lossreweight.reweighting import Reweighter, cap_weights, combine_stats, compute_weights
+
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    both = torch.tensor([True, True])
+    logits, labels = torch.randn(2, 4, 10), torch.randint(0, 10, (2, 4))
+    stats = Reweighter().weights_and_stats(losses)[1]
+
+    def cw(**kw: object) -> object:
+        return compute_weights(kw.pop("losses", losses), **({"strategy": "linupper"} | kw))
+
+    return {
+        "compute_weights list": (lambda: cw(losses=[1.0, 2.0], temperature=1.0), "losses must"),
+        "compute_weights name": (lambda: cw(strategy="nope", temperature=1.0), "unknown strategy"),
+        "compute_weights r=0": (lambda: cw(temperature=0.0), "temperature=0.0 is outside"),
+        "compute_weights r=str": (lambda: cw(temperature="1"), "temperature must be a number"),
+        "compute_weights 2-D": (lambda: cw(losses=losses[:, None], temperature=1.0), "1-D"),
+        "compute_weights ints": (
+            lambda: cw(losses=torch.tensor([1, 2]), temperature=1.0),
+            "floating-point",
+        ),
+        "compute_weights empty": (lambda: cw(losses=losses[:0], temperature=1.0), "empty"),
+        "compute_weights delta": (lambda: cw(temperature=1.0, delta=0), "delta=0 is outside"),
+        "compute_weights cap": (lambda: cw(temperature=1.0, max_weight=0.5), "max_weight must"),
+        "compute_weights valid": (
+            lambda: cw(temperature=1.0, valid=torch.ones(3)),
+            "valid must be a boolean",
+        ),
+        "cap_weights list": (lambda: cap_weights([0.5, 0.5], both, 2.0), "weights must be"),
+        "cap_weights no mask": (lambda: cap_weights(torch.tensor([0.5, 0.5]), None, 2.0), "valid"),
+        "cap_weights c<1": (
+            lambda: cap_weights(torch.tensor([0.9, 0.1]), both, 0.5),
+            "max_weight must be a finite number >= 1",
+        ),
+        "cap_weights NaN": (
+            lambda: cap_weights(torch.tensor([float("nan"), 0.1]), both, 2.0),
+            "must be finite",
+        ),
+        "cap_weights shape": (
+            lambda: cap_weights(torch.tensor([0.9, 0.1]), both[:1], 2.0),
+            "valid shape (1,) must match weights",
+        ),
+        "combine_stats dict": (lambda: combine_stats(stats), "wrap one in a list"),
+        "combine_stats None": (lambda: combine_stats(None), "list of statistics dicts"),
+        "combine_stats ints": (lambda: combine_stats([1, 2]), "not a statistics dict"),
+        "combine_stats python": (
+            lambda: combine_stats([{"num_samples": 1.0}, {"num_samples": 2.0}]),
+            "no tensor 'num_samples'",
+        ),
+        "combine_stats shapes": (
+            lambda: combine_stats(
+                [
+                    {"num_samples": torch.tensor(1.0), "share": torch.zeros(2)},
+                    {"num_samples": torch.tensor(1.0), "share": torch.zeros(3)},
+                ]
+            ),
+            "'share' is not a tensor of one shape",
+        ),
+        "per_sample_loss ignore_index": (
+            lambda: per_sample_loss(logits, labels, ignore_index="x"),
+            "ignore_index must be an integer",
+        ),
+        "per_sample_loss shift": (
+            lambda: per_sample_loss(logits, labels, shift="yes"),
+            "shift must be True or False",
+        ),
+        "per_sample_loss chunk": (
+            lambda: per_sample_loss(logits, labels, chunk_size=1.5),
+            "chunk_size must be an integer",
+        ),
+        "per_sample_loss vocab 0": (
+            lambda: per_sample_loss(torch.randn(2, 4, 0), labels),
+            "vocabulary of size 0",
+        ),
+        "per_sample_loss int head": (
+            lambda: per_sample_loss(
+                hidden_states=torch.randn(2, 4, 8),
+                labels=labels,
+                lm_head_weight=torch.ones(10, 8, dtype=torch.long),
+            ),
+            "lm_head_weight must be a floating-point tensor",
+        ),
+        "explicit inf weights": (
+            lambda: Reweighter().weighted_loss(losses, weights=torch.tensor([float("inf"), 0, 0])),
+            "weights must be finite and >= 0 (got inf)",
+        ),
+    }
+
+
+LIBRARY_CASES = _library_cases()
+
+
+@pytest.mark.parametrize("case", list(LIBRARY_CASES))
+def test_library_misuse_is_one_line_naming_the_argument(case: str) -> None:
+    call, message = LIBRARY_CASES[case]
+    with pytest.raises((TypeError, ValueError)) as e:
+        call()
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert type(e.value).__module__ == "builtins"  # ours, not a torch RuntimeError
+
+
+def test_a_dataclass_strategy_works_everywhere() -> None:
+    from dataclasses import dataclass
+
+    from lossreweight.reweighting import Reweighter, compute_weights, register_strategy
+
+    @dataclass
+    class Scaled:  # eq=True makes it unhashable
+        k: float = 1.0
+
+        def __call__(self, x: torch.Tensor, delta: float) -> torch.Tensor:
+            return self.k * x
+
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    expected = compute_weights(losses, strategy="linear", temperature=0.5)
+    assert torch.allclose(Reweighter(Scaled(0.5), 0.5).weights(losses), expected)
+    assert torch.allclose(compute_weights(losses, strategy=Scaled(0.5), temperature=0.5), expected)
+    register_strategy("scaled-dataclass", Scaled(0.5), overwrite=True)
+    assert torch.allclose(Reweighter("scaled-dataclass", 0.5).weights(losses), expected)

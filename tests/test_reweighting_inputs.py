@@ -220,10 +220,11 @@ def test_integer_losses_are_refused():
     [
         (torch.tensor([0.5, 0.7, -0.2]), "a negative weight"),
         (torch.tensor([0.5, float("nan"), 0.5]), "NaN"),
+        (torch.tensor([0.5, float("inf"), 0.5]), "inf"),
     ],
 )
 def test_bad_weights(weights, match):
-    with pytest.raises(ValueError, match=rf"weights must be >= 0 and not NaN \(got {match}\)"):
+    with pytest.raises(ValueError, match=rf"weights must be finite and >= 0 \(got {match}\)"):
         Reweighter("linupper", 0.5).weighted_loss(LOSSES, weights=weights)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from lossreweight.reweighting.checks import on_cpu, tensor_arg
+from lossreweight.reweighting.checks import is_integer, on_cpu, tensor_arg
 
 IGNORE_INDEX = -100
 # Elements (tokens x vocab) per chunk. CPU: 2**22 floats = 16 MiB of float32 temporaries.
@@ -23,9 +23,11 @@ _CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
 
 def _chunk_tokens(vocab: int, chunk_size: int | None, device: torch.device) -> int:
     if chunk_size is not None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        return chunk_size
+        if not is_integer(chunk_size) or chunk_size < 1:
+            raise ValueError(
+                f"chunk_size must be an integer >= 1 (tokens per chunk) or None, got {chunk_size!r}"
+            )
+        return int(chunk_size)
     return max(1, _CHUNK_ELEMENTS.get(device.type, 1 << 22) // max(vocab, 1))
 
 
@@ -177,6 +179,13 @@ def per_sample_loss(
     """
     if labels is None:
         raise ValueError("labels are required: per_sample_loss(logits, labels)")
+    if not is_integer(ignore_index):
+        raise TypeError(
+            f"ignore_index must be an integer (the label of positions that do not count), got "
+            f"{ignore_index!r}"
+        )
+    if shift not in (True, False):
+        raise TypeError(f"shift must be True or False, got {shift!r}")
     if (logits is None) == (hidden_states is None):
         raise ValueError("pass exactly one of logits or hidden_states (with lm_head_weight)")
     name = "logits" if logits is not None else "hidden_states"
@@ -194,8 +203,8 @@ def per_sample_loss(
             f"labels shape {tuple(labels.shape)} must be [batch, seq] = {tuple(x.shape[:2])} to "
             f"match {name}"
         )
-    if labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}; use labels.long()")
     if shift and x.shape[1] < 2:
         raise ValueError("with shift=True sequences need at least 2 positions")
     if logits is None:
@@ -206,11 +215,23 @@ def per_sample_loss(
             lm_head_weight is None
             or lm_head_weight.dim() != 2
             or lm_head_weight.shape[1] != x.shape[-1]
+            or lm_head_weight.shape[0] < 1
         ):
             raise ValueError(
                 "the fused path needs lm_head_weight of shape [vocab, dim] with dim = "
                 f"hidden_states.shape[-1] = {x.shape[-1]}"
             )
+        if not lm_head_weight.is_floating_point() or lm_head_weight.device != x.device:
+            raise ValueError(
+                f"lm_head_weight must be a floating-point tensor on {x.device} like "
+                f"hidden_states, got {lm_head_weight.dtype} on {lm_head_weight.device}"
+            )
+    elif x.shape[-1] < 1:
+        raise ValueError("logits have a vocabulary of size 0 (their last dimension)")
+    if labels.device != x.device:
+        raise ValueError(
+            f"labels are on {labels.device} but {name} on {x.device}: move them to one device"
+        )
     vocab = x.shape[-1] if logits is not None else lm_head_weight.shape[0]
     labels = labels.to(torch.int64)
     if ignore_index != IGNORE_INDEX:

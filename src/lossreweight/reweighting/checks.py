@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -160,10 +161,64 @@ def weights_arg(weights: Any, losses: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"weights must be a floating-point tensor, got {weights.dtype}")
     if on_cpu(weights) and weights.numel():
         w = weights.detach()
-        if bool(torch.isnan(w).any()) or bool((w < 0).any()):
+        finite = torch.isfinite(w)
+        if not bool(finite.all()) or bool((w < 0).any()):
+            first = float(w[~finite][0]) if not bool(finite.all()) else 0.0
+            bad = {0.0: "a negative weight"}.get(first, "NaN" if first != first else str(first))
             raise ValueError(
-                "weights must be >= 0 and not NaN (got "
-                f"{'NaN' if bool(torch.isnan(w).any()) else 'a negative weight'}); "
+                f"weights must be finite and >= 0 (got {bad}); "
                 "pass the weights Reweighter.weights() returned"
             )
     return weights
+
+
+def valid_arg(valid: Any, losses: torch.Tensor, of: str = "losses") -> torch.Tensor:
+    """A boolean mask, one entry per sample of `losses` (named `of`; True: the sample counts)."""
+    valid = tensor_arg("valid", valid, fix="pass a boolean tensor, one flag per sample")
+    if valid.shape != losses.shape:
+        raise ValueError(
+            f"valid shape {tuple(valid.shape)} must match {of} {tuple(losses.shape)} "
+            "(one flag per sample)"
+        )
+    if valid.dtype != torch.bool:
+        raise TypeError(f"valid must be a boolean tensor, got {valid.dtype}; use valid.bool()")
+    return valid
+
+
+def max_weight_value(max_weight: Any, *, optional: bool = True) -> float | None:
+    """The cap c (a multiple of the uniform weight 1/M): a finite number >= 1, or None."""
+    if max_weight is None and optional:
+        return None
+    if not is_number(max_weight) or not math.isfinite(max_weight) or not max_weight >= 1:
+        none = ", or None for no cap" if optional else ""
+        raise ValueError(
+            "max_weight must be a finite number >= 1 (a multiple of the uniform weight 1/M)"
+            f"{none}; got {max_weight!r}"
+        )
+    return float(max_weight)
+
+
+def stats_parts(parts: Any) -> list[dict[str, torch.Tensor]]:
+    """`combine_stats`'s argument: a list (or tuple, or other iterable) of statistics dicts as
+    `Reweighter` returns them, each empty or holding a tensor `num_samples`. Type checks only:
+    no tensor value is read."""
+    if isinstance(parts, dict) or not isinstance(parts, Iterable):
+        raise TypeError(
+            f"combine_stats takes a list of statistics dicts, got {type(parts).__name__}; "
+            "wrap one in a list: combine_stats([stats])"
+        )
+    out = list(parts)
+    for i, part in enumerate(out):
+        if not isinstance(part, Mapping):
+            raise TypeError(
+                f"combine_stats: part {i} is of type {type(part).__name__}, not a statistics dict "
+                "(Reweighted.stats or Reweighter.weights_and_stats()[1])"
+            )
+        if not part:
+            continue
+        if not isinstance(part.get("num_samples"), torch.Tensor):
+            raise ValueError(
+                f"combine_stats: part {i} has no tensor 'num_samples'; pass the statistics "
+                "Reweighter returns (stats_to_python output cannot be combined)"
+            )
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,8 +13,8 @@ from lossreweight.reweighting.checks import (
     accumulation_value,
     domain_ids_arg,
     is_integer,
-    is_number,
     losses_arg,
+    max_weight_value,
     non_negative_int,
     number_in,
     step_value,
@@ -90,20 +89,13 @@ class Reweighter:
             "delta", delta, lo, hi, " (losses are normalised to [-delta, delta]; the paper uses 1)"
         )
         self.warmup_steps = non_negative_int("warmup_steps", warmup_steps)
-        if max_weight is not None and (
-            not is_number(max_weight) or not math.isfinite(max_weight) or not max_weight >= 1
-        ):
-            raise ValueError(
-                f"max_weight must be a finite number >= 1 (a multiple of the uniform weight 1/M), "
-                f"or None for no cap; got {max_weight!r}"
-            )
         if scope not in ("micro", "step"):
             raise ValueError(f"scope must be 'micro' or 'step', got {scope!r}")
         if max_batch_size is not None and (not is_integer(max_batch_size) or max_batch_size < 1):
             raise ValueError(
                 f"max_batch_size must be an integer >= 1 or None, got {max_batch_size!r}"
             )
-        self.max_weight = None if max_weight is None else float(max_weight)
+        self.max_weight = max_weight_value(max_weight)
         self.scope: Scope = scope
         self.group = group
         self.max_batch_size = None if max_batch_size is None else int(max_batch_size)

@@ -7,10 +7,11 @@ command line and the config too): `name = "module:function"`; see examples/strat
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable
 
 import torch
+
+from lossreweight import plugins
 
 StrategyFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -56,31 +57,23 @@ _BUILTIN = frozenset({uniform, linupper, quadratic, extremes, linear})
 
 def is_builtin(fn: StrategyFn) -> bool:
     """One of the paper's strategies (finite scores for finite inputs, nothing to check)."""
-    return fn in _BUILTIN
+    # By identity: `in` on the frozenset would hash `fn`, and a @dataclass strategy (eq=True,
+    # so __hash__ = None) is unhashable.
+    return any(fn is builtin for builtin in _BUILTIN)
 
 
 ENTRY_POINT_GROUP = "lossreweight.strategies"
 
 
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+def _entry_points() -> dict[str, plugins.EntryPoint]:
     """Installed packages' strategies by name; the built-in and reserved names are not theirs."""
-    found = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _REFUSED and not any(fn.__name__ == ep.name for fn in _BUILTIN):
-            found.setdefault(ep.name, ep)  # two packages, one name: the first found wins
-    return found
+    return plugins.installed(ENTRY_POINT_GROUP, {*_REFUSED, *(fn.__name__ for fn in _BUILTIN)})
 
 
-def _load_entry_point(ep: importlib.metadata.EntryPoint) -> StrategyFn:
-    where = f"entry point {ep.name} = {ep.value!r} (group {ENTRY_POINT_GROUP})"
-    try:
-        fn = ep.load()
-    except Exception as exc:  # a user's package: any import error, reported in one line
-        raise ValueError(
-            f"strategy {ep.name!r} could not be loaded from {where}: "
-            f"{type(exc).__name__}: {exc}; fix or uninstall the package that declares it"
-        ) from None
+def _load_entry_point(ep: plugins.EntryPoint) -> StrategyFn:
+    fn = plugins.load(ep, "strategy")
     if not callable(fn):
+        where = f"entry point {ep.name} = {ep.value!r} (group {ENTRY_POINT_GROUP})"
         raise ValueError(f"strategy {ep.name!r} from {where} is not a callable fn(x, delta)")
     return fn
 

@@ -10,8 +10,18 @@ from collections.abc import Sequence
 
 import torch
 
-from lossreweight.reweighting.checks import on_cpu
-from lossreweight.reweighting.strategies import StrategyFn
+from lossreweight.reweighting.checks import (
+    DELTA_RANGE,
+    losses_arg,
+    max_weight_value,
+    number_in,
+    on_cpu,
+    stats_parts,
+    temperature_value,
+    tensor_arg,
+    valid_arg,
+)
+from lossreweight.reweighting.strategies import StrategyFn, get_strategy, is_builtin, strategy_name
 
 EPS = 1e-6
 
@@ -45,6 +55,23 @@ def softmax_weights(scores: torch.Tensor, valid: torch.Tensor, temperature: floa
 
 
 def cap_weights(weights: torch.Tensor, valid: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """Project `weights` (1-D, summing to 1 over `valid`, a boolean mask of the same shape) onto
+    {sum w = 1, 0 <= w <= c/M}, c = `max_weight` >= 1, keeping the order (SPEC 2.4). Bad
+    arguments are a TypeError/ValueError naming the argument (values checked on CPU only)."""
+    weights = tensor_arg("weights", weights)
+    if weights.dim() != 1 or not weights.is_floating_point():
+        raise ValueError(
+            f"weights must be a 1-D floating-point tensor (one weight per sample), got "
+            f"{weights.dtype} of shape {tuple(weights.shape)}"
+        )
+    valid = valid_arg(valid, weights, of="weights")
+    cap = max_weight_value(max_weight, optional=False)
+    if on_cpu(weights) and weights.numel() and not bool(torch.isfinite(weights[valid]).all()):
+        raise ValueError("weights must be finite where valid is True (got NaN or inf)")
+    return _cap(weights, valid, cap)
+
+
+def _cap(weights: torch.Tensor, valid: torch.Tensor, max_weight: float) -> torch.Tensor:
     """Project onto {sum w = 1, 0 <= w <= c/M} keeping the order (water-filling, SPEC 2.4).
 
     w_i = min(c/M, k u_i) with k such that the sum is 1. With the entries sorted in
@@ -122,27 +149,37 @@ def scope_weights(
     scores, valid = strategy_scores(strategy, x, delta, valid, name=name, check=check)
     w = softmax_weights(scores, valid, temperature)
     if max_weight is not None:
-        w = cap_weights(w, valid, max_weight)
+        w = _cap(w, valid, max_weight)
     return w, valid
 
 
 def compute_weights(
     losses: torch.Tensor,
     *,
-    strategy: StrategyFn,
+    strategy: str | StrategyFn,
     temperature: float,
     delta: float = 1.0,
     max_weight: float | None = None,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Weights over one scope (SPEC 2): sum to 1 over valid samples, 0 elsewhere."""
+    """Weights over one scope (SPEC 2): sum to 1 over valid samples, 0 elsewhere.
+
+    `strategy` is a name ("linupper", ...) or a callable f(x, delta) -> scores; bad arguments
+    are a TypeError/ValueError naming the argument and the fix."""
+    losses = losses_arg(losses)
+    if losses.numel() == 0:
+        raise ValueError("losses is empty: pass the per-sample losses of at least one sample")
+    fn = get_strategy(strategy)
+    lo, hi = DELTA_RANGE
     return scope_weights(
         losses,
-        strategy=strategy,
-        temperature=temperature,
-        delta=delta,
-        max_weight=max_weight,
-        valid=valid,
+        strategy=fn,
+        temperature=temperature_value("temperature", temperature),
+        delta=number_in("delta", delta, lo, hi, " (losses are normalised to [-delta, delta])"),
+        max_weight=max_weight_value(max_weight),
+        valid=None if valid is None else valid_arg(valid, losses),
+        name=strategy_name(strategy),
+        check=not is_builtin(fn),
     )[0]
 
 
@@ -227,7 +264,7 @@ def combine_stats(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     by samples makes the combination associative: combining partial combinations gives the
     same result as combining all the scopes at once, so a logger can fold as it goes.
     """
-    parts = [p for p in parts if p]
+    parts = [p for p in stats_parts(parts) if p]
     if not parts:
         return {}
     if len(parts) == 1:
@@ -239,7 +276,14 @@ def combine_stats(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     # Keys every part has (a caller that passes domain ids only sometimes gets no shares).
     keys = [k for k in parts[0] if all(k in p for p in parts[1:])]
     for key in keys:
-        vals = torch.stack([p[key].to(torch.float32) for p in parts])
+        try:
+            vals = torch.stack([p[key].to(torch.float32) for p in parts])
+        except (AttributeError, RuntimeError):
+            raise ValueError(
+                f"combine_stats: '{key}' is not a tensor of one shape in every part (e.g. "
+                "domain shares from Reweighters with different num_domains); combine the "
+                "statistics of one Reweighter"
+            ) from None
         if key in COUNT_STATS:
             out[key] = vals.sum(0)
         elif key == "temperature":  # a setting: never 0 for lack of samples
