@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,15 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(list(args))
     return rc, out.getvalue(), err.getvalue()
+
+
+def pip_install(src: Path, target: Path) -> Path:
+    """`pip install` a package folder into `target` (offline, no build isolation, no deps): a
+    plugin package the tests put on sys.path."""
+    work = target.parent / f"{src.name}-src"  # pip may write build files next to the source
+    shutil.copytree(src, work)
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    cmd += ["--no-index", "--target", str(target), str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return target

@@ -209,3 +209,66 @@ def test_steps_to_reach_interpolates() -> None:
     assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 5.5) == pytest.approx(10.0)
     assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 2.0) is None
     assert steps_to_reach([10, 20], [5.0, 5.0], 5.0) == pytest.approx(10.0)
+
+
+def _png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
+
+
+def test_figures_fit_the_page_and_loss_bars_are_framed(
+    compared: tuple[Path, dict[str, Any], str],
+) -> None:
+    out, s, _ = compared
+    for name in PLOTS:
+        assert _png_width(out / s["files"][name]) <= 1200, name  # 10 in at 120 dpi
+    from lossreweight.experiments.plots import new_figure, plot_grouped_bars
+
+    fig, (ax,) = new_figure(1)
+    values = {"code": {"uniform": 3.52, "linupper": 3.50}, "wiki": {"uniform": 3.9}}
+    plot_grouped_bars(ax, values, errors={"code": {"uniform": 0.01}}, from_zero=False)
+    lo, hi = ax.get_ylim()
+    assert 3.3 < lo < 3.49 and 3.9 < hi < 4.1  # the losses' range, not 0 to 4
+
+
+def test_protocol_lists_each_override_once(compared: tuple[Path, dict[str, Any], str]) -> None:
+    from lossreweight.experiments.page import effective_overrides
+
+    assert effective_overrides(["a=1", "b=2", "a=3"]) == ["a=3", "b=2"]
+    out, s, _ = compared
+    (protocol,) = [x for x in s["report"]["sections"] if x["heading"] == "Protocol"]
+    text = protocol["text"][0]
+    for item in TINY_OVERRIDES:
+        assert text.count(item.partition("=")[0] + "=") == 1, item
+
+
+def test_out_folder_keeps_user_files_and_never_writes_through_links(tmp_path: Path) -> None:
+    """A compare folder re-run: the user's notes beside the outputs stay, a link at an output's
+    name is replaced (its target untouched), a .png it did not write is refused in one line,
+    and what an earlier run wrote but this one does not (an old report.html) is removed."""
+    out = tmp_path / "cmp"
+    args = ["compare", "tiny", "--out", str(out), "--strategies", "uniform", *TINY_OVERRIDES]
+    assert _cli(*args)[0] == 0
+    marker = json.loads((out / ".lossreweight-output.json").read_text())
+    assert {"index.html", "summary.json", "loss_curves.png"} <= set(marker["files"])
+    (out / "notes.txt").write_text("mine")
+    precious = tmp_path / "precious.html"
+    precious.write_text("<p>keep</p>")
+    (out / "index.html").unlink()
+    (out / "index.html").symlink_to(precious)
+    rc, _, err = _cli(*args)
+    assert rc == 0, err
+    assert precious.read_text() == "<p>keep</p>" and not (out / "index.html").is_symlink()
+    assert (out / "notes.txt").read_text() == "mine"
+    # A folder from before the marker listed files: summary.json names what it wrote.
+    (out / ".lossreweight-output.json").write_text('{"kind": "compare", "name": "compare"}')
+    s = json.loads((out / "summary.json").read_text())
+    s["files"]["html"] = "report.html"
+    (out / "summary.json").write_text(json.dumps(s))
+    (out / "index.html").rename(out / "report.html")  # compare's page before index.html
+    assert _cli(*args)[0] == 0
+    assert not (out / "report.html").exists() and (out / "notes.txt").read_text() == "mine"
+    (out / "mine.png").write_bytes(PNG_MAGIC)
+    before = (out / "summary.json").read_bytes()
+    rc, _, err = _cli(*args)
+    assert rc == 2 and "holds mine.png" in err and "move it away" in err
+    assert err.count("\n") == 1 and (out / "summary.json").read_bytes() == before

@@ -2,50 +2,37 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_utils import PNG_MAGIC, shared_dir
+from cli_utils import run_cli
+from study_runs import Run, lock, quick_run
 
-from lossreweight.cli import main
 from lossreweight.experiments.compare import DEMO_QUICK_SEEDS, DEMO_STRATEGIES, demo_overrides
 
 pytestmark = pytest.mark.xdist_group("demo")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    out, lock = shared_dir(tmp_path_factory, "demo-quick")
-    buf = io.StringIO()
-    with lock, contextlib.redirect_stdout(buf):
-        rc = main(["demo", "--quick", "--out", str(out)])
-    assert rc == 0
-    return out, json.loads((out / "summary.json").read_text()), buf.getvalue()
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return quick_run(tmp_path_factory, "demo")
 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def test_writes_report_plots_and_summary(demo: tuple[Path, dict[str, Any], str]) -> None:
-    out, s, stdout = demo
-    page = (out / "index.html").read_text()
-    assert page.startswith("<!doctype html>")
-    pngs = [f for f in s["files"].values() if f.endswith(".png")]
-    assert len(pngs) >= 4
-    for name in pngs:
-        assert (out / name).read_bytes().startswith(PNG_MAGIC) and f'src="{name}"' in page
-    assert f"report: {out / 'index.html'}" in stdout and "demo took" in stdout
+def test_prints_its_time_and_strategies(demo: Run) -> None:
+    _, _, stdout = demo  # the page and plots: test_studies_quick.py, as for every study
+    assert "demo took" in stdout
     for strategy in DEMO_STRATEGIES:
         assert strategy in stdout
 
 
-def test_summary_schema(demo: tuple[Path, dict[str, Any], str]) -> None:
+def test_summary_schema(demo: Run) -> None:
     _, s, _ = demo
     steps = int(
         next(o for o in demo_overrides(True) if o.startswith("train.max_steps=")).split("=")[1]
@@ -66,8 +53,8 @@ def test_summary_schema(demo: tuple[Path, dict[str, Any], str]) -> None:
     assert s["runs"]["linupper"]["weights"]["max_weight_x_m"] > 1.0
 
 
-def test_paper_regime_and_verdict_first(demo: tuple[Path, dict[str, Any], str]) -> None:
-    out, s, stdout = demo
+def test_paper_regime_and_verdict_first(demo: Run) -> None:
+    _, s, stdout = demo
     (row,) = [r for r in s["setup"] if "linupper" in r["arms"]]
     assert row["burn_in_fraction"] == pytest.approx(0.05) and row[
         "lr_warmup_fraction"
@@ -89,17 +76,13 @@ def test_paper_regime_and_verdict_first(demo: tuple[Path, dict[str, Any], str]) 
         and "95% interval" in s["verdict"]
         and "tokens/param" in s["verdict"]
     )
-    page = (out / "index.html").read_text()
-    assert [h.split("</h2>")[0] for h in page.split("<h2>")[1:]][:2] == ["Verdict", "Setup"]
 
 
 def test_out_onto_another_study_is_refused(
-    demo: tuple[Path, dict[str, Any], str], tmp_path: Path
+    demo: Run, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """demo --out onto a folder another command wrote (here: compare) refuses and changes
     nothing."""
-    from cli_utils import run_cli
-
     other = tmp_path / "cmp"
     other.mkdir()
     (other / ".lossreweight-output.json").write_text('{"kind": "compare", "name": "compare"}')
@@ -109,11 +92,12 @@ def test_out_onto_another_study_is_refused(
     assert sorted(p.name for p in other.iterdir()) == [".lossreweight-output.json", "summary.json"]
     # The demo's own folder is accepted again (its runs are cached).
     out, _, _ = demo
-    rc, _, err = run_cli("demo", "--quick", "--out", str(out))
+    with lock(tmp_path_factory, "demo"):
+        rc, _, err = run_cli("demo", "--quick", "--out", str(out))
     assert rc == 0, err
 
 
-def test_both_strategies_saw_identical_batches(demo: tuple[Path, dict[str, Any], str]) -> None:
+def test_both_strategies_saw_identical_batches(demo: Run) -> None:
     _, s, _ = demo
     u, lin = s["runs"]["uniform"], s["runs"]["linupper"]
     assert u["tokens"] == lin["tokens"]

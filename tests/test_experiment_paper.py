@@ -11,42 +11,26 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_utils import run_cli as _cli
-from cli_utils import shared_dir
-from filelock import FileLock
+from study_runs import Run, lock, quick_run
 
 from lossreweight.experiments.scales import NATURAL_DOMAINS, TOKENS_PER_PARAM
 
 pytestmark = pytest.mark.xdist_group("paper-studies")
-Run = tuple[Path, dict[str, Any], str]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FileLock]:
-    return shared_dir(tmp_path_factory, "paper-studies")
-
-
-def _study(root: tuple[Path, FileLock], name: str, *extra: str) -> Run:
-    folder, lock = root
-    out = folder / name
-    with lock:
-        rc, stdout, err = _cli("experiment", name, "--quick", "--out", str(out), *extra)
-    assert rc == 0, err
-    return out, json.loads((out / "summary.json").read_text()), stdout
+def replicate(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return quick_run(tmp_path_factory, "replicate")
 
 
 @pytest.fixture(scope="module")
-def replicate(root: tuple[Path, FileLock]) -> Run:
-    return _study(root, "replicate")
+def noise(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return quick_run(tmp_path_factory, "noise")
 
 
 @pytest.fixture(scope="module")
-def noise(root: tuple[Path, FileLock]) -> Run:
-    return _study(root, "noise")
-
-
-@pytest.fixture(scope="module")
-def scale(root: tuple[Path, FileLock]) -> Run:
-    return _study(root, "scale")
+def scale(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return quick_run(tmp_path_factory, "scale")
 
 
 def _finite(v: Any) -> bool:
@@ -120,10 +104,10 @@ def test_replicate_burns_in_then_reweights(replicate: Run) -> None:
 
 
 def test_replicate_no_train_reports_the_same_numbers(
-    replicate: Run, root: tuple[Path, FileLock]
+    replicate: Run, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     out, s, _ = replicate
-    with root[1]:
+    with lock(tmp_path_factory, "replicate"):
         rc, stdout, err = _cli(
             "experiment", "replicate", "--quick", "--out", str(out), "--no-train"
         )
@@ -221,6 +205,12 @@ def test_report_never_overwrites_what_it_did_not_write(replicate: Run, tmp_path:
     assert _cli("report", str(out), "--out", str(page))[0] == 0
     assert _cli("report", str(out), "--out", str(page))[0] == 0
     assert _cli("report", str(out), "--out", str(stranger), "--force")[0] == 0
+    # A link at --out is replaced by the page, never written through.
+    link, target = tmp_path / "link.html", tmp_path / "target.html"
+    target.write_text("<p>the link's target</p>")
+    link.symlink_to(target)
+    assert _cli("report", str(out), "--out", str(link), "--force")[0] == 0
+    assert target.read_text() == "<p>the link's target</p>" and not link.is_symlink()
     text = page.read_text()
     assert _headings(text)[0] == "Verdicts" and replicate[1]["verdict"] in text.replace(
         "&#x27;", "'"

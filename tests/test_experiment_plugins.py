@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cli_utils import run_cli
+from cli_utils import pip_install, run_cli
 
 from lossreweight.experiments.studies import get_study, study_names
 
@@ -18,20 +16,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "study_plugin"
 NAME = "linupper-temperatures"
 
 
-def _install(src: Path, target: Path) -> Path:
-    """`pip install` a package folder into `target` (offline, no build isolation, no deps)."""
-    work = target.parent / f"{src.name}-src"  # pip may write build files next to the source
-    shutil.copytree(src, work)
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    cmd += ["--no-index", "--target", str(target), str(work)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return target
-
-
 @pytest.fixture(scope="module")
 def example_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _install(EXAMPLE, tmp_path_factory.mktemp("study-plugin") / "site")
+    return pip_install(EXAMPLE, tmp_path_factory.mktemp("study-plugin") / "site")
 
 
 def test_installed_study_is_listed_and_runs(
@@ -60,7 +47,7 @@ def test_a_broken_study_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     shutil.copytree(EXAMPLE, src)
     toml = src / "pyproject.toml"
     toml.write_text(toml.read_text().replace("example:STUDY", "example:MISSING"))
-    monkeypatch.syspath_prepend(str(_install(src, tmp_path / "site")))
+    monkeypatch.syspath_prepend(str(pip_install(src, tmp_path / "site")))
     rc, _, err = run_cli("experiment", NAME, "--quick", "--out", str(tmp_path / "x"))
     assert rc == 2 and "could not be loaded" in err and "AttributeError" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
@@ -73,6 +60,6 @@ def test_an_installed_study_cannot_take_a_builtin_name(
     shutil.copytree(EXAMPLE, src)
     toml = src / "pyproject.toml"
     toml.write_text(toml.read_text().replace(f"{NAME} = ", "strategies = "))
-    monkeypatch.syspath_prepend(str(_install(src, tmp_path / "site")))
+    monkeypatch.syspath_prepend(str(pip_install(src, tmp_path / "site")))
     assert type(get_study("strategies")).__module__ == "lossreweight.experiments.studies.strategies"
     assert study_names().count("strategies") == 1

@@ -4,33 +4,20 @@ example package examples/strategy_plugin, installed with pip into a folder on sy
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from cli_utils import run_cli
+from cli_utils import pip_install, run_cli
 
 from lossreweight.reweighting import available_strategies, compute_weights, get_strategy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "strategy_plugin"
 
 
-def _install(src: Path, target: Path) -> Path:
-    """`pip install` a package folder into `target` (offline, no build isolation, no deps)."""
-    work = target.parent / f"{src.name}-src"  # pip may write build files next to the source
-    shutil.copytree(src, work)
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    cmd += ["--no-index", "--target", str(target), str(work)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return target
-
-
 @pytest.fixture(scope="module")
 def example_plugin(tmp_path_factory) -> Path:
-    return _install(EXAMPLE, tmp_path_factory.mktemp("plugin") / "site")
+    return pip_install(EXAMPLE, tmp_path_factory.mktemp("plugin") / "site")
 
 
 def test_installed_strategy_is_found_and_used(example_plugin, monkeypatch):
@@ -57,7 +44,7 @@ def test_a_broken_plugin_is_one_config_error(tmp_path, monkeypatch):
     shutil.copytree(EXAMPLE, src)
     toml = src / "pyproject.toml"
     toml.write_text(toml.read_text().replace("example:linupper_steep", "example:missing"))
-    monkeypatch.syspath_prepend(str(_install(src, tmp_path / "site")))
+    monkeypatch.syspath_prepend(str(pip_install(src, tmp_path / "site")))
     rc, _, err = run_cli("config", "tiny", "reweight.strategy=linupper_steep")
     assert rc != 0
     assert "could not be loaded" in err and "AttributeError" in err
@@ -71,5 +58,5 @@ def test_a_plugin_cannot_shadow_a_builtin(tmp_path, monkeypatch):
     shutil.copytree(EXAMPLE, src)
     toml = src / "pyproject.toml"
     toml.write_text(toml.read_text().replace("linupper_steep = ", "linupper = "))
-    monkeypatch.syspath_prepend(str(_install(src, tmp_path / "site")))
+    monkeypatch.syspath_prepend(str(pip_install(src, tmp_path / "site")))
     assert get_strategy("linupper").__module__ == "lossreweight.reweighting.strategies"

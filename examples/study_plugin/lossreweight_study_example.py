@@ -8,26 +8,7 @@ intervals), plots, and writes index.html and summary.json. Override `extend`, `p
 
 from lossreweight.experiments.harness import Plan, Study
 from lossreweight.experiments.runs import Arm
-
-# --quick: a model and corpus small enough for a test (seconds on a CPU).
-QUICK = (
-    "data.max_chars_per_domain=20000",
-    "data.tokenizer.vocab_size=512",
-    "data.seq_len=32",
-    "model.dim=32",
-    "model.n_layers=2",
-    "model.n_heads=2",
-    "model.multiple_of=32",
-    "model.max_seq_len=32",
-    "train.batch_size=4",
-    "train.max_steps=6",
-    "train.lr_warmup_steps=2",
-    "train.threads=1",
-    "eval.every=3",
-    "eval.batch_size=16",
-    "eval.max_sequences_per_domain=8",
-    "log.tensorboard=false",
-)
+from lossreweight.experiments.scales import full_scale, quick_scale
 
 
 class LinupperTemperatures(Study):
@@ -41,9 +22,10 @@ class LinupperTemperatures(Study):
                 for r in (0.4, 1.0)
             ),
         )
-        if quick:
-            return Plan(arms, seeds=(0, 1), overrides=QUICK)
-        return Plan(arms, seeds=(0, 1, 2), overrides=("train.max_steps=200",))
+        # --quick: a corpus slice and a model small enough for seconds per run; else the tiny
+        # preset shortened to 100 steps, as the built-in short studies run it.
+        scale = quick_scale(seeds=(0, 1), steps=6) if quick else full_scale(100, 20, (0, 1, 2))
+        return Plan(arms, scale.seeds, scale.overrides)
 
 
 STUDY = LinupperTemperatures()

@@ -8,7 +8,11 @@ from pathlib import Path
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "dirs", nargs="+", metavar="DIR", help="folders written by `experiment` or `compare`"
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="folders written by `experiment`, `compare` or `demo` (others, e.g. training runs "
+        "matched by runs/*, are skipped with a note)",
     )
     p.add_argument(
         "--out",
@@ -28,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from lossreweight.experiments.page import build_report
 
     page = build_report(
-        [Path(d) for d in args.dirs], Path(args.out), embed=args.embed, force=args.force
+        [Path(d) for d in args.dirs],
+        Path(args.out),
+        embed=args.embed,
+        force=args.force,
+        note=lambda msg: print(msg, flush=True),
     )
     print(f"report: {page}")
     return 0

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lossreweight.errors import ConfigError
-from lossreweight.experiments.page import PAGE_FILE, Section, page_head, write_study
+from lossreweight.experiments.page import PAGE_FILE, SUMMARY_FILE, Section, page_head, write_study
 from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
 from lossreweight.experiments.stats import (
     Records,
@@ -39,6 +39,7 @@ from lossreweight.experiments.stats import (
     summarize,
 )
 from lossreweight.rundir import is_run_dir
+from lossreweight.safe_files import atomic_write, read_manifest, remove_listed
 
 BASE_CONFIG = "tiny"
 
@@ -167,7 +168,7 @@ def run_study(
     if len(set(names)) != len(names):
         raise ConfigError(f"arm names must be distinct, got {names}")
     check_configs(plan.config, [[*plan.overrides, *a.overrides] for a in plan.arms])
-    claim_output_dir(out, study.kind, study.name)
+    owned = claim_output_dir(out, study.kind, study.name)
     ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
     records = study.train(ctx)
     summary = summarize(
@@ -206,18 +207,9 @@ def run_study(
     summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
     sections = [*page_head(summary), *study.sections(ctx, summary, files)]
     written = write_study(out, summary, study.title or study.name, sections)
-    _drop_old_page(out)
+    files = {f for f in summary["files"].values() if isinstance(f, str) and "/" not in f}
+    finish_output_dir(out, study.kind, study.name, owned, files)
     return written
-
-
-def _drop_old_page(out: Path) -> None:
-    """compare and demo wrote their page as report.html before it became index.html: remove
-    that page when this command wrote it (its generator tag says so), never anything else."""
-    old = out / "report.html"
-    if old.is_file() and not old.is_symlink():
-        head = old.read_text(encoding="utf-8", errors="replace")[:500]
-        if "<meta name='generator' content='lossreweight'>" in head:
-            old.unlink()
 
 
 def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
@@ -357,16 +349,37 @@ def read_owner(out: Path) -> dict[str, Any] | None:
     return owner if isinstance(owner, dict) else None
 
 
-def claim_output_dir(out: Path, kind: str, name: str) -> None:
-    """Make `out` the output folder of `kind` (experiment, compare, demo) `name`, or refuse.
+def _owned_files(out: Path) -> set[str]:
+    """The pages, plots and summary an earlier run of the owner wrote in `out` (the marker
+    lists them; a marker from before it did: summary.json's "files")."""
+    listed = read_manifest(out, MARKER)
+    if listed is not None:
+        return listed
+    try:
+        files = json.loads((out / SUMMARY_FILE).read_text()).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {SUMMARY_FILE, *(f for f in files.values() if isinstance(f, str) and "/" not in f)}
+
+
+# What a study writes at the top of its folder; a user's file of these kinds there is refused,
+# so that no page or plot ever replaces it.
+_OUTPUT_SUFFIXES = (".png", ".html", ".json")
+
+
+def claim_output_dir(out: Path, kind: str, name: str) -> set[str]:
+    """Make `out` the output folder of `kind` (experiment, compare, demo) `name`, or refuse;
+    returns the files an earlier run of it wrote there (its own, replaced freely).
 
     Accepted: a missing or empty folder, or one this same command and study wrote before
-    (re-running reuses its finished runs). Refused: a training run, another command's or
-    study's output, a non-empty folder that no lossreweight command wrote.
+    (re-running reuses its finished runs; a user's notes beside them stay). Refused, before
+    anything is written: a training run, another command's or study's output, a non-empty
+    folder that no lossreweight command wrote, or a .png/.html/.json file it did not write.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; give a new or empty folder")
+    owned: set[str] = set()
     if out.is_dir():
         if is_run_dir(out):
             raise ConfigError(
@@ -384,5 +397,32 @@ def claim_output_dir(out: Path, kind: str, name: str) -> None:
                 f"--out {out} is not empty and was not written by lossreweight; give a new or "
                 "empty folder (nothing was written)"
             )
+        owned = _owned_files(out)
+        theirs = sorted(
+            p.name
+            for p in out.iterdir()
+            if p.name not in owned and p.name != MARKER and p.suffix in _OUTPUT_SUFFIXES
+        )
+        if theirs:
+            more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
+            raise ConfigError(
+                f"--out {out} holds {theirs[0]}{more}, which lossreweight did not write, where it "
+                "writes its pages and plots; move it away or give another folder (nothing was "
+                "written)"
+            )
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(json.dumps({"kind": kind, "name": name}) + "\n")
+    _write_marker(out, kind, name, owned)
+    return owned
+
+
+def finish_output_dir(out: Path, kind: str, name: str, owned: set[str], written: set[str]) -> None:
+    """After a run wrote `written`: remove what an earlier run of it wrote and this one did
+    not (e.g. an old plot, or compare's report.html from before index.html), nothing else,
+    and list the new files in the marker."""
+    remove_listed(out, owned - written - {MARKER})
+    _write_marker(out, kind, name, written)
+
+
+def _write_marker(out: Path, kind: str, name: str, files: set[str]) -> None:
+    body = {"kind": kind, "name": name, "files": sorted(files)}  # files: read_manifest's key
+    atomic_write(out / MARKER, (json.dumps(body) + "\n").encode())

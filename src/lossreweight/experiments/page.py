@@ -15,14 +15,15 @@ import html
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lossreweight.errors import UserError
-from lossreweight.experiments.stats import PAPER_TOKENS_PER_PARAM, fmt_pm
+from lossreweight.experiments.stats import PAPER_TOKENS_PER_PARAM, fidelity_rows, fmt_pm
 from lossreweight.rundir import is_run_dir
+from lossreweight.safe_files import atomic_write
 
 SUMMARY_FILE = "summary.json"
 PAGE_FILE = "index.html"
@@ -122,7 +123,7 @@ def write_html_report(
         parts += [_image_html(out_dir, im, embed_images) for im in sec.images]
     parts.append("</body></html>")
     path = out_dir / filename
-    path.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write(path, "\n".join(parts).encode("utf-8"))  # a link there is replaced, not followed
     return path
 
 
@@ -179,17 +180,42 @@ def write_study(
         "sections": [_section_dict(s) for s in sections],
     }
     summary = clean_json(summary)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    atomic_write(
+        out / SUMMARY_FILE, (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode()
+    )
     return summary
 
 
 # -- the standard sections and tables of an arm comparison ------------------------------
 def page_head(summary: Mapping[str, Any]) -> list[Section]:
-    """What every page opens with: the verdict in one sentence, then the setup table."""
-    return [
+    """What every page opens with: the verdict in one sentence, the setup table, and which of
+    the conditions the runs share with the paper's (the fidelity table)."""
+    head = [
         Section("Verdict", [summary["verdict"]]),
         Section("Setup", [], tables=[setup_table(summary.get("setup") or [])]),
     ]
+    fidelity = summary.get("fidelity") or fidelity_rows(summary)
+    if fidelity:
+        head.append(
+            Section(
+                "What matches the paper and what does not",
+                [
+                    "Results are labelled by the conditions they tested: the paper's GPT-2 runs "
+                    "(124M parameters, 20,000 steps of 32 x 512 tokens) next to these runs."
+                ],
+                tables=[fidelity_table(fidelity)],
+            )
+        )
+    return head
+
+
+def fidelity_table(rows: Sequence[Sequence[str]]) -> Table:
+    """A study's conditions next to the paper's: condition, paper, study, whether they match."""
+    return Table(
+        ["condition", "the paper (GPT-2 code)", "these runs", "match"],
+        [list(r) for r in rows],
+        "which conditions the runs share with the paper and which they do not",
+    )
 
 
 def setup_table(rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -199,7 +225,11 @@ def setup_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         "tokens",
         "tokens/param",
         "steps",
+        "sequence",
         "burn-in",
+        "burn-in ended (step)",
+        "val loss there",
+        "unigram entropy",
         "lr warm-up",
         "r or schedule",
         "seeds",
@@ -214,7 +244,11 @@ def setup_table(rows: Sequence[Mapping[str, Any]]) -> Table:
                 _int(r.get("tokens")),
                 None if tpp is None else f"{tpp:.3g}",
                 r.get("steps"),
+                r.get("seq_len"),
                 f"{r['burn_in_fraction']:.1%}",
+                _measured(r.get("burn_in_end_step"), ".0f"),
+                _measured(r.get("burn_in_val_loss"), ".3f"),
+                _measured(r.get("unigram_entropy"), ".3f"),
                 f"{r['lr_warmup_fraction']:.1%}",
                 r["temperature"],
                 ", ".join(str(s) for s in sorted(r["seeds"])),
@@ -223,13 +257,28 @@ def setup_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     return Table(
         cols,
         out,
-        "setup, as trained (burn-in: uniform weights before reweighting starts; "
+        "setup, as trained (burn-in: uniform weights before reweighting starts; where it "
+        "ended, the validation loss there and the training mix's unigram entropy, as the "
+        "trainer measured them, mean over the runs; "
         f"the paper's GPT-2 code: {PAPER_TOKENS_PER_PARAM:.1f} tokens/param, burn-in 5%)",
     )
 
 
+def _measured(v: Any, spec: str) -> str:
+    return "\u2014" if v is None else format(v, spec)
+
+
 def _int(v: Any) -> str | None:
     return None if v is None else f"{int(v):,}"
+
+
+def effective_overrides(overrides: Sequence[str]) -> list[str]:
+    """Each key once, with the value that took effect (the last given), in first-given order:
+    a study's scale settings override its base settings, and the page shows the result."""
+    last: dict[str, str] = {}
+    for item in overrides:
+        last[item.partition("=")[0].strip()] = item
+    return list(last.values())
 
 
 def standard_sections(
@@ -240,7 +289,8 @@ def standard_sections(
     same = "yes" if summary["same_batches"] else "NO"
     setup = [
         *intro,
-        f"Config {summary['config']} with overrides: {' '.join(summary['overrides']) or '(none)'}. "
+        f"Config {summary['config']} with overrides: "
+        f"{' '.join(effective_overrides(summary['overrides'])) or '(none)'}. "
         f"Seeds {summary['seeds']}; within a seed every arm has the same model init and, with the "
         f"same data settings, the same training batches (batch-order checksums equal across the "
         f"arms that should share them: {same}).",
@@ -465,14 +515,28 @@ def build_report(
     *,
     embed: bool = False,
     force: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write the combined page to `out_file`; images are linked relative to it (or embedded)."""
+    """Write the combined page to `out_file`; images are linked relative to it (or embedded).
+
+    Paths that are not study folders (no summary.json: a training run, prepared data, a file,
+    e.g. what `runs/*` also matches) are skipped, each with a `note`; none left is an error.
+    """
     if not folders:
         raise UserError("give at least one study folder")
     out_file = Path(out_file)
     check_out_file(out_file, force)
     out_dir = out_file.parent if str(out_file.parent) else Path(".")
-    loaded = [(Path(f), load_summary(Path(f))) for f in folders]
+    studies = [Path(f) for f in folders if (Path(f) / SUMMARY_FILE).is_file()]
+    for f in folders:
+        if Path(f) not in studies and note is not None:
+            note(f"skipped {f}: not a study folder (no {SUMMARY_FILE})")
+    if not studies:
+        raise UserError(
+            f"no {SUMMARY_FILE} in {', '.join(str(f) for f in folders)}: give folders written "
+            "by `lossreweight experiment`, `compare` or `demo`"
+        )
+    loaded = [(f, load_summary(f)) for f in studies]
     overview = []
     verdicts = []
     sections: list[Section] = []

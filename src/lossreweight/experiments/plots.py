@@ -10,6 +10,7 @@ the plots of paired differences to a baseline with 95% intervals across seeds.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from lossreweight.experiments.stats import Records, stacked, t975
+from lossreweight.safe_files import atomic_write
 
 # Fixed colours for the built-in strategies so every plot of every study agrees.
 STRATEGY_COLORS: dict[str, str] = {
@@ -72,7 +74,9 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120, layout: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     if layout:  # False: the caller laid the figure out itself (e.g. room for a figure legend)
         fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    atomic_write(path, buf.getvalue())  # a link at `path` is replaced, its target untouched
     return path
 
 

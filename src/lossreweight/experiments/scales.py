@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 BASE_CONFIG = "tiny"
 
@@ -195,15 +194,3 @@ def paper_scale(
     """The paper's protocol at one model size as one Scale: (scale, parameters)."""
     base, run, steps, params = paper_setup(quick, size, budget)
     return Scale((*base, *run), steps, tuple(seeds)), params
-
-
-def fidelity_table(rows: Sequence[Sequence[str]]) -> Any:
-    """A study's conditions next to the paper's GPT-2 runs: condition, paper, study, verdict.
-    Results are labelled by what they tested, not by "the paper's regime"."""
-    from lossreweight.experiments.page import Table
-
-    return Table(
-        ["condition", "the paper (GPT-2 code)", "this study", "match"],
-        [list(r) for r in rows],
-        "which conditions the runs share with the paper and which they do not",
-    )

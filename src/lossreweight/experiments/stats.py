@@ -436,6 +436,7 @@ def describe(config: Mapping[str, Any], final: Mapping[str, Any]) -> dict[str, A
     burn = final.get("burn_in") or {}  # where the burn-in ended, as the trainer measured it
     return {
         "seq_len": (config.get("data") or {}).get("seq_len"),
+        "vocab_size": (config.get("model") or {}).get("vocab_size"),
         "burn_in_end_step": burn.get("end_step"),
         "burn_in_val_loss": burn.get("val_loss"),
         "unigram_entropy": burn.get("unigram_entropy"),
@@ -474,6 +475,7 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
                     d["tokens"],
                     d["steps"],
                     d["seq_len"],
+                    d["vocab_size"],
                     round(d["burn_in_fraction"], 6),
                     round(d["lr_warmup_fraction"], 6),
                     r,
@@ -550,6 +552,87 @@ def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
             f" (unigram entropy {h:.2f})" if h is not None else ""
         )
     return text
+
+
+# The paper's GPT-2 runs, condition by condition (what the fidelity table compares against).
+PAPER = {
+    "model size": "124M",
+    "sequence length": "512",
+    "vocabulary": "GPT-2 BPE, 50,257",
+    "burn-in": "5% (1,000 of 20,000 steps)",
+    "burn-in position": "far below the unigram entropy",
+    "temperature r": "0.4",
+    "redundancy": "SlimPajama: boilerplate, licences, near-duplicates",
+}
+
+
+def fidelity_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """The study's conditions next to the paper's, from what the runs measured: [condition,
+    the paper, this study, match]. A study with its own (e.g. `conditions`) sets
+    summary["fidelity"] instead."""
+    rows = summary.get("setup") or []
+    if not rows:
+        return []
+
+    def values(key: str, fmt: Any = str) -> str:
+        vs = sorted({r[key] for r in rows if r.get(key) is not None})
+        return ", ".join(fmt(v) for v in vs) if vs else "?"
+
+    tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]
+    tp_ok = bool(tpp) and all(
+        abs(t - PAPER_TOKENS_PER_PARAM) < 0.1 * PAPER_TOKENS_PER_PARAM for t in tpp
+    )
+    reweighted = [r for r in rows if r.get("temperature") != "uniform weights"]
+    ended = [r for r in reweighted if r.get("burn_in_val_loss") is not None]
+    if ended:
+        v = mean([r["burn_in_val_loss"] for r in ended])
+        h = mean([r.get("unigram_entropy") for r in ended])
+        pos = f"validation loss {v:.2f}" + (f" vs unigram entropy {h:.2f}" if h is not None else "")
+        below = h is not None and v is not None and v < h
+        pos_match = (
+            "closer (past word frequencies)"
+            if below
+            else "differs (before the model knows word frequencies)"
+        )
+    else:
+        pos, pos_match = "not measured (runs from before it was recorded)", "unknown"
+    seq = values("seq_len")
+    domains = ", ".join(summary.get("domains") or []) or "?"
+    return [
+        [
+            "tokens per parameter",
+            f"{PAPER_TOKENS_PER_PARAM:.1f}",
+            values("tokens_per_param", lambda t: f"{t:.2f}"),
+            "matches" if tp_ok else "differs",
+        ],
+        ["model size", PAPER["model size"], values("params", _short), "differs"],
+        [
+            "sequence length",
+            PAPER["sequence length"],
+            seq,
+            "matches" if seq == "512" else "differs",
+        ],
+        ["vocabulary", PAPER["vocabulary"], values("vocab_size", lambda v: f"{v:,}"), "differs"],
+        [
+            "burn-in",
+            PAPER["burn-in"],
+            values("burn_in_fraction", lambda f: f"{f:.0%}"),
+            "matches" if values("burn_in_fraction", lambda f: f"{f:.0%}") == "5%" else "differs",
+        ],
+        ["burn-in position", PAPER["burn-in position"], pos, pos_match],
+        [
+            "temperature r",
+            PAPER["temperature r"],
+            ", ".join(sorted({r["temperature"] for r in reweighted})) or "?",
+            "see the arms",
+        ],
+        [
+            "redundancy",
+            PAPER["redundancy"],
+            f"domains {domains}",
+            "differs unless a repeated or easy block is in the mix",
+        ],
+    ]
 
 
 def _short(n: int) -> str:

@@ -1,7 +1,8 @@
 """The toy least-squares study (paper Figure 7): steps to a target loss per strategy.
 
 Trains no language model: every strategy x learning rate x seed advances together as one
-batched simulation (`toy.linreg_sim`), so this study overrides `Study.run` and keeps the
+batched simulation (`simulation`; `analysis` reads the numbers, `figures` draws and writes
+the page), so this study overrides `Study.run` and keeps the
 harness's output-folder rule, verdict-first page and paired intervals.
 """
 
@@ -12,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lossreweight.experiments.harness import Plan, Study, claim_output_dir
+from lossreweight.experiments.harness import Plan, Study, claim_output_dir, finish_output_dir
 from lossreweight.experiments.runs import Log
 from lossreweight.experiments.stats import excludes_zero, spread
-from lossreweight.experiments.toy.linreg_sim import (
+from lossreweight.experiments.studies.linreg.analysis import build_summary
+from lossreweight.experiments.studies.linreg.simulation import (
     DEFAULT_SEEDS,
     QUICK_SEEDS,
     LinregConfig,
@@ -24,8 +26,8 @@ from lossreweight.experiments.toy.linreg_sim import (
     quick_config,
     simulate,
 )
-from lossreweight.experiments.toy.linreg_stats import build_summary
 from lossreweight.reweighting import get_strategy
+from lossreweight.safe_files import atomic_write
 
 
 def paired_steps(summary: dict[str, Any], arm: str, base: str = "uniform") -> dict[str, Any]:
@@ -101,7 +103,7 @@ def run_linreg(
     quick: the test budget (fewer steps, seeds 0 and 1). `config` overrides the settings.
     Returns the summary (the content of summary.json).
     """
-    from lossreweight.experiments.toy.linreg_report import write_plots, write_report
+    from lossreweight.experiments.studies.linreg.figures import write_plots, write_report
 
     start = time.perf_counter()
     cfg = config or (quick_config() if quick else LinregConfig())
@@ -111,7 +113,7 @@ def run_linreg(
     for s in cfg.strategies:
         get_strategy(s)  # fail early on a bad name, with the library's message
     out = Path(out_dir)
-    claim_output_dir(out, "experiment", "linreg")
+    owned = claim_output_dir(out, "experiment", "linreg")
     traj = simulate(make_problem(cfg, seeds), plan_arms(cfg), cfg.steps)
     summary = build_summary(cfg, traj, quick=quick)
     summary["paired_steps_vs_uniform"] = {
@@ -122,7 +124,10 @@ def run_linreg(
     files["html"] = write_report(out, cfg, summary, files).name
     summary["files"] = {"summary": "summary.json", **files}
     summary["runtime_s"] = round(time.perf_counter() - start, 2)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    atomic_write(
+        out / "summary.json", (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode()
+    )
+    finish_output_dir(out, "experiment", "linreg", owned, set(summary["files"].values()))
     return summary
 
 

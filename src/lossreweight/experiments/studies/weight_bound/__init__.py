@@ -29,7 +29,7 @@ from lossreweight.experiments.plots import smooth
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import full_scale, quick_scale
 from lossreweight.experiments.stats import Records, paired, regime_text, series
-from lossreweight.experiments.weight_synthetic import (
+from lossreweight.experiments.studies.weight_bound.synthetic import (
     BOUND,
     CAP,
     plot_examples,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lossreweight.experiments.toy.linreg_sim import (
+from lossreweight.experiments.studies.linreg.simulation import (
     DIVERGED_FACTOR,
     Arm,
     LinregConfig,

@@ -8,8 +8,13 @@ from typing import Any
 
 import torch
 
-from lossreweight.experiments.toy.linreg_sim import LinregConfig, Trajectories, arm_for, lr_grid
-from lossreweight.experiments.toy.linreg_stats import TARGET_RULE, UNREACHED_RULE, rare_group
+from lossreweight.experiments.studies.linreg.analysis import TARGET_RULE, UNREACHED_RULE, rare_group
+from lossreweight.experiments.studies.linreg.simulation import (
+    LinregConfig,
+    Trajectories,
+    arm_for,
+    lr_grid,
+)
 from lossreweight.reweighting import compute_weights, get_strategy
 
 
