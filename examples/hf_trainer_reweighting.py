@@ -10,6 +10,8 @@ samples; the logged `reweight/domain_weight_share/*` shows where it went. The lo
 the unweighted mean per-sample loss (comparable with `eval_loss`), `weighted_loss` what was
 backpropagated. Each domain is also evaluated on its own (`eval_dataset` as a dict):
 `eval_counting_loss`, `eval_noise_loss`, `eval_domain_avg_loss`, `eval_worst_domain_loss`.
+Weights stay uniform for a burn-in of 5% of the steps, as in the paper (1,000 of 20,000) and
+the pipeline's presets; the Reweighter's own default is no burn-in (`warmup_steps=0`).
 """
 
 from __future__ import annotations
@@ -81,10 +83,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "--save-params", help="write the final parameters here (torch.save), from rank 0"
     )
     p.add_argument("--no-eval", action="store_true", help="skip the per-domain evaluation")
+    p.add_argument(
+        "--burn-in", type=float, default=0.05, help="share of the steps with uniform weights"
+    )
     a = p.parse_args(argv)
     hf_logging.set_verbosity_error()
 
-    reweighter = Reweighter(a.strategy, temperature=a.temperature, scope=a.scope)
+    reweighter = Reweighter(
+        a.strategy,
+        temperature=a.temperature,
+        scope=a.scope,
+        warmup_steps=round(a.burn_in * a.steps),  # optimizer steps (HF's global_step)
+    )
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out,

@@ -6,7 +6,10 @@ Two synthetic domains: "counting" sequences (easy) and "noise" (random tokens, h
 `ReweightingMixin` turns per-sample losses into the reweighted loss and logs, once per
 optimizer step over the whole accumulation window, `train/loss` (unweighted mean),
 `train/weighted_loss` (what was backpropagated) and `reweight/*` statistics (here to a CSV
-logger; TensorBoard or W&B work the same way).
+logger; TensorBoard or W&B work the same way). Weights stay uniform for a burn-in of 5% of
+the steps, as in the paper and the pipeline's presets (the Reweighter's own default is 0).
+Then each domain is evaluated on its own validation dataloader: `eval/<domain>/loss`,
+`eval/domain_avg_loss`, `eval/worst_domain_loss`.
 """
 
 from __future__ import annotations
@@ -68,6 +71,12 @@ class ReweightedLM(ReweightingMixin, L.LightningModule):
             logits, batch["labels"], domain_ids=batch["domain_ids"]
         )
 
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> torch.Tensor:
+        logits = self.model(batch["input_ids"])  # dataloader k holds domain k
+        return self.causal_lm_eval_loss(logits, batch["labels"], dataloader_idx=dataloader_idx)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.0)
 
@@ -79,11 +88,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument(
+        "--burn-in", type=float, default=0.05, help="share of the steps with uniform weights"
+    )
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     L.seed_everything(0, verbose=False)
 
-    reweighter = Reweighter(a.strategy, temperature=a.temperature, num_domains=len(DOMAINS))
+    reweighter = Reweighter(
+        a.strategy,
+        temperature=a.temperature,
+        num_domains=len(DOMAINS),
+        warmup_steps=round(a.burn_in * a.steps),  # the paper: 1,000 of 20,000 steps
+    )
     module = ReweightedLM(reweighter)
     loader = torch.utils.data.DataLoader(two_domains(), batch_size=a.batch_size, shuffle=True)
     with tempfile.TemporaryDirectory() as out:
@@ -99,6 +116,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             enable_model_summary=False,
         )
         trainer.fit(module, loader)
+        held_out = two_domains(n=16, seed=1)
+        per_domain = [
+            torch.utils.data.DataLoader([r for r in held_out if int(r["domain_ids"]) == d], 8)
+            for d in range(len(DOMAINS))
+        ]
+        trainer.validate(module, dataloaders=per_domain, verbose=False)
+        evals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("eval/")}
         trainer.logger.save()
         with open(os.path.join(trainer.logger.log_dir, "metrics.csv")) as f:
             rows = [r for r in csv.DictReader(f) if r.get("reweight/ess_fraction")]
@@ -111,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"weighted {last.get('train/weighted_loss', float('nan')):.3f}  "
         f"ess {last.get('reweight/ess_fraction', float('nan')):.3f}  weight share {shares}"
     )
-    return last
+    print("eval: " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(evals.items())))
+    return {**last, **evals}
 
 
 if __name__ == "__main__":

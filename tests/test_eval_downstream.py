@@ -183,3 +183,62 @@ def test_flag_errors_are_one_line(setup, args, message):
     run, _ = setup
     rc, _, err = run_cli("eval", str(run), *args)
     assert rc == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_lm_eval_output_path_and_log_samples(setup, tmp_path):
+    run, tasks = setup
+    out_dir = tmp_path / "lm-eval-out"
+    rc, _, err = run_cli(
+        "eval", str(run), "--tasks", TASK, "--include-path", str(tasks), "--limit", "3",
+        "--device", "cpu", "--output-path", str(out_dir), "--log-samples",
+    )  # fmt: skip
+    assert rc == 0, err[-2000:]
+    (results,) = out_dir.rglob("results_*.json")  # lm-eval's own layout: <dir>/<model>/...
+    assert TASK in json.loads(results.read_text())["results"]
+    (samples,) = out_dir.rglob(f"samples_{TASK}_*.jsonl")
+    lines = samples.read_text().splitlines()
+    assert len(lines) == 3 and "doc" in json.loads(lines[0])
+    record = read_downstream(run)[-1]
+    assert record["output_path"] == str(out_dir) and record["log_samples"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--output-path", "x"], "--output-path applies to downstream tasks"),
+        (["--log-samples"], "--log-samples applies to downstream tasks"),
+        (["--tasks", "x", "--log-samples"], "--log-samples needs --output-path"),
+    ],
+)
+def test_lm_eval_file_flags_are_checked(setup, args, message):
+    run, _ = setup
+    rc, _, err = run_cli("eval", str(run), *args)
+    assert rc == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_unreachable_hub_task_fails_at_once_naming_it(setup, monkeypatch):
+    """Without network a hub task fails in one line naming that task only (the local task
+    before it loaded fine), from the hub libraries' offline mode: no minute of retries."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    import lossreweight.evaluation.downstream as downstream
+
+    # As on a user's machine: online by default (the tests' conftest sets offline mode), but
+    # the hub does not answer. Online, `datasets` would retry it for about a minute.
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    for module, flag in (
+        (huggingface_hub.constants, "HF_HUB_OFFLINE"),
+        (datasets.config, "HF_HUB_OFFLINE"),
+    ):
+        monkeypatch.setattr(module, flag, False)
+    monkeypatch.setattr(downstream, "hub_reachable", lambda timeout=3.0: False)
+    run, tasks = setup
+    before = read_downstream(run)
+    rc, _, err = run_cli("eval", str(run), "--tasks", f"{TASK},sciq", "--include-path", str(tasks))
+    assert rc == 2 and err.count("\n") == 1, err[-2000:]
+    assert "cannot load the data of sciq:" in err and TASK not in err
+    assert "OfflineModeIsEnabled" in err  # the hub was never asked
+    assert read_downstream(run) == before
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # restored afterwards

@@ -558,6 +558,11 @@ def load_example():
 def test_example_runs() -> None:
     last = load_example().main(["--steps", "4"])
     assert last["reweight/domain_weight_share/noise"] > last["reweight/domain_sample_share/noise"]
+    # --burn-in reaches the Reweighter: every step in the burn-in has uniform weights.
+    burnt = load_example().main(["--steps", "4", "--burn-in", "1.0", "--no-eval"])
+    assert burnt["reweight/ess_fraction"] == 1.0
+    share = burnt["reweight/domain_sample_share/noise"]
+    assert burnt["reweight/domain_weight_share/noise"] == pytest.approx(share)
 
 
 DIST_RUNS = {  # name: (example arguments per rank, arguments of the one-process reference)

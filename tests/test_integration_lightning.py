@@ -207,6 +207,13 @@ def test_example_runs() -> None:
     last = mod.main(["--steps", "4", "--grad-accum", "2"])
     assert last["reweight/domain_weight_share/noise"] > 0.5
     assert last["train/weighted_loss"] > last["train/loss"] > 0
+    # Per-domain evaluation: random tokens are harder than counting.
+    assert last["eval/worst_domain_loss"] == last["eval/noise/loss"] > last["eval/counting/loss"]
+    # --burn-in reaches the Reweighter: all 4 steps in the burn-in have uniform weights.
+    burnt = mod.main(["--steps", "4", "--burn-in", "1.0"])
+    assert burnt["reweight/ess_fraction"] == 1.0
+    share = burnt["reweight/domain_sample_share/noise"]
+    assert burnt["reweight/domain_weight_share/noise"] == pytest.approx(share)
 
 
 def test_integrations_package_does_not_import_lightning_or_transformers() -> None:
@@ -260,3 +267,74 @@ def test_missing_lightning_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delitem(sys.modules, "lossreweight.integrations.lightning")
     with pytest.raises(ImportError, match=r"lossreweight\[lightning\]"):
         importlib.import_module("lossreweight.integrations.lightning")
+
+
+# -- per-domain evaluation ----------------------------------------------------------------------
+class EvalModule(Module):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        logits = self.model(batch["ids"])
+        return self.causal_lm_eval_loss(logits, batch["labels"], dataloader_idx=dataloader_idx)
+
+
+class EvalByIds(Module):
+    def validation_step(self, batch, batch_idx):
+        logits = self.model(batch["ids"])
+        return self.causal_lm_eval_loss(logits, batch["labels"], domain_ids=batch["dom"])
+
+
+def _hand_eval(data: list) -> dict[str, float]:
+    ids = torch.stack([r["ids"] for r in data])
+    labels = torch.stack([r["labels"] for r in data])
+    with torch.no_grad():
+        losses, _ = per_sample_loss(Bigram()(ids), labels)
+    dom = torch.stack([r["dom"] for r in data])
+    out = {}
+    for d, name in enumerate(["a", "b"]):
+        keep = (dom == d) & torch.isfinite(losses)
+        out[f"eval/{name}/loss"] = losses[keep].mean().item()
+    out["eval/loss"] = losses[torch.isfinite(losses)].mean().item()
+    out["eval/domain_avg_loss"] = (out["eval/a/loss"] + out["eval/b/loss"]) / 2
+    out["eval/worst_domain_loss"] = max(out["eval/a/loss"], out["eval/b/loss"])
+    return out
+
+
+def _validate(module, loaders, logger) -> dict[str, float]:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.validate(module, dataloaders=loaders, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@pytest.mark.parametrize("by", ["dataloader", "domain_ids"])
+def test_per_domain_evaluation(by: str) -> None:
+    """One validation dataloader per domain (HF's dict eval_dataset), or domain ids per sample:
+    eval/<domain>/loss, eval/loss, eval/domain_avg_loss, eval/worst_domain_loss, as computed
+    by hand (a sample without a target left out; uneven last batch)."""
+    data = rows(n=9, masked=(4,))
+    want = _hand_eval(data)
+    logger = Recorder()
+    loader = lambda part: torch.utils.data.DataLoader(part, batch_size=2)  # noqa: E731
+    if by == "dataloader":
+        module = EvalModule(Reweighter("linupper", num_domains=2))
+        loaders = [loader([r for r in data if int(r["dom"]) == d]) for d in (0, 1)]
+    else:
+        module = EvalByIds(Reweighter("linupper", num_domains=2))
+        loaders = loader(data)
+    got = _validate(module, loaders, logger)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+    (logged,) = [m for m in logger.metrics if "eval/worst_domain_loss" in m]
+    assert logged["eval/worst_domain_loss"] == pytest.approx(want["eval/worst_domain_loss"])
+    assert not module._eval_sums()  # emptied for the next validation
+
+
+def test_domain_ids_need_a_domain_count() -> None:
+    module = EvalByIds(Reweighter("linupper"))
+    module.reweight_domain_names = None
+    with pytest.raises(ValueError, match="number of domains"):
+        module.add_eval_losses(torch.ones(2), domain_ids=torch.tensor([0, 1]))

@@ -84,6 +84,17 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         default="float32",
         help="weights of the exported model (default: float32)",
     )
+    g.add_argument(
+        "--output-path",
+        type=Path,
+        metavar="DIR",
+        help="also write lm-eval's own result files there (lm-eval's --output_path)",
+    )
+    g.add_argument(
+        "--log-samples",
+        action="store_true",
+        help="with --output-path: every prompt, answer and score, one file per task",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +141,8 @@ def _downstream_spec(args: argparse.Namespace) -> Any:
                 ("--include-path", args.include_path),
                 ("--batch-size", None if args.batch_size == 8 else args.batch_size),
                 ("--dtype", None if args.dtype == "float32" else args.dtype),
+                ("--output-path", args.output_path),
+                ("--log-samples", args.log_samples or None),
             )
             if value is not None and value != []
         ]
@@ -138,6 +151,8 @@ def _downstream_spec(args: argparse.Namespace) -> Any:
         return None
     from lossreweight.evaluation.downstream import DownstreamSpec
 
+    if args.log_samples and args.output_path is None:
+        raise ConfigError("--log-samples needs --output-path DIR (where lm-eval writes them)")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not tasks:
         raise ConfigError(
@@ -150,6 +165,8 @@ def _downstream_spec(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         include_paths=list(args.include_path),
         dtype=args.dtype,
+        output_path=args.output_path,
+        log_samples=args.log_samples,
     )
 
 

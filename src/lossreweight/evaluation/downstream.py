@@ -9,9 +9,16 @@ downloads a task's data set from the hub only for hub tasks, and only with netwo
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import importlib
+import os
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +37,7 @@ if TYPE_CHECKING:
 
 
 INSTALL_HINT = "pip install 'lossreweight[eval]'"
+HUB_URL = "https://huggingface.co"
 
 
 @dataclass
@@ -42,6 +50,10 @@ class DownstreamSpec:
     batch_size: int | str = 8
     include_paths: list[Path] = field(default_factory=list)
     dtype: str = "float32"
+    # lm-eval's own result files (`--output_path`), and every prompt and answer in them
+    # (`--log_samples`): what lm-eval's command line writes, beside our record.
+    output_path: Path | None = None
+    log_samples: bool = False
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -51,6 +63,8 @@ class DownstreamSpec:
             "batch_size": self.batch_size,
             "dtype": self.dtype,
             "include_paths": [str(p) for p in self.include_paths],
+            "output_path": None if self.output_path is None else str(self.output_path),
+            "log_samples": self.log_samples,
         }
 
 
@@ -110,21 +124,72 @@ def _local_only(manager: Any, paths: list[str], tasks: list[str]) -> Any:
 
 
 def check_tasks_load(tm: TaskManager, spec: DownstreamSpec) -> None:
-    """Build the tasks (and so load their data) once before any model is exported: a hub task
-    without network, or a local task with a missing file, fails here in one line."""
+    """Build the tasks (and so load their data) once before any model is exported, one at a
+    time: a hub task without network, or a local task with a missing file, fails here in one
+    line that names that task. With the hub unreachable, `datasets` reads its cache only
+    instead of retrying for a minute (`hub_offline_unless_reachable`)."""
+    with hub_offline_unless_reachable(), _bars_only_on_a_terminal():
+        for name in spec.tasks:
+            try:
+                tm.load([name])
+            except ConnectionError as exc:
+                raise DataError(
+                    f"cannot load the data of {name}: {_one_line(exc)}; hub tasks need network "
+                    "access the first time (lm-eval downloads them with `datasets`), or use a "
+                    "local task with --include-path DIR"
+                ) from None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise DataError(
+                    f"lm-eval cannot build the task {name}: {_one_line(exc)}; check the task "
+                    "YAML and its data files"
+                ) from None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers at all (any HTTP status) within `timeout` s."""
     try:
-        tm.load(spec.tasks)
-    except ConnectionError as exc:
-        raise DataError(
-            f"cannot load the data of {', '.join(spec.tasks)}: {_one_line(exc)}; hub tasks need "
-            "network access the first time (lm-eval downloads them with `datasets`), or use a "
-            "local task with --include-path DIR"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"lm-eval cannot build the task(s) {', '.join(spec.tasks)}: {_one_line(exc)}; check "
-            "the task YAML and its data files"
-        ) from None
+        with urllib.request.urlopen(
+            urllib.request.Request(HUB_URL, method="HEAD"), timeout=timeout
+        ):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):
+        return False
+
+
+# The offline switches of huggingface_hub and datasets, read when they are used (their
+# environment variables are read once, at import).
+_OFFLINE_FLAGS = (
+    ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+    ("datasets.config", "HF_HUB_OFFLINE"),
+    ("datasets.config", "HF_DATASETS_OFFLINE"),
+)
+
+
+@contextlib.contextmanager
+def hub_offline_unless_reachable() -> Iterator[None]:
+    """The hub's libraries retry an unreachable hub for about a minute per file, printing each
+    retry; when it does not answer now, put them in their offline mode (cached data only,
+    which fails at once when the data is not cached) while the block runs."""
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
+        yield  # already offline, by the user's choice
+        return
+    if hub_reachable():
+        yield
+        return
+    saved = []
+    for module_name, flag in _OFFLINE_FLAGS:
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(module_name)
+            if hasattr(module, flag):
+                saved.append((module, flag, getattr(module, flag)))
+                setattr(module, flag, True)
+    try:
+        yield
+    finally:
+        for module, flag, value in saved:
+            setattr(module, flag, value)
 
 
 def evaluate_downstream(
@@ -152,18 +217,23 @@ def evaluate_downstream(
         export_hf(model, hf_dir, tokenizer, dtype=getattr(torch, spec.dtype))
         del model  # lm-eval loads its own copy from the export
         lm = _local_hflm(hf_dir, device, spec)
+        tracker = _tracker(spec)
         try:
-            out = simple_evaluate(
-                model=lm,
-                tasks=list(spec.tasks),
-                num_fewshot=spec.num_fewshot,
-                limit=spec.limit,
-                task_manager=tm,
-                log_samples=False,
-            )
+            with hub_offline_unless_reachable(), _bars_only_on_a_terminal():
+                out = simple_evaluate(
+                    model=lm,
+                    tasks=list(spec.tasks),
+                    num_fewshot=spec.num_fewshot,
+                    limit=spec.limit,
+                    task_manager=tm,
+                    log_samples=spec.log_samples,
+                    evaluation_tracker=tracker,
+                )
         except ConnectionError as exc:
             raise DataError(f"lm-eval could not reach the hub: {_one_line(exc)}") from None
     assert out is not None  # single process: rank 0 always gets the results
+    if tracker is not None:
+        _save_lm_eval_files(tracker, out, spec.log_samples)
     return {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt.relative_to(run_dir)) if ckpt.is_relative_to(run_dir) else str(ckpt),
@@ -182,6 +252,44 @@ def evaluate_downstream(
         "seconds": round(time.time() - started, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+@contextlib.contextmanager
+def _bars_only_on_a_terminal() -> Iterator[None]:
+    """`datasets` draws its progress bars on stderr even into a log file: not there."""
+    try:
+        import datasets
+    except ImportError:
+        yield
+        return
+    quiet = not sys.stderr.isatty() and not datasets.are_progress_bars_disabled()
+    if quiet:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
+
+
+def _tracker(spec: DownstreamSpec) -> Any:
+    """lm-eval's EvaluationTracker writing to `spec.output_path` (None: no lm-eval files)."""
+    if spec.output_path is None:
+        return None
+    from lm_eval.loggers import EvaluationTracker
+
+    return EvaluationTracker(output_path=str(spec.output_path))
+
+
+def _save_lm_eval_files(tracker: Any, out: dict[str, Any], log_samples: bool) -> None:
+    """What lm-eval's command line writes with --output_path (and --log_samples): its results
+    file and one samples file per task, under output_path/<model>/ with a timestamp."""
+    samples = out.pop("samples", None) if log_samples else None
+    tracker.save_results_aggregated(results=out, samples=samples)
+    if samples:
+        for task in out.get("configs", {}):
+            if task in samples:
+                tracker.save_results_samples(task_name=task, samples=samples[task])
 
 
 def _local_hflm(hf_dir: Path, device: torch.device, spec: DownstreamSpec) -> Any:

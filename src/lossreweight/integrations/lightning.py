@@ -13,6 +13,10 @@
             doms = batch.get("domain_ids")
             return self.causal_lm_reweighted_loss(logits, batch["labels"], domain_ids=doms)
 
+        def validation_step(self, batch, batch_idx, dataloader_idx=0):  # one loader per domain
+            logits = self.model(batch["input_ids"])
+            return self.causal_lm_eval_loss(logits, batch["labels"], dataloader_idx=dataloader_idx)
+
     trainer = L.Trainer(accumulate_grad_batches=2, ...)
 
 Why the scale is right: `training_step` returns `W * sum_i w_i l_i` (weights summing to 1
@@ -53,7 +57,16 @@ except ModuleNotFoundError as exc:
 
 from lossreweight.integrations._stats import StatsAccumulator, flatten, logged_losses
 from lossreweight.losses import per_sample_loss
-from lossreweight.metric_names import LR, STEP, TRAIN_LOSS, WEIGHTED_LOSS
+from lossreweight.metric_names import (
+    DOMAIN_AVG_LOSS,
+    LOSS,
+    LR,
+    STEP,
+    TRAIN_LOSS,
+    WEIGHTED_LOSS,
+    WORST_DOMAIN_LOSS,
+    domain_loss_name,
+)
 from lossreweight.reweighting import Reweighter
 
 __all__ = ["ReweightingMixin"]
@@ -155,3 +168,96 @@ class ReweightingMixin:
         # `step` is what Lightning's loggers use as the step of the record.
         metrics[STEP] = float(int(self.global_step) + 1)  # type: ignore[attr-defined]
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)  # type: ignore[attr-defined]
+
+    # -- per-domain evaluation (the HF adapter's, the Lightning way) ------------------------
+    def causal_lm_eval_loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        dataloader_idx: int = 0,
+        domain_ids: torch.Tensor | None = None,
+        shift: bool = True,
+    ) -> torch.Tensor:
+        """In `validation_step`: per-sample cross-entropy, then `add_eval_losses`."""
+        losses, _ = per_sample_loss(logits, labels, shift=shift)
+        return self.add_eval_losses(losses, dataloader_idx=dataloader_idx, domain_ids=domain_ids)
+
+    def add_eval_losses(
+        self,
+        losses: torch.Tensor,
+        *,
+        dataloader_idx: int = 0,
+        domain_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Add per-sample validation losses to their domain's sums; returns their mean.
+
+        The domain is `domain_ids` (one per sample; `reweight_domain_names` or the
+        Reweighter's `num_domains` says how many) or else the validation dataloader's index
+        (one dataloader per domain, as the HF adapter's dict `eval_dataset`). When the
+        validation epoch ends, the mixin logs `eval/<domain>/loss` (the mean of per-sample
+        losses), `eval/loss` over all samples, `eval/domain_avg_loss` and
+        `eval/worst_domain_loss` (a NaN domain makes both NaN), summed over ranks first.
+        Samples without a target (NaN loss) are left out. Nothing here waits for the device.
+        """
+        losses = losses.detach().reshape(-1).float()
+        valid = torch.isfinite(losses)
+        safe = torch.where(valid, losses, 0.0)
+        sums = self._eval_sums()
+        if domain_ids is None:
+            add = torch.stack([safe.sum(), valid.sum().float()])
+            sums[dataloader_idx] = sums.get(dataloader_idx, 0) + add
+        else:
+            n = len(self.reweight_domain_names or ()) or self.reweighter.num_domains
+            if not n:
+                raise ValueError(
+                    "domain_ids need the number of domains: set reweight_domain_names or the "
+                    "Reweighter's num_domains"
+                )
+            ids = domain_ids.reshape(-1).to(losses.device).long()
+            per = torch.zeros(n, 2, device=losses.device)
+            per[:, 0].index_add_(0, ids, safe)
+            per[:, 1].index_add_(0, ids, valid.float())
+            for d in range(n):
+                sums[d] = sums.get(d, 0) + per[d]
+        return safe.sum() / valid.sum().clamp(min=1)
+
+    def _eval_sums(self) -> dict[int, torch.Tensor]:
+        sums = getattr(self, "_rw_eval", None)
+        if sums is None:
+            sums = {}
+            self._rw_eval = sums
+        return sums
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()  # type: ignore[misc]
+        self._rw_eval: dict[int, torch.Tensor] = {}  # a sanity check's sums do not carry over
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()  # type: ignore[misc]
+        self.log_domain_eval()
+
+    def log_domain_eval(self) -> dict[str, torch.Tensor]:
+        """Log (and return) the per-domain validation losses gathered since the epoch began."""
+        sums, self._rw_eval = self._eval_sums(), {}
+        if not sums:
+            return {}
+        keys = sorted(sums)
+        table = torch.stack([sums[k] for k in keys])  # [domains, (loss sum, samples)]
+        strategy = getattr(getattr(self, "_trainer", None), "strategy", None)
+        if strategy is not None:
+            table = strategy.reduce(table, reduce_op="sum")  # every rank's samples
+        per = table[:, 0] / table[:, 1]  # 0/0 = NaN: a domain without samples
+        names = self.reweight_domain_names
+        metrics = {
+            domain_loss_name(names[k] if names and k < len(names) else str(k)): per[i]
+            for i, k in enumerate(keys)
+        }
+        metrics[LOSS] = table[:, 0].sum() / table[:, 1].sum()
+        metrics[DOMAIN_AVG_LOSS] = per.mean()
+        metrics[WORST_DOMAIN_LOSS] = per.max()
+        if self.reweight_log:
+            # Lightning's step here is already the optimizer steps done: the pipeline's axis.
+            logged = {**metrics, STEP: float(int(self.global_step))}  # type: ignore[attr-defined]
+            self.log_dict(logged, on_step=False, on_epoch=True, batch_size=1)  # type: ignore[attr-defined]
+        return metrics
