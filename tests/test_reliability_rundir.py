@@ -393,3 +393,139 @@ def test_weights_that_break_on_finite_losses_get_reweighting_advice_not_lr(
     assert "per-sample losses were finite but the reweighted loss was not" in err
     assert "raise reweight.temperature" in err and "lower train.lr" not in err
     assert f"last good checkpoint: {out / 'checkpoints' / 'step_00000002'}" in err
+
+
+# -- issue 19: every number is about the data and model it names ---------------------------------
+def nan_weights(ckpt: Path, *, manifest_says_finite: bool) -> None:
+    """Make a checkpoint's weights non-finite, with a manifest that matches the files (as a
+    diverged run saves them; `manifest_says_finite=True`: a manifest that does not know)."""
+    from safetensors.torch import load_file, save_file
+
+    from lossreweight.integrity import write_manifest
+
+    weights = ckpt / "model.safetensors"
+    state = load_file(str(weights))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, str(weights))
+    (ckpt / "manifest.json").unlink()
+    (ckpt / "COMPLETE").unlink()
+    write_manifest(ckpt, int(ckpt.name.removeprefix("step_")), finite=manifest_says_finite)
+    (ckpt / "COMPLETE").write_text(ckpt.name.removeprefix("step_") + "\n")
+
+
+@pytest.mark.parametrize("manifest_says_finite", [False, True])
+def test_nonfinite_weights_are_never_scored_nor_exported_without_force(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest_says_finite: bool
+) -> None:
+    pytest.importorskip("transformers")
+    nan_weights(run / "checkpoints" / "step_00000006", manifest_says_finite=manifest_says_finite)
+    assert main(["eval", str(run), "--device", "cpu"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "holds non-finite weights" in err and "step_00000004" in err  # the last good one
+    assert main(["export-hf", str(run), str(tmp_path / "hf")]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "holds non-finite weights" in err and "--force" in err
+    assert not (tmp_path / "hf").exists()
+    assert main(["export-hf", str(run), str(tmp_path / "hf"), "--force"]) == 0
+    capsys.readouterr()
+    # A curve over every checkpoint scores the finite ones and leaves the diverged one out.
+    assert main(["eval", str(run), "--all-checkpoints", "--json", "--device", "cpu"]) == 0
+    curve = json.loads(capsys.readouterr().out)
+    assert [p["step"] for p in curve["points"]] == [4]
+
+
+def test_eval_refuses_data_other_than_the_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus", "a b c d e f g h")
+    out = tmp_path / "run"
+    data = [f"data.sources=[{corpus}]", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert train_main(out, *data, "train.max_steps=2") == 0
+    write_corpus(corpus, "i j k l m n o p")  # the run's config now names other text
+    before = snapshot(out)
+    assert main(["eval", str(out), "--device", "cpu"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"{out} was trained on other data" in err and "to evaluate it" in err
+    assert snapshot(out) == before
+
+
+def test_a_changed_shard_is_caught_before_resume_and_eval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fingerprint covers the bytes read, not only the checksums the index stores."""
+    from lossreweight.data import prepare_data
+
+    data_dir = tmp_path / "data"
+    prepare_data(load_config("tiny", SHORT).data, data_dir, progress=False)
+    prepared = [f"data.prepared={data_dir}"]
+    out = tmp_path / "run"
+    assert train_main(out, *prepared, "train.max_steps=2") == 0
+    shard = sorted((data_dir / "val").glob("*.bin"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # an edit in the middle: sizes and sampled ends still match
+    shard.write_bytes(bytes(raw))
+    assert main(["eval", str(out), "--device", "cpu"]) == 2
+    assert "fails its checksum" in one_line(capsys.readouterr().err)
+    assert train_main(out, *prepared, "train.max_steps=4") == 2
+    assert "fails its checksum" in one_line(capsys.readouterr().err)
+
+
+def test_moved_prepared_data_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lossreweight.data import prepare_data
+
+    old = tmp_path / "old"
+    prepare_data(load_config("tiny", SHORT).data, old, progress=False)
+    out = tmp_path / "run"
+    assert train_main(out, f"data.prepared={old}", "train.max_steps=2") == 0
+    new = tmp_path / "moved" / "data"
+    new.parent.mkdir()
+    old.rename(new)
+    # Moved, and named through a symlink: the fingerprint is the identity, not the path.
+    (tmp_path / "link").symlink_to(new)
+    assert train_main(out, f"data.prepared={tmp_path / 'link'}", "train.max_steps=4") == 0
+    assert logged_steps(out) == [1, 2, 3, 4]
+    capsys.readouterr()
+
+
+def test_a_lost_data_json_is_noticed(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (run / "data.json").unlink()
+    before = snapshot(run)
+    assert train_main(run, "train.max_steps=8") == 2
+    err = one_line(capsys.readouterr().err)
+    assert "data.json is missing" in err and "restore it" in err
+    assert main(["eval", str(run), "--device", "cpu"]) == 2
+    assert "data.json is missing" in one_line(capsys.readouterr().err)
+    assert snapshot(run) == before
+
+
+def test_export_refuses_a_tokenizer_other_than_the_runs(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("transformers")
+    tok = next(p for p in sorted((run / "tokenizer").rglob("*")) if p.is_file())
+    tok.write_bytes(tok.read_bytes() + b" ")
+    assert main(["export-hf", str(run), str(tmp_path / "hf")]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "tokenizer changed since the run trained with it" in err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_eval_and_export_during_training_say_the_run_is_being_trained(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("transformers")
+    with DirectoryLock(run, what="run directory"):  # a trainer holds the run
+        # A save in progress replaced the newest checkpoint's weights under our feet.
+        flip_bit(run / "checkpoints" / "step_00000006" / "model.safetensors")
+        for cmd in (
+            ["eval", str(run), "--device", "cpu"],
+            ["export-hf", str(run), str(tmp_path / "hf")],
+        ):
+            assert main(cmd) == 2
+            err = one_line(capsys.readouterr().err)
+            assert f"{run} is being trained (pid {os.getpid()}" in err and "re-run" in err
+        shutil.rmtree(run / "checkpoints")
+        assert main(["eval", str(run), "--device", "cpu"]) == 2
+        err = one_line(capsys.readouterr().err)
+        assert "is being trained" in err and "no complete checkpoint yet" in err

@@ -19,6 +19,8 @@ names and the rule from here. Layout of `lossreweight train --out RUN`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from lossreweight.errors import CheckpointError, ConfigError, DataError, UserError
-from lossreweight.locking import LOCK_FILE, DirectoryLock
+from lossreweight.locking import LOCK_FILE, DirectoryLock, describe_holder
 from lossreweight.metric_names import from_legacy
 
 # -- file names ---------------------------------------------------------------------------
@@ -90,6 +92,11 @@ def require_checkpoint(run_dir: str | Path) -> Path:
     """The newest complete checkpoint of a run; one line when there is none."""
     latest = find_latest_checkpoint(run_dir)
     if latest is None:
+        if trainer := trainer_of(run_dir):
+            raise CheckpointError(
+                f"{run_dir} is being trained ({trainer}) and has no complete checkpoint yet; "
+                "re-run once the first one is saved (checkpoint.every)"
+            )
         raise CheckpointError(
             f"{run_dir} has no complete checkpoint ({CHECKPOINTS_DIR}/step_XXXXXXXX with a "
             f"{COMPLETE_MARKER} file); train until one is saved, or check the path"
@@ -141,6 +148,8 @@ RECOVERY: tuple[str, ...] = ("train.lr", "train.grad_clip", "train.max_nonfinite
 # Everything else is *blocking*: another value makes it another run, which cannot resume here.
 # Values compared whole (a temperature schedule, a mixture), not key by key:
 _WHOLE = ("reweight.temperature", "data.mixture")
+# Where prepared data lives: no part of a run's identity when the data's fingerprint matches.
+DATA_LOCATIONS: tuple[str, ...] = ("data.prepared",)
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -309,18 +318,47 @@ def read_final(run_dir: str | Path) -> dict[str, Any] | None:
 def read_data_fingerprint(run_dir: str | Path) -> str | None:
     """The data fingerprint saved with a run (data.json), or None (a run from before
     fingerprints, or no data.json yet)."""
-    try:
-        value = json.loads((Path(run_dir) / DATA_FILE).read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
+    value = _data_record(run_dir).get("fingerprint")
     return value if isinstance(value, str) else None
+
+
+def _data_record(run_dir: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(run_dir) / DATA_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def trainer_of(run_dir: str | Path) -> str | None:
+    """Who is training the run now ('pid 123 on host (lossreweight train ...)'), or None.
+
+    A read-only probe of the run's lock: a shared lock taken and dropped at once, refused
+    while a trainer holds it exclusively. Nothing is created or written."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return describe_holder(path)
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 # -- the data a run trains on --------------------------------------------------------------
 def data_fingerprint(index: Mapping[str, Any], tokenizer_dir: str | Path | None) -> str:
     """sha256 of the content of prepared data: every shard's token count and full CRC-32
-    (from the data's index), the layout, and the bytes of every tokenizer file. Where the
-    data lives plays no part, so moving the cache keeps the fingerprint."""
+    (from the data's index, which the trainer checks against the shards' bytes first:
+    `PreparedData.verify`), the layout, and the bytes of every tokenizer file. Where the data
+    lives plays no part, so moving the data keeps the fingerprint."""
     splits = index.get("splits", {})
     content = {
         "seq_len": index.get("seq_len"),
@@ -336,11 +374,63 @@ def data_fingerprint(index: Mapping[str, Any], tokenizer_dir: str | Path | None)
         },
     }
     h = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
-    if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
-        for f in sorted(p for p in Path(tokenizer_dir).rglob("*") if p.is_file()):
-            h.update(f.relative_to(tokenizer_dir).as_posix().encode() + b"\0")
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+    _hash_folder(h, tokenizer_dir)
     return h.hexdigest()
+
+
+def tokenizer_hash(tokenizer_dir: str | Path | None) -> str | None:
+    """sha256 of a tokenizer folder's files (names and bytes); None without one."""
+    if tokenizer_dir is None or not Path(tokenizer_dir).is_dir():
+        return None
+    h = hashlib.sha256()
+    _hash_folder(h, tokenizer_dir)
+    return h.hexdigest()
+
+
+def _hash_folder(h: Any, folder: str | Path | None) -> None:
+    if folder is None or not Path(folder).is_dir():
+        return
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+
+
+def check_same_data(run_dir: str | Path, data_fp: str | None, *, doing: str) -> None:
+    """Refuse (DataError) when the data a command is about to use is not the data the run
+    trained on (its fingerprint in data.json), or when the run's data.json was lost. `doing`
+    names the command's act for the message ("resume", "evaluate")."""
+    run_dir = Path(run_dir)
+    if not (run_dir / DATA_FILE).is_file():
+        if find_latest_checkpoint(run_dir) is None and not (run_dir / FINAL_FILE).exists():
+            return  # set-up never finished: nothing was trained on any data yet
+        raise DataError(
+            f"{run_dir / DATA_FILE} is missing (it records the data the run trained on), so "
+            f"nothing can show that the data is the same; restore it from a backup to {doing}, "
+            "or train into a new --out directory"
+        )
+    before = read_data_fingerprint(run_dir)
+    if before is not None and data_fp is not None and before != data_fp:
+        raise DataError(
+            f"{run_dir} was trained on other data: the prepared data (its shards or tokenizer) "
+            f"changed since (fingerprint {before[:12]} -> {data_fp[:12]}); restore the data it "
+            f"was trained on to {doing}, or train into a new --out directory"
+        )
+
+
+def check_run_tokenizer(run_dir: str | Path) -> None:
+    """Refuse (DataError) when RUN/tokenizer/ is not the tokenizer the run trained with (its
+    hash in data.json; runs from before the hash are not checked)."""
+    run_dir = Path(run_dir)
+    saved = _data_record(run_dir).get("tokenizer_sha256")
+    if not isinstance(saved, str):
+        return
+    now = tokenizer_hash(run_dir / TOKENIZER_DIR)
+    if now != saved:
+        what = "is missing" if now is None else "changed since the run trained with it"
+        raise DataError(
+            f"{run_dir / TOKENIZER_DIR} {what}: a model exported with it would read other "
+            "tokens; restore the run's tokenizer folder"
+        )
 
 
 # -- may this run go on with these settings and this data? ---------------------------------
@@ -355,14 +445,14 @@ def check_resume(run_dir: str | Path, wanted: Mapping[str, Any], data_fp: str | 
     saved = read_saved_config(run_dir)
     if saved is None:
         return None
-    before = read_data_fingerprint(run_dir)
-    if before is not None and data_fp is not None and before != data_fp:
-        raise DataError(
-            f"{run_dir} was trained on other data: the prepared data (its shards or tokenizer) "
-            f"changed since (fingerprint {before[:12]} -> {data_fp[:12]}); restore the data it "
-            "was trained on to resume, or train into a new --out directory"
-        )
+    check_same_data(run_dir, data_fp, doing="resume")
     diff = compare_runs(saved, wanted)
+    if data_fp is not None and read_data_fingerprint(run_dir) == data_fp:
+        # The fingerprint is the data's identity: prepared data moved, or named by another
+        # path, is the same data.
+        diff = dataclasses.replace(
+            diff, blocking=tuple(k for k in diff.blocking if k not in DATA_LOCATIONS)
+        )
     if not diff.can_resume:
         raise ConfigError(
             f"{run_dir} holds a run with other settings ({diff.describe(diff.blocking)}); re-run "

@@ -21,7 +21,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         "out_dir", metavar="OUT_DIR", type=Path, help="where to write the Hugging Face model"
     )
     p.add_argument(
-        "--force", action="store_true", help="replace OUT_DIR if it exists and is not empty"
+        "--force",
+        action="store_true",
+        help="replace OUT_DIR if it exists and is not empty; export non-finite weights",
     )
     p.add_argument(
         "--dtype", choices=DTYPES, default="float32", help="weight dtype (default: float32)"
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from lossreweight.model.hf_export import check_out_dir, export_hf
     from lossreweight.model.llama import LlamaModel
     from lossreweight.model.load import load_run_model
-    from lossreweight.rundir import TOKENIZER_DIR
+    from lossreweight.rundir import TOKENIZER_DIR, check_run_tokenizer
 
     run_dir, out_dir = args.run_dir, args.out_dir
     if run_dir.resolve() == out_dir.resolve() or run_dir.resolve().is_relative_to(
@@ -44,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
             f"OUT_DIR {out_dir} would replace the run directory itself; choose another OUT_DIR"
         )
     check_out_dir(out_dir, args.force)  # before loading a possibly large model
-    model, ckpt = load_run_model(run_dir)
+    check_run_tokenizer(run_dir)  # the tokenizer exported is the one the run trained with
+    model, ckpt = load_run_model(
+        run_dir, allow_nonfinite=args.force, force_hint="; pass --force to export it anyway"
+    )
     dtype = getattr(torch, args.dtype)
     model.to(dtype)  # cast in place: export_hf then needs no copy
     tokenizer = run_dir / TOKENIZER_DIR

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lossreweight.errors import CheckpointError
+from lossreweight.model.load import NonFiniteWeights
 from lossreweight.evaluation.files import (
     CURVE_STEM,
     EVAL_DIR,
@@ -51,6 +52,9 @@ def evaluate_curve(
     for ckpt in complete_checkpoints(run_dir):
         try:
             result = evaluator.evaluate(ckpt)
+        except NonFiniteWeights:  # a diverged checkpoint is never scored
+            log.warning("checkpoint %s holds non-finite weights; skipped", ckpt.name)
+            continue
         except CheckpointError:
             if ckpt.is_dir():
                 raise

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lossreweight.errors import CheckpointError
-from lossreweight.integrity import verify_checkpoint
+from lossreweight.integrity import is_good, verify_checkpoint
 from lossreweight.model.base import CausalLM
 from lossreweight.model.config import ModelConfig
 from lossreweight.rundir import (
@@ -18,8 +18,10 @@ from lossreweight.rundir import (
     MODEL_WEIGHTS,
     RESOLVED_CONFIG,
     STATE_FILE,
+    complete_checkpoints,
     read_run_config,
     require_checkpoint,
+    trainer_of,
 )
 
 # Wrappers that prefix state_dict names: torch.compile, DDP.
@@ -36,34 +38,84 @@ def read_run_model_config(run_dir: str | Path) -> ModelConfig:
     return ModelConfig.from_dict(data["model"], where=f"{RESOLVED_CONFIG}: model")
 
 
+class NonFiniteWeights(CheckpointError):
+    """A checkpoint whose weights hold NaN or inf: scores of it would be meaningless."""
+
+
 def load_run_model(
-    run_dir: str | Path, checkpoint: str | Path | None = None
+    run_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    *,
+    allow_nonfinite: bool = False,
+    force_hint: str = "",
 ) -> tuple[CausalLM, Path]:
-    """Build the run's model and load a checkpoint into it (default: the newest complete one)."""
+    """Build the run's model and load a checkpoint into it (default: the newest complete one).
+
+    A checkpoint of non-finite weights (a diverged run) raises NonFiniteWeights, naming the
+    last good checkpoint, unless `allow_nonfinite` (export-hf --force); `force_hint` is added
+    to the message (how to go on anyway)."""
     run_dir = Path(run_dir)
     cfg = read_run_model_config(run_dir)
     ckpt = Path(checkpoint) if checkpoint else require_checkpoint(run_dir)
+    try:
+        model, finite = _load(cfg, ckpt)
+    except CheckpointError as exc:
+        if trainer := trainer_of(run_dir):  # not damage: a save or a prune while we read
+            raise CheckpointError(
+                f"{run_dir} is being trained ({trainer}): checkpoint {ckpt.name} changed while "
+                f"it was read ({str(exc)[:120]}); re-run the command, or wait for the training "
+                "to finish"
+            ) from None
+        raise
+    if not allow_nonfinite and not (finite and _all_finite(model)):
+        raise NonFiniteWeights(_nonfinite(run_dir, ckpt) + force_hint)
+    return model, ckpt
+
+
+def _load(cfg: ModelConfig, ckpt: Path) -> tuple[CausalLM, bool]:
+    """The model of `cfg` with the weights of `ckpt`; and whether the manifest says finite."""
     weights = ckpt / MODEL_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {ckpt} has no {MODEL_WEIGHTS}; it is damaged, delete it")
     # The trainer's checkpoints carry a manifest: what is read must match its hashes.
+    finite = True
     if (ckpt / MANIFEST_FILE).is_file():
-        verify_checkpoint(
+        manifest = verify_checkpoint(
             ckpt, only=[n for n in (MODEL_WEIGHTS, STATE_FILE) if (ckpt / n).exists()]
         )
+        finite = manifest.get("finite") is not False
     if cfg.hf is not None:
         from lossreweight.model.hf_model import build_hf_model
 
         model: CausalLM = build_hf_model(cfg, None, load_weights=False)
         load_model_weights(model, weights)
-        return model, ckpt
-    from lossreweight.model.llama import LlamaModel
+    else:
+        from lossreweight.model.llama import LlamaModel
 
-    vocab = cfg.vocab_size or _embedding_rows(weights)
-    with torch.device("meta"):  # no random init: the checkpoint overwrites every weight
-        model = LlamaModel(cfg.resolved(vocab))
-    load_model_weights(model, weights, assign=True)
-    return model, ckpt
+        vocab = cfg.vocab_size or _embedding_rows(weights)
+        with torch.device("meta"):  # no random init: the checkpoint overwrites every weight
+            model = LlamaModel(cfg.resolved(vocab))
+        load_model_weights(model, weights, assign=True)
+    return model, finite
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(
+        bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
+    )
+
+
+def _nonfinite(run_dir: Path, ckpt: Path) -> str:
+    older = [c for c in complete_checkpoints(run_dir) if c.name < ckpt.name and is_good(c)]
+    earlier = (
+        f"the last good checkpoint before it is {older[-1]}"
+        if older
+        else "no earlier checkpoint of this run has finite weights"
+    )
+    return (
+        f"{ckpt} holds non-finite weights (NaN or inf: the run diverged before it was saved), "
+        f"so its scores would be meaningless; {earlier}"
+    )
 
 
 def load_model_weights(model: nn.Module, path: str | Path, *, assign: bool = False) -> None:

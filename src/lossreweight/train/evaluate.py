@@ -17,10 +17,17 @@ import torch.distributed as dist
 
 from lossreweight.config import RunConfig, validate_config
 from lossreweight.data import prepare_data
+from lossreweight.data.shards import check_shards
 from lossreweight.errors import ConfigError
 from lossreweight.metric_names import eval_record
 from lossreweight.model import load_run_model
-from lossreweight.rundir import RESOLVED_CONFIG, read_run_config, require_checkpoint
+from lossreweight.rundir import (
+    RESOLVED_CONFIG,
+    check_same_data,
+    data_fingerprint,
+    read_run_config,
+    require_checkpoint,
+)
 from lossreweight.train.checkpoint import read_state
 from lossreweight.train.loss_module import PerSampleLoss
 from lossreweight.train.runtime import Runtime, setup_runtime
@@ -163,6 +170,11 @@ def open_run(run_dir: str | Path, device: str | None = None) -> RunEvaluator:
         torch.cuda.set_device(dev)
         rt = dataclasses.replace(rt, device=dev)
     data = prepare_data(cfg.data, None, progress=False)
+    # The scores must be about the data the run trained on: the validation shards' bytes
+    # against their checksums, then the fingerprint against the one train saved.
+    val_only = {**data.index, "splits": {"train": {}, "val": data.index["splits"]["val"]}}
+    check_shards(data.root, val_only, full=True)
+    check_same_data(run_dir, data_fingerprint(data.index, data.tokenizer_dir), doing="evaluate it")
     batches = data.val_batches(
         cfg.eval.batch_size, max_sequences_per_domain=cfg.eval.max_sequences_per_domain
     )

@@ -36,6 +36,7 @@ from lossreweight.rundir import (
     data_fingerprint,
     find_latest_checkpoint,
     read_final,
+    tokenizer_hash,
 )
 from lossreweight.train.burn_in import BurnIn
 from lossreweight.train.checkpoint import Checkpointer, Counters
@@ -123,6 +124,9 @@ class Trainer:
         succeeded, so bad input leaves no trace."""
         if not self.rt.is_main:
             return
+        # The fingerprint is built from the index's checksums: check them against the bytes
+        # first, so it is about the data this run reads (docs/benchmarks.md: ~2 s per GB).
+        data.verify()
         self._data_fp = data_fingerprint(data.index, data.tokenizer_dir)
         note = check_resume(self.run_dir, resolved, self._data_fp)
         if note:
@@ -150,7 +154,12 @@ class Trainer:
             finally:  # a full disk mid-copy leaves no half copy behind
                 shutil.rmtree(tmp, ignore_errors=True)
         # The data's fingerprint: a resume on changed data is refused (rundir.check_resume).
-        data_info = {"domains": data.domains, "fingerprint": self._data_fp, "stats": data.stats()}
+        data_info = {
+            "domains": data.domains,
+            "fingerprint": self._data_fp,
+            "tokenizer_sha256": tokenizer_hash(data.tokenizer_dir),  # export-hf checks it
+            "stats": data.stats(),
+        }
         _atomic_write(self.run_dir / DATA_FILE, json.dumps(data_info, indent=1))
         # Records after the checkpoint (or all of them, on a fresh start) are written again.
         truncate_metrics(self.run_dir, step)
@@ -392,6 +401,7 @@ class Trainer:
             if saved.get("steps") == step and LOSS in saved:
                 return eval_metrics(saved)
         return {}
+
 
 def train(
     cfg: RunConfig, run_dir: str | Path, *, data_dir: str | Path | None = None
