@@ -39,12 +39,18 @@ def test_the_config_and_the_command_line_accept_it(example_plugin, monkeypatch):
     assert "strategy: linupper_steep" in out
 
 
-def test_a_broken_plugin_is_one_config_error(tmp_path, monkeypatch):
-    src = tmp_path / "broken"
+def _install_variant(tmp_path: Path, old: str, new: str) -> Path:
+    """The example package with `old` replaced by `new` in its entry point, installed."""
+    src = tmp_path / "variant"
     shutil.copytree(EXAMPLE, src)
     toml = src / "pyproject.toml"
-    toml.write_text(toml.read_text().replace("example:linupper_steep", "example:missing"))
-    monkeypatch.syspath_prepend(str(pip_install(src, tmp_path / "site")))
+    toml.write_text(toml.read_text().replace(old, new))
+    return pip_install(src, tmp_path / "site")
+
+
+def test_a_broken_plugin_is_one_config_error(tmp_path, monkeypatch):
+    site = _install_variant(tmp_path, "example:linupper_steep", "example:missing")
+    monkeypatch.syspath_prepend(str(site))
     rc, _, err = run_cli("config", "tiny", "reweight.strategy=linupper_steep")
     assert rc != 0
     assert "could not be loaded" in err and "AttributeError" in err
@@ -54,9 +60,5 @@ def test_a_broken_plugin_is_one_config_error(tmp_path, monkeypatch):
 
 
 def test_a_plugin_cannot_shadow_a_builtin(tmp_path, monkeypatch):
-    src = tmp_path / "shadow"
-    shutil.copytree(EXAMPLE, src)
-    toml = src / "pyproject.toml"
-    toml.write_text(toml.read_text().replace("linupper_steep = ", "linupper = "))
-    monkeypatch.syspath_prepend(str(pip_install(src, tmp_path / "site")))
+    monkeypatch.syspath_prepend(str(_install_variant(tmp_path, "linupper_steep = ", "linupper = ")))
     assert get_strategy("linupper").__module__ == "lossreweight.reweighting.strategies"
