@@ -154,8 +154,12 @@ def test_force_replaces_only_an_earlier_export(tmp_path, capsys):
     (tmp_path / "out" / "old.txt").write_text("x")
     err = run_cli_error(["export-hf", str(tmp_path / "run"), str(tmp_path / "out")], capsys)
     assert "pass --force to replace this earlier export" in err
+    err = run_cli_error(
+        ["export-hf", str(tmp_path / "run"), str(tmp_path / "out"), "--force"], capsys
+    )
+    assert "did not write (old.txt)" in err and (tmp_path / "out" / "old.txt").exists()
+    (tmp_path / "out" / "old.txt").unlink()
     assert main(["export-hf", str(tmp_path / "run"), str(tmp_path / "out"), "--force"]) == 0
-    assert not (tmp_path / "out" / "old.txt").exists()
     assert logits_match(tmp_path / "out", models[10])
     # A folder export-hf did not create is never replaced, --force or not.
     (tmp_path / "mine").mkdir()

@@ -144,9 +144,13 @@ def test_export_refuses_a_non_empty_directory_unless_forced(tmp_path):
     assert (out / "keep.txt").exists()
     (out / "keep.txt").unlink()
     export_hf(ours(), out)
-    (out / "keep.txt").write_text("x")
-    export_hf(ours(), out, force=True)  # an earlier export is replaced whole
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    (out / "keep.txt").write_text("x")  # a user's file in an earlier export: never deleted
+    with pytest.raises(ConfigError, match=r"holds files export-hf did not write \(keep.txt\)"):
+        export_hf(ours(), out, force=True)
+    assert (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
+    export_hf(ours(), out, force=True)  # an earlier export (only its own files) is replaced
+    assert (out / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest_data import small_config
 from test_reliability_helpers import one_line, snapshot
 
 from lossreweight.cli import main
 from lossreweight.data import PreparedData, prepare_data
 from lossreweight.data.outdir import PREPARED_FILES
-from lossreweight.errors import ConfigError, DataError
+from lossreweight.errors import ConfigError, DataError, UserError
 from lossreweight.locking import DirectoryLock, DirectoryLocked
 from lossreweight.safe_files import (
     WORK_MARKER,
@@ -287,3 +288,94 @@ def test_only_unheld_marked_temporary_folders_are_removed(tmp_path):
     assert link.is_symlink()
     live.close()
     assert not live.path.exists()
+
+
+# -- export-hf: the same rule ----------------------------------------------------------------
+def _model():  # noqa: ANN202
+    from lossreweight.model import ModelConfig
+    from lossreweight.model.llama import LlamaModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(dim=32, n_layers=1, n_heads=2, vocab_size=64, max_seq_len=16)
+    return LlamaModel(cfg)
+
+
+def test_export_force_keeps_a_users_file_and_lists_its_own(tmp_path):
+    from lossreweight.model.hf_export import EXPORT_MARKER, export_hf
+
+    out = tmp_path / "out"
+    export_hf(_model(), out)
+    listed = json.loads((out / EXPORT_MARKER).read_text())["files"]
+    assert "model.safetensors" in listed and "config.json" in listed
+    (out / "README.md").write_text("my model card")
+    with pytest.raises(UserError, match=r"did not write \(README.md\)"):
+        export_hf(_model(), out, force=True)
+    assert (out / "README.md").read_text() == "my model card"
+
+
+def test_export_through_a_link_replaces_the_target_and_keeps_the_link(tmp_path):
+    from lossreweight.model.hf_export import export_hf
+
+    target = tmp_path / "exports" / "v1"
+    export_hf(_model(), target)
+    link = tmp_path / "latest"
+    link.symlink_to(target)
+    export_hf(_model(), link, force=True)
+    assert link.is_symlink() and (target / "model.safetensors").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]  # no debris
+
+
+def test_a_killed_exports_leftovers_go_at_the_next_export(tmp_path):
+    from lossreweight.model.hf_export import EXPORT_MARKER, export_hf
+
+    out = tmp_path / "out"
+    tmp = tmp_path / ".out.tmp-4242-dead"  # killed while writing
+    tmp.mkdir()
+    (tmp / WORK_MARKER).write_bytes(b"")
+    (tmp / "model.safetensors").write_bytes(b"half")
+    old = tmp_path / ".out.old-4242-dead"  # killed between the two renames
+    old.mkdir()
+    (old / EXPORT_MARKER).write_text('{"files": []}')
+    export_hf(_model(), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
+    from lossreweight.model import hf_export
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # what SIGTERM becomes in the export-hf command
+
+    monkeypatch.setattr(hf_export, "_write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hf_export.export_hf(_model(), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["raises", "short"])
+def test_a_full_disk_during_export_is_one_line_and_keeps_the_earlier_export(
+    tmp_path, monkeypatch, how
+):
+    import safetensors.torch
+
+    from lossreweight.model import hf_export
+
+    out = tmp_path / "out"
+    hf_export.export_hf(_model(), out)
+    before = snapshot(out)
+    real = safetensors.torch.save_file
+
+    def full(tensors: dict, path: object, metadata: object = None) -> None:
+        if how == "raises":  # what safetensors raises (its own error type, not OSError)
+            raise RuntimeError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull })"
+            )
+        real(tensors, path, metadata=metadata)
+        with open(path, "r+b") as f:  # a writer that did not notice the disk filled up
+            f.truncate(100)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(UserError, match="no space left on the device while exporting") as e:
+        hf_export.export_hf(_model(), out, force=True)
+    assert "\n" not in str(e.value)
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import json
 import os
 import shutil
@@ -17,12 +18,21 @@ from typing import Any
 
 import torch
 
-from lossreweight.errors import CheckpointError, ConfigError
+from lossreweight.errors import CheckpointError, ConfigError, UserError
 from lossreweight.model.base import CausalLM
 from lossreweight.model.config import ModelConfig
 from lossreweight.model.hf_model import HFCausalLM
 from lossreweight.model.llama import LlamaModel
 from lossreweight.rundir import CHECKPOINTS_DIR, is_run_dir
+from lossreweight.safe_files import (
+    WORK_MARKER,
+    WorkDir,
+    foreign_entries,
+    list_files,
+    read_manifest,
+    remove_stale_work_dirs,
+    write_manifest,
+)
 
 # Written into every export: `--force` replaces only a directory holding it, i.e. one that
 # export_hf created, never a run, its checkpoints, or a stranger's folder.
@@ -39,6 +49,18 @@ _BLOCK_NAMES = {
     "mlp.w_gate.weight": "mlp.gate_proj.weight",
     "mlp.w_up.weight": "mlp.up_proj.weight",
     "mlp.w_down.weight": "mlp.down_proj.weight",
+}
+# Tokenizer files an export copies (what an export made before its marker listed its files
+# may hold besides the model files).
+_TOKENIZER_FILES = {
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "tokenizer_info.json",
 }
 # Files we write ourselves; a tokenizer directory's copies of them are skipped.
 _MODEL_FILES = {
@@ -111,9 +133,29 @@ def export_hf(
     loads offline. Our decoder becomes a `LlamaForCausalLM`; an `HFCausalLM` is saved as itself.
     The tokenizer files are copied when given. The directory appears whole or not at all.
     `force` replaces an earlier export (see `check_out_dir`), nothing else."""
-    out_dir = Path(out_dir)
+    out_dir = real_out_dir(Path(out_dir))
     check_out_dir(out_dir, force)
     token_ids = _special_token_ids(Path(tokenizer_dir)) if tokenizer_dir else {}
+    try:
+        _write_export(model, out_dir, tokenizer_dir, dtype, token_ids)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(
+                f"no space left on the device while exporting to {out_dir} (nothing was kept; "
+                "an earlier export there is as it was): free disk space, or export to another "
+                "disk"
+            ) from None
+        raise
+    return out_dir
+
+
+def _write_export(
+    model: CausalLM,
+    out_dir: Path,
+    tokenizer_dir: str | Path | None,
+    dtype: torch.dtype,
+    token_ids: dict[str, int],
+) -> None:
     with _atomic_dir(out_dir) as tmp:
         if isinstance(model, LlamaModel):
             _write_llama(model, tmp, dtype, token_ids)
@@ -128,10 +170,34 @@ def export_hf(
             )
         if tokenizer_dir:
             _copy_tokenizer(Path(tokenizer_dir), tmp)
-        (tmp / EXPORT_MARKER).write_text(
-            "written by lossreweight export-hf; --force may replace this directory\n"
+        for weights in tmp.glob("*.safetensors"):
+            _check_whole(weights)
+        # The marker lists the files written: --force later replaces a folder holding these
+        # and nothing else (a user's README added to an export is never deleted).
+        write_manifest(
+            tmp,
+            EXPORT_MARKER,
+            list_files(tmp) - {WORK_MARKER},
+            written_by="lossreweight export-hf; --force may replace exactly these files",
         )
-    return out_dir
+        os.unlink(tmp / WORK_MARKER)
+
+
+def _check_whole(path: Path) -> None:
+    """A safetensors file as long as its header says: a write that a full disk cut short (and
+    a writer that did not say so) is an ENOSPC naming the file, not a broken export."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 0 < n <= size else {}
+        end = max(
+            (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+        )
+    except (ValueError, KeyError, TypeError, IndexError):
+        end = -1
+    if end < 0 or 8 + n + end != size:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (written short)", str(path))
 
 
 def _write_llama(
@@ -145,7 +211,15 @@ def _write_llama(
         theirs: state[ours].detach().to(device="cpu", dtype=dtype).contiguous()
         for ours, theirs in hf_names(cfg.n_layers, cfg.tie_embeddings).items()
     }
-    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})  # HF checks "format"
+    path = out / "model.safetensors"
+    try:
+        save_file(tensors, path, metadata={"format": "pt"})  # HF checks "format"
+    except OSError:
+        raise
+    except Exception as exc:  # safetensors' own error wraps the OS's
+        if "StorageFull" in str(exc) or "os error 28" in str(exc):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     _write_json(out / "config.json", llama_hf_config(cfg, dtype, token_ids))
     generation = {
         k: v for k, v in token_ids.items() if k in ("bos_token_id", "eos_token_id", "pad_token_id")
@@ -283,6 +357,38 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
             f"(no {EXPORT_MARKER} file), so --force "
             "does not replace it; choose another OUT_DIR, or empty it yourself"
         )
+    foreign = foreign_entries(out_dir, _export_files(out_dir), ignore=[EXPORT_MARKER])
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ConfigError(
+            f"output directory {out_dir} holds files export-hf did not write "
+            f"({', '.join(foreign[:3])}{more}), so --force does not replace it: move them out, "
+            "or export into another OUT_DIR"
+        )
+
+
+def _export_files(out_dir: Path) -> set[str]:
+    """The files an earlier export wrote: its marker's list, or for an export made before
+    the marker listed them, the names export-hf writes (model files, tokenizer files)."""
+    listed = read_manifest(out_dir, EXPORT_MARKER)
+    if listed is not None:
+        return listed
+    return {p.name for p in out_dir.iterdir() if p.name in _MODEL_FILES | _TOKENIZER_FILES} | {
+        p.name for p in out_dir.glob("model-*-of-*.safetensors")
+    }
+
+
+def real_out_dir(out_dir: Path) -> Path:
+    """OUT_DIR with a symlink followed once, here: the export replaces the folder the link
+    names, never the link's own folder, and a link to nowhere is refused."""
+    if out_dir.is_symlink():
+        if not out_dir.exists():
+            raise ConfigError(
+                f"output directory {out_dir} is a symbolic link to nothing; remove it or "
+                "create its target"
+            )
+        return out_dir.resolve()
+    return out_dir
 
 
 def _protected(out_dir: Path) -> str | None:
@@ -298,21 +404,24 @@ def _protected(out_dir: Path) -> str | None:
 
 @contextlib.contextmanager
 def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `out_dir` by renames."""
+    """Yield a temporary sibling directory; on success it replaces `out_dir` by renames. What a
+    killed export left beside `out_dir` (its temporary or replaced folder) goes first."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    remove_stale_work_dirs(out_dir.parent, f".{out_dir.name}.tmp-")
+    remove_stale_work_dirs(out_dir.parent, f".{out_dir.name}.old-", markers=[EXPORT_MARKER])
+    work = WorkDir(out_dir.parent, f".{out_dir.name}.tmp-")
     try:
-        yield tmp
+        yield work.path
         if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
+            os.replace(work.path, out_dir)
             shutil.rmtree(old)
         else:
-            os.replace(tmp, out_dir)
+            os.replace(work.path, out_dir)
+        work.close(remove=False)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        work.close()
         raise
 
 
