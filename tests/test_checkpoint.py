@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from train_utils import TINY_OVERRIDES
 
@@ -28,7 +29,8 @@ class _Part:
         self.state = dict(state)
 
 
-def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
+def _checkpointer(tmp_path: Path) -> tuple[Checkpointer, Counters, _Part, torch.nn.Module]:
+    """A Checkpointer of the tiny model into `tmp_path` (a seed per call: other weights)."""
     from lossreweight.model import build_model
     from lossreweight.train.loss_module import PerSampleLoss
     from lossreweight.train.optim import build_optimizer
@@ -36,22 +38,25 @@ def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
 
     cfg = load_config("tiny", TINY_OVERRIDES)
     rt = Runtime(torch.device("cpu"), 0, 0, 1, None)
+    torch.manual_seed(len(list(tmp_path.iterdir())))
+    module = PerSampleLoss(build_model(cfg.model, 64), fused=False, autocast_dtype=None)
+    counters, part = Counters(), _Part()
+    ckpt = Checkpointer(
+        tmp_path,
+        rt,
+        model=module,
+        optimizer=build_optimizer(module, cfg.train, rt.device),
+        counters=counters,
+        parts={"loader": part, "reweighter": _Part()},
+        every=3,
+        keep=2,
+    )
+    return ckpt, counters, part, module
 
+
+def test_checkpointer_cadence_and_round_trip(tmp_path: Path) -> None:
     def parts() -> tuple[Checkpointer, Counters, _Part, torch.nn.Module]:
-        torch.manual_seed(len(list(tmp_path.iterdir())))
-        module = PerSampleLoss(build_model(cfg.model, 64), fused=False, autocast_dtype=None)
-        counters, part = Counters(), _Part()
-        ckpt = Checkpointer(
-            tmp_path,
-            rt,
-            model=module,
-            optimizer=build_optimizer(module, cfg.train, rt.device),
-            counters=counters,
-            parts={"loader": part, "reweighter": _Part()},
-            every=3,
-            keep=2,
-        )
-        return ckpt, counters, part, module
+        return _checkpointer(tmp_path)
 
     ckpt, counters, part, module = parts()
     assert [s for s in range(1, 10) if ckpt.due(s)] == [3, 6, 9]
@@ -107,3 +112,32 @@ def test_prune_deletes_only_checkpoints_the_trainer_wrote(tmp_path: Path) -> Non
     assert (mine / "step_00000002" / "model.safetensors").is_file()
     assert (root / "step_00000002").is_symlink() and unlisted.is_dir() and backup.is_dir()
     assert (root / "step_00000006").is_dir() and (root / "step_00000007").is_dir()
+
+
+def test_disk_full_in_the_middle_of_the_optimizer_file_is_one_error_and_no_debris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills after some bytes of optimizer.pt: torch.save would say RuntimeError
+    ("unexpected pos"); the save says the OSError, keeps the previous checkpoint and leaves
+    no temporary folder."""
+    import errno
+
+    import lossreweight.integrity as integrity
+    from lossreweight.errors import CheckpointError
+
+    ckpt, counters, _, _ = _checkpointer(tmp_path)
+    counters.step = 3
+    first = ckpt.save()
+    real = integrity.HashingWriter.write
+
+    def write(self: Any, data: Any) -> int:
+        if self.path.name == "optimizer.pt" and self.bytes > 0:  # some bytes got through
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real(self, data)
+
+    monkeypatch.setattr(integrity.HashingWriter, "write", write)
+    counters.step = 6
+    with pytest.raises(CheckpointError, match="No space left on device.*optimizer.pt"):
+        ckpt.save()
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == [first.name]

@@ -40,3 +40,35 @@ def test_write_new_json_refuses_nan_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_new_json(tmp_path, "x", {"v": math.nan})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_during_eval_all_checkpoints_is_one_line_and_no_debris(
+    tmp_path, monkeypatch, capsys
+):
+    """The disk fills while curve.json is written (a write that names no file, as json.dump's
+    does): one line naming the file, exit 2, no temporary file and no eval/ folder left."""
+    import errno
+
+    from train_utils import TINY_OVERRIDES
+
+    import lossreweight.evaluation.files as files
+    from lossreweight.cli import main
+    from lossreweight.train import load_config, train
+
+    run = tmp_path / "run"
+    train(load_config("tiny", [*TINY_OVERRIDES, "checkpoint.every=3", "checkpoint.keep=2"]), run)
+    real = files.json.dump
+
+    def dump(data, f, **kw):
+        f.write('{"half')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.json, "dump", dump)
+    assert main(["eval", str(run), "--all-checkpoints", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "No space left on device" in err and ".curve.tmp-" in err
+    assert not (run / "eval").exists()
+    monkeypatch.setattr(files.json, "dump", real)
+    assert main(["eval", str(run), "--all-checkpoints", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (run / "eval").iterdir() if p.suffix == ".json") == ["curve.json"]

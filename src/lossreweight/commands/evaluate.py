@@ -5,6 +5,7 @@ over every saved checkpoint. See docs/evaluation.md."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result, "worst_domain": worst_domain(result)}, indent=1))
         return 0
     print(f"checkpoint {result['checkpoint']} (step {result['step']})")
-    print(f"{'domain':<12} {'loss':>8} {'ppl':>9}")
+    w = max([12, *(len(name) for name in domain_losses(result))])  # long domain names fit
+    print(f"{'domain':<{w}} {'loss':>8} {'ppl':>9}")
     for name, loss in domain_losses(result).items():
-        print(f"{name:<12} {loss:8.4f} {perplexity(loss):9.2f}")
-    print(f"{'overall':<12} {result[LOSS]:8.4f} {result[PPL]:9.2f}")
-    print(f"{'domain avg':<12} {result[DOMAIN_AVG_LOSS]:8.4f}")
+        print(f"{name:<{w}} {loss:8.4f} {perplexity(loss):9.2f}")
+    print(f"{'overall':<{w}} {result[LOSS]:8.4f} {result[PPL]:9.2f}")
+    print(f"{'domain avg':<{w}} {result[DOMAIN_AVG_LOSS]:8.4f}")
     return 0
 
 
@@ -211,16 +213,28 @@ def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
 
 
 def _run_curve(args: argparse.Namespace, spec: Any) -> int:
-    from lossreweight.evaluation.curve import evaluate_curve
     from lossreweight.evaluation.files import EVAL_DIR
-    from lossreweight.metric_names import LOSS, WORST_DOMAIN_LOSS
     from lossreweight.rundir import require_checkpoint
     from lossreweight.train.evaluate import validated_run_config
 
     run_dir = Path(args.run_dir)
     validated_run_config(run_dir)
     require_checkpoint(run_dir)
-    (run_dir / EVAL_DIR).mkdir(exist_ok=True)  # a read-only run fails now, not after the work
+    eval_dir = run_dir / EVAL_DIR
+    created = not eval_dir.exists()
+    eval_dir.mkdir(exist_ok=True)  # a read-only run fails now, not after the work
+    try:
+        return _curve(args, spec, run_dir)
+    finally:  # a failure (a full disk) leaves no empty eval/ folder behind that it made
+        if created:
+            with contextlib.suppress(OSError):
+                eval_dir.rmdir()  # only when empty
+
+
+def _curve(args: argparse.Namespace, spec: Any, run_dir: Path) -> int:
+    from lossreweight.evaluation.curve import evaluate_curve
+    from lossreweight.metric_names import LOSS, WORST_DOMAIN_LOSS
+
     tm = _prepare_tasks(spec) if spec is not None else None
 
     def show(point: dict[str, Any]) -> None:

@@ -38,7 +38,12 @@ def _write_new(directory: Path, stem: str, suffix: str, write: Callable[[Path], 
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except OSError as exc:  # a full disk inside a writer often names no file: name it
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(tmp)) from None
         for target in _candidates(directory, stem, suffix):
             try:
                 os.link(tmp, target)

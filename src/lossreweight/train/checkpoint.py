@@ -160,9 +160,8 @@ def save_checkpoint(
         # Tied weights share storage; safetensors wants each tensor once.
         hashes[MODEL_WEIGHTS] = save_safetensors(_dedupe(model_sd), tmp / MODEL_WEIGHTS)
         fault_point("save", step, rt.rank)  # test-only: a crash mid-write
-        # Into a Python file, not a path: a full disk is then an OSError, not torch's RuntimeError.
         with HashingWriter(tmp / OPTIMIZER_FILE) as f:
-            torch.save(optim_sd, f)
+            _torch_save(optim_sd, f)
             hashes[OPTIMIZER_FILE] = f.close()
         with HashingWriter(tmp / STATE_FILE) as f:
             f.write(json.dumps({"format": FORMAT_VERSION, **state}, indent=1).encode())
@@ -202,6 +201,36 @@ def save_checkpoint(
         _prune(root, keep)
     rt.barrier()
     return final
+
+
+class _KeepsWriteError:
+    """A file that remembers the OSError its write raised: torch.save turns an error in the
+    middle of its zip stream into RuntimeError ("unexpected pos"), losing the ENOSPC."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(obj: Any, file: Any) -> None:
+    """torch.save into a Python file; a failed write (a full disk) is that write's OSError,
+    whether the disk filled at the first byte or in the middle of the stream."""
+    keeper = _KeepsWriteError(file)
+    try:
+        torch.save(obj, keeper)
+    except RuntimeError:
+        if keeper.error is None:
+            raise
+        raise keeper.error from None
 
 
 def _attempt(write: Any, here: bool, rt: Runtime) -> str | None:
