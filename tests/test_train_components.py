@@ -17,8 +17,8 @@ from lossreweight.metric_names import eval_record
 from lossreweight.train import load_config, train
 from lossreweight.train.console import Console
 from lossreweight.train.errors import TrainingDiverged
-from lossreweight.train.fetch import Pending
 from lossreweight.train.guard import StepGuard, check_divergence
+from lossreweight.train.host_copy import Pending
 from lossreweight.train.metrics import MetricsLogger, read_metrics
 
 

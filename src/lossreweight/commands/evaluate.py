@@ -182,7 +182,7 @@ def _prepare_tasks(spec: Any) -> Any:
 
 def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
     from lossreweight.evaluation.downstream import evaluate_downstream
-    from lossreweight.evaluation.files import EVAL_DIR, downstream_stem, write_new_json
+    from lossreweight.evaluation.results import EVAL_DIR, downstream_stem, write_new_json
     from lossreweight.rundir import require_checkpoint
     from lossreweight.train.evaluate import resolve_device, validated_run_config
 
@@ -213,7 +213,7 @@ def _run_downstream(args: argparse.Namespace, spec: Any) -> int:
 
 
 def _run_curve(args: argparse.Namespace, spec: Any) -> int:
-    from lossreweight.evaluation.files import EVAL_DIR
+    from lossreweight.evaluation.results import EVAL_DIR
     from lossreweight.rundir import require_checkpoint
     from lossreweight.train.evaluate import validated_run_config
 

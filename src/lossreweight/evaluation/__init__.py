@@ -10,6 +10,6 @@ Files written under RUN_DIR/eval/ (see docs/evaluation.md):
 lm-eval is imported only by `lossreweight.evaluation.downstream`, and only when tasks are asked for.
 """
 
-from lossreweight.evaluation.files import EVAL_DIR, read_curves, read_downstream
+from lossreweight.evaluation.results import EVAL_DIR, read_curves, read_downstream
 
 __all__ = ["EVAL_DIR", "read_curves", "read_downstream"]

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lossreweight.errors import CheckpointError
-from lossreweight.model.load import NonFiniteWeights
-from lossreweight.evaluation.files import (
+from lossreweight.evaluation.plot import plot_curve
+from lossreweight.evaluation.results import (
     CURVE_STEM,
     EVAL_DIR,
     downstream_stem,
     write_new_json,
 )
-from lossreweight.evaluation.plot import plot_curve
 from lossreweight.metric_names import eval_metrics, worst_domain
+from lossreweight.model.load import NonFiniteWeights
 from lossreweight.rundir import complete_checkpoints
 from lossreweight.train.evaluate import open_run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lossreweight.evaluation.files import write_new_file
+from lossreweight.evaluation.results import write_new_file
 from lossreweight.metric_names import DOMAIN_AVG_LOSS, LOSS, domain_loss_name
 
 

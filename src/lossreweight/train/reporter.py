@@ -19,9 +19,9 @@ from lossreweight.config import RunConfig
 from lossreweight.metric_names import rate_metrics, step_metrics, worst_domain
 from lossreweight.train.console import Console
 from lossreweight.train.evaluate import Evaluator
-from lossreweight.train.fetch import Pending
 from lossreweight.train.flops import mfu, peak_flops
 from lossreweight.train.guard import check_divergence
+from lossreweight.train.host_copy import Pending
 from lossreweight.train.metrics import MetricsLogger
 from lossreweight.train.runtime import Runtime, fault_point
 

@@ -1,4 +1,4 @@
-"""The eval/ files and metric names, without lm-eval or a model."""
+"""The result files of RUN/eval/ (lossreweight.evaluation.results), without lm-eval or a model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import pytest
 
 from lossreweight.evaluation import read_downstream
-from lossreweight.evaluation.files import downstream_stem, write_new_json
+from lossreweight.evaluation.results import downstream_stem, write_new_json
 
 
 def test_write_new_json_never_replaces_and_leaves_no_temporaries(tmp_path):
@@ -51,24 +51,24 @@ def test_disk_full_during_eval_all_checkpoints_is_one_line_and_no_debris(
 
     from train_utils import TINY_OVERRIDES
 
-    import lossreweight.evaluation.files as files
+    import lossreweight.evaluation.results as results
     from lossreweight.cli import main
     from lossreweight.train import load_config, train
 
     run = tmp_path / "run"
     train(load_config("tiny", [*TINY_OVERRIDES, "checkpoint.every=3", "checkpoint.keep=2"]), run)
-    real = files.json.dump
+    real = results.json.dump
 
     def dump(data, f, **kw):
         f.write('{"half')
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(files.json, "dump", dump)
+    monkeypatch.setattr(results.json, "dump", dump)
     assert main(["eval", str(run), "--all-checkpoints", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1
     assert "No space left on device" in err and ".curve.tmp-" in err
     assert not (run / "eval").exists()
-    monkeypatch.setattr(files.json, "dump", real)
+    monkeypatch.setattr(results.json, "dump", real)
     assert main(["eval", str(run), "--all-checkpoints", "--device", "cpu"]) == 0
     assert sorted(p.name for p in (run / "eval").iterdir() if p.suffix == ".json") == ["curve.json"]
