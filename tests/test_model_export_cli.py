@@ -12,7 +12,6 @@ from safetensors.torch import save_file, save_model
 from lossreweight.cli import main
 from lossreweight.errors import CheckpointError
 from lossreweight.model import ModelConfig, build_model, load_run_model
-from lossreweight.rundir import find_latest_checkpoint
 
 transformers = pytest.importorskip("transformers")
 
@@ -192,19 +191,3 @@ def test_checkpoint_from_another_shape_is_a_checkpoint_error(tmp_path, capsys):
     (tmp_path / "run" / "resolved_config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="does not fit the configured model shape"):
         load_run_model(tmp_path / "run")
-
-
-def test_find_latest_checkpoint(tmp_path):
-    assert find_latest_checkpoint(tmp_path) is None
-    root = tmp_path / "checkpoints"
-    for name, complete in [
-        ("step_00000009", True),
-        ("step_00000100", True),
-        ("step_00000200", False),
-        ("step_00000300.tmp", True),
-        ("notes", True),
-    ]:
-        (root / name).mkdir(parents=True)
-        if complete:
-            (root / name / "COMPLETE").write_text("")
-    assert find_latest_checkpoint(tmp_path) == root / "step_00000100"

@@ -30,7 +30,7 @@ from train_utils import TINY_OVERRIDES
 from lossreweight.cli import main
 from lossreweight.integrity import describe_last_good, last_good_checkpoint, verify_checkpoint
 from lossreweight.locking import DirectoryLock
-from lossreweight.rundir import compare_runs, data_fingerprint, find_latest_checkpoint
+from lossreweight.rundir import find_latest_checkpoint
 from lossreweight.train import load_config, train
 from lossreweight.train.loss_module import PerSampleLoss
 
@@ -305,47 +305,6 @@ def test_resuming_on_changed_data_says_the_data_changed(
     write_corpus(corpus, "a b c d e f g h")  # the data it was trained on, back: it resumes
     assert train_main(out, *data, "train.max_steps=4") == 0
     assert logged_steps(out) == [1, 2, 3, 4]
-
-
-def test_data_fingerprint_follows_content_not_location() -> None:
-    index = {
-        "seq_len": 32,
-        "dtype": "uint16",
-        "domains": ["a"],
-        "tokenizer": {"dir": "tokenizer", "vocab_size": 9},
-        "splits": {
-            "train": {"a": {"shards": [{"file": "train/0000-00000.bin", "tokens": 64, "crc32": 7}]}}
-        },
-    }
-    moved = {**index, "tokenizer": {"dir": "elsewhere", "vocab_size": 9}}
-    assert data_fingerprint(index, None) == data_fingerprint(moved, None)
-    changed = json.loads(json.dumps(index))
-    changed["splits"]["train"]["a"]["shards"][0]["crc32"] = 8
-    assert data_fingerprint(index, None) != data_fingerprint(changed, None)
-
-
-# -- the one "same run" rule --------------------------------------------------------------------
-def test_same_run_rule_classes() -> None:
-    saved = {
-        "train": {"lr": 1e-3, "max_steps": 10, "threads": 1, "seed": 0},
-        "log": {"every": 1},
-        "data": {"cache_dir": "/a", "mixture": {"x": 1}},
-        "model": {"vocab_size": 512, "dim": 32},
-    }
-    wanted = {
-        "train": {"lr": 5e-4, "max_steps": 20, "threads": 4, "seed": 1},
-        "log": {"every": 5},
-        "data": {"cache_dir": "/b", "mixture": {"x": 2}},
-        "model": {"vocab_size": None, "dim": 32},  # None: resolved by the trainer, matches
-    }
-    diff = compare_runs(saved, wanted)
-    assert diff.blocking == ("data.mixture", "train.seed")
-    assert diff.recovery == ("train.lr",) and diff.resumable == ("train.max_steps",)
-    assert diff.ignored == ("data.cache_dir", "log.every", "train.threads")
-    assert not diff.can_resume and not diff.same_results
-    only_lr = compare_runs(saved, {**saved, "train": {**saved["train"], "lr": 5e-4}})
-    assert only_lr.can_resume and not only_lr.same_results
-    assert compare_runs(saved, {**saved, "log": {"every": 9}}).same_results
 
 
 # -- the suite runs from a clone in any folder --------------------------------------------------
