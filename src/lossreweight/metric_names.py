@@ -57,9 +57,10 @@ EVAL_TOKENS = "eval/tokens"
 _EVAL_SUMMARIES = (LOSS, PPL, DOMAIN_AVG_LOSS, WORST_DOMAIN_LOSS, EVAL_TOKENS)
 
 
-def reweight_name(statistic: str, domain: str | None = None) -> str:
-    """`reweight/<statistic>`, or `reweight/<statistic>/<domain>` for a per-domain one."""
-    return f"{REWEIGHT_PREFIX}{statistic}" + ("" if domain is None else f"/{domain}")
+def reweight_name(statistic: str, domain: str | None = None, prefix: str = REWEIGHT_PREFIX) -> str:
+    """`reweight/<statistic>`, or `reweight/<statistic>/<domain>` for a per-domain one (the
+    integrations let a user choose another prefix)."""
+    return f"{prefix}{statistic}" + ("" if domain is None else f"/{domain}")
 
 
 def domain_loss_name(domain: str) -> str:

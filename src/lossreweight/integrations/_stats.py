@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lossreweight.metric_names import LOSS_STATS, REWEIGHT_PREFIX
+from lossreweight.metric_names import LOSS_STATS, REWEIGHT_PREFIX, reweight_name
 from lossreweight.reweighting import combine_stats, stats_to_python
 
 Stats = dict[str, torch.Tensor]
@@ -72,9 +72,9 @@ def flatten(
             continue
         is_vector = isinstance(value, list) or (isinstance(value, torch.Tensor) and value.dim() > 0)
         if not is_vector:
-            out[prefix + key] = value
+            out[reweight_name(key, prefix=prefix)] = value
             continue
         for d in range(len(value)):
             name = domain_names[d] if domain_names is not None and d < len(domain_names) else str(d)
-            out[f"{prefix}{key}/{name}"] = value[d]
+            out[reweight_name(key, name, prefix=prefix)] = value[d]
     return out
