@@ -3,6 +3,8 @@
 `fcntl.flock` on `DIR/.lock` is released by the kernel when the holder exits, however it
 exits (kill -9 included), so a stale lock file never blocks: the file may stay, the lock does
 not. The file holds who took it (pid, host, command) so the second writer can name the holder.
+A writer may wait for the holder instead of failing (`wait=`, `lock_wait_seconds()`). The lock
+file is never opened through a link (`O_NOFOLLOW`, one hard link, a regular file).
 """
 
 from __future__ import annotations
@@ -62,11 +64,12 @@ class DirectoryLock:
         return self.directory / LOCK_FILE
 
     def acquire(self) -> DirectoryLock:
-        self.directory.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + max(self.wait, 0.0)
         told = False
         pause = 0.05
         while True:
+            # In the loop: a holder whose set-up failed removes the folder it created.
+            self.directory.mkdir(parents=True, exist_ok=True)
             fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
