@@ -488,3 +488,24 @@ def test_eval_and_export_during_training_say_the_run_is_being_trained(
         assert main(["eval", str(run), "--device", "cpu"]) == 2
         err = one_line(capsys.readouterr().err)
         assert "is being trained" in err and "no complete checkpoint yet" in err
+
+
+def test_joining_the_same_folder_twice_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lossreweight.data import prepare_data
+
+    p0 = tmp_path / "p0"
+    prepare_data(load_config("tiny", SHORT).data, p0, progress=False)
+    shutil.copytree(p0, tmp_path / "copy")
+    (tmp_path / "link").symlink_to(p0)
+    for other, how in (
+        (p0, "names the same folder twice"),
+        (tmp_path / "link", "names the same folder twice"),
+        (tmp_path / "copy", "names two folders of the same data"),
+    ):
+        out = tmp_path / "joined"
+        assert main(["prepare", "--join", str(p0), str(other), "--out", str(out)]) == 2
+        err = one_line(capsys.readouterr().err)
+        assert how in err and "give each prepared part once" in err
+        assert not out.exists()

@@ -8,6 +8,7 @@ index. The parts are only read.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def join_prepared(
     if len(parts) < 2:
         raise DataError("--join needs at least two prepared folders")
     datas = [PreparedData.open(p) for p in parts]
+    _check_distinct(parts, datas)
     _check_compatible(datas)
     out = Path(out)
     roots = {d.root.resolve() for d in datas}
@@ -54,6 +56,26 @@ def join_prepared(
         if created and out.is_dir() and not (out / "index.json").exists():
             _remove_if_only_lock(out, remove_folder=True)
     return PreparedData.open(out)
+
+
+def _check_distinct(parts: list[str | Path], datas: list[PreparedData]) -> None:
+    """A folder given twice (under any path), or two folders of the same shards (a copy),
+    would double that data in the join without a word: refused."""
+    seen: dict[Any, str | Path] = {}
+    for part, data in zip(parts, datas, strict=True):
+        for key, how in (
+            (data.root.resolve(), "names the same folder twice"),
+            (
+                json.dumps(data.index["splits"], sort_keys=True),
+                "names two folders of the same data",
+            ),
+        ):
+            if key in seen:
+                raise DataError(
+                    f"--join {how} ({seen[key]} and {part}): its data would be in the join "
+                    "twice; give each prepared part once"
+                )
+            seen[key] = part
 
 
 def _check_compatible(datas: list[PreparedData]) -> None:
