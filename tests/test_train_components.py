@@ -105,8 +105,14 @@ def test_pending_reads_named_values() -> None:
 def test_tensorboard_tags_are_the_metric_names(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    config = {"train": {"lr": 0.001}, "model": {"dim": 32}}
     logger = MetricsLogger(
-        tmp_path, enabled=True, tensorboard=True, wandb_project=None, wandb_run_name=None, config={}
+        tmp_path,
+        enabled=True,
+        tensorboard=True,
+        wandb_project=None,
+        wandb_run_name=None,
+        config=config,
     )
     logger.log(
         {
@@ -135,6 +141,10 @@ def test_tensorboard_tags_are_the_metric_names(tmp_path: Path) -> None:
         "train/skipped",
     }  # step/tokens are axes; NaN (null) is not a scalar
     assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(5, 2.0)]
+    # The resolved config as text, as the HF Trainer writes its arguments (`args`).
+    (text,) = acc.Tensors("config/text_summary")
+    written = text.tensor_proto.string_val[0].decode()
+    assert json.loads("\n".join(line[4:] for line in written.splitlines())) == config
 
 
 def test_every_logged_key_is_documented(tmp_path: Path) -> None:
