@@ -407,3 +407,30 @@ def test_two_trainings_and_two_prepares_on_the_same_uncached_data_all_succeed(tm
     assert [code for code, _ in results] == [0, 0, 0, 0], results
     assert PreparedData.open(data).domains
     assert not list(tmp_path.glob(".data.partial-*"))
+
+
+# -- signals during prepare (issue 19.5) ------------------------------------------------------
+@pytest.mark.xdist_group("reliability")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_signal_during_prepare_leaves_nothing_the_next_run_does_not_clean(tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+
+    from test_reliability_helpers import RUN, child_env, finish, wait_for
+
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "lossreweight.cli", "prepare", "tiny", "--out", str(out)]
+    cmd += ["--quiet", *(o for o in RUN if o.startswith("data."))]
+    proc = subprocess.Popen(cmd, env=child_env(), stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(tmp_path.glob(".data.partial-*")), proc)
+    proc.send_signal(getattr(signal, sig))
+    code, err = finish(proc)
+    if sig == "SIGTERM":  # unwinds: one line, exit 130, no temporary folder, no lock file
+        assert code == 130 and one_line(err).strip() == "lossreweight prepare: interrupted"
+        assert list(tmp_path.iterdir()) == []
+    else:  # no chance to clean up: the next run does
+        assert code == -9 and any(tmp_path.glob(".data.partial-*"))
+    again = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
