@@ -1,6 +1,7 @@
 """The method: strategies, temperature schedules, weights, and the `Reweighter`.
 
-Pure PyTorch, no I/O, and nothing else of this package is imported here.
+Pure PyTorch, no I/O; of this package only the standard-library leaf `lossreweight.plugins`
+(strategies from installed packages' entry points) is imported here.
 """
 
 from lossreweight.reweighting.accumulation import StepResult, accumulate_step
