@@ -170,9 +170,7 @@ def build(
             "splits": splits,
             "unigram": {
                 "file": UNIGRAM_FILE,
-                "train_entropy_by_domain": {
-                    d: entropy_nats(unigram.get(d, zero)) for d in domains
-                },
+                "train_entropy_by_domain": {d: entropy_nats(unigram.get(d, zero)) for d in domains},
                 "train_entropy": entropy_nats(sum(unigram.values(), zero)),
             },
         },
