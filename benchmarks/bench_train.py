@@ -24,8 +24,8 @@ import torch
 from lossreweight.data import prepare_data
 from lossreweight.losses import per_sample_loss
 from lossreweight.model import build_model
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
-from lossreweight.train.metrics import read_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr
 
 WINDOW = 10

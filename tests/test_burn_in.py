@@ -14,11 +14,10 @@ from lossreweight.data import PreparedData, prepare_data
 from lossreweight.data.unigram import UNIGRAM_FILE, entropy_nats, mixture_entropy, unigram_counts
 from lossreweight.errors import ConfigError
 from lossreweight.reweighting import Reweighter
+from lossreweight.rundir import read_metrics
 from lossreweight.train import train
 from lossreweight.train.burn_in import BurnIn
 from lossreweight.train.loop import Trainer
-from lossreweight.train.metrics import read_metrics
-
 
 # Ends within the 12 steps of the tiny run (its loss starts near 6.25).
 PROGRESS = (

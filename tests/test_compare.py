@@ -14,8 +14,8 @@ from train_utils import TINY_OVERRIDES, deterministic
 
 from lossreweight.experiments.runs import run_status
 from lossreweight.experiments.stats import steps_to_reach
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config
-from lossreweight.train.metrics import read_metrics
 
 PLOTS = (
     "loss_curves",

@@ -9,10 +9,9 @@ import pytest
 from cli_utils import run_cli
 from train_utils import TINY_OVERRIDES
 
-from lossreweight.rundir import compare_runs
+from lossreweight.rundir import compare_runs, read_metrics
 from lossreweight.train import load_config, train
 from lossreweight.train.continuation import continuation_note, resolve_schedule
-from lossreweight.train.metrics import read_metrics
 from lossreweight.train.optim import lr_at
 
 # Burn-in and lr warm-up as fractions: both follow max_steps, so a continuation would move them.

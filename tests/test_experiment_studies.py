@@ -129,7 +129,7 @@ def test_temperature_quick(temperature: Run) -> None:
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     from lossreweight.experiments.runs import read_record
-    from lossreweight.train.metrics import read_metrics
+    from lossreweight.rundir import read_metrics
 
     return [read_record(r) for r in read_metrics(run_dir)]
 

@@ -31,7 +31,7 @@ from test_reliability_helpers import (
 )
 
 from lossreweight.commands.train import STOPPED_EXIT
-from lossreweight.train.metrics import read_metrics
+from lossreweight.rundir import read_metrics
 
 pytestmark = pytest.mark.xdist_group("reliability")
 

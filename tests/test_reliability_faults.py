@@ -22,9 +22,10 @@ from train_utils import TINY_OVERRIDES
 import lossreweight.integrity as integrity
 import lossreweight.train.checkpoint as checkpoint
 from lossreweight.cli import main
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
 from lossreweight.train.loss_module import PerSampleLoss
-from lossreweight.train.metrics import MetricsLogger, read_metrics
+from lossreweight.train.metrics import MetricsLogger
 
 # 6 steps, checkpoints at 2, 4, 6, evaluations at 3 and 6.
 SHORT = [*TINY_OVERRIDES, "checkpoint.every=2"]

@@ -21,8 +21,8 @@ from typing import Any
 from train_utils import TINY_OVERRIDES, deterministic
 
 import lossreweight
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
-from lossreweight.train.metrics import read_metrics
 
 # 16 steps, an evaluation every 4 and a checkpoint every 2: several kill points per run.
 MAX_STEPS = 16

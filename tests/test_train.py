@@ -11,9 +11,9 @@ import torch
 from train_utils import TINY_OVERRIDES, deterministic, torchrun_train_cmd
 
 from lossreweight.cli import main
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
 from lossreweight.train.loop import Trainer
-from lossreweight.train.metrics import read_metrics
 
 REQUIRED = {
     "step",

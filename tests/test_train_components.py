@@ -14,12 +14,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from train_utils import TINY_OVERRIDES, check_steps_for_syncs
 
 from lossreweight.metric_names import eval_record
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
 from lossreweight.train.console import Console
 from lossreweight.train.errors import TrainingDiverged
 from lossreweight.train.guard import StepGuard, check_divergence
 from lossreweight.train.host_copy import Pending
-from lossreweight.train.metrics import MetricsLogger, read_metrics
+from lossreweight.train.metrics import MetricsLogger
 
 
 # -- the step guard ---------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from train_utils import TINY_OVERRIDES
 
 from lossreweight.cli import main
 from lossreweight.model import load_run_model
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
-from lossreweight.train.metrics import read_metrics
 
 
 def test_export_hf_of_trained_run_gives_same_logits(tmp_path, capsys):

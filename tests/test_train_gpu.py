@@ -9,8 +9,8 @@ import pytest
 import torch
 from train_utils import TINY_OVERRIDES, check_steps_for_syncs, torchrun_train_cmd
 
+from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
-from lossreweight.train.metrics import read_metrics
 
 pytestmark = [
     pytest.mark.gpu,

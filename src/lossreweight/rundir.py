@@ -315,6 +315,23 @@ def read_final(run_dir: str | Path) -> dict[str, Any] | None:
     return from_legacy(data)
 
 
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl, one per logged step, under the metric vocabulary as
+    written (docs/metrics.md); [] before the first. A line cut short by a crash is skipped."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash
+    return rows
+
+
 def read_data_fingerprint(run_dir: str | Path) -> str | None:
     """The data fingerprint saved with a run (data.json), or None (a run from before
     fingerprints, or no data.json yet)."""

@@ -42,10 +42,10 @@ from lossreweight.rundir import (
     TENSORBOARD_DIR,
     TIMING_FILE,
     compare_runs,
+    read_metrics,
     results_hash,
 )
 from lossreweight.train import RunConfig, train
-from lossreweight.train.metrics import read_metrics
 
 # The one "same run" rule is lossreweight.rundir's: settings that never change what a run
 # computes (NEVER_CHANGE_RESULTS) are ignored; any other difference is another result.

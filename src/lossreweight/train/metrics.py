@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lossreweight.metric_names import CONFIG_TAG, X_AXES
-from lossreweight.rundir import METRICS_FILE, TENSORBOARD_DIR
+from lossreweight.rundir import METRICS_FILE, TENSORBOARD_DIR, read_metrics
 
 
 def _finite(v: Any) -> Any:
@@ -24,21 +24,6 @@ def _finite(v: Any) -> Any:
     if isinstance(v, list):
         return [_finite(x) for x in v]
     return v
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut short by a crash
-    return rows
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
