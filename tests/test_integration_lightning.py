@@ -234,8 +234,10 @@ def test_integrations_need_no_pipeline_dependencies() -> None:
         "import lossreweight.integrations.hf_trainer, lossreweight.integrations.hf_loss\n"
         "import lossreweight.integrations.lightning\n"
         "ours = {m.split('.')[1] for m in sys.modules if m.startswith('lossreweight.')}\n"
-        # metric_names: the names every path writes (a leaf of plain Python)
-        "assert ours <= {'integrations', 'reweighting', 'losses', 'metric_names'}, ours\n"
+        # metric_names: the names every path writes; plugins: strategies from entry points
+        # (both leaves of plain Python)
+        "assert ours <= {'integrations', 'reweighting', 'losses', 'metric_names', 'plugins'}, "
+        "ours\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     import ast
