@@ -55,7 +55,7 @@ def test_lost_rank_stops_the_others_with_a_clear_error(
 
 def test_sigterm_to_torchrun_saves_one_checkpoint_for_all_ranks(tmp_path: Path) -> None:
     # torchrun forwards SIGTERM to every rank; they agree on a step, save it together and
-    # exit 0 (torchrun itself then reports the signal with a non-zero code).
+    # exit 75, stopped (torchrun itself then reports a non-zero code).
     out = tmp_path / "run"
     proc = torchrun(out, "checkpoint.every=0")
     wait_for(lambda: max(logged_steps(out), default=0) >= 3, proc)
