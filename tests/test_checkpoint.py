@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_utils import TINY_OVERRIDES
 
-from lossreweight.train import load_config
+from lossreweight.train import load_config, train
 from lossreweight.train.checkpoint import Checkpointer, Counters, _prune
 
 
@@ -141,3 +141,16 @@ def test_disk_full_in_the_middle_of_the_optimizer_file_is_one_error_and_no_debri
         ckpt.save()
     root = tmp_path / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == [first.name]
+
+
+def test_checkpoint_uses_safe_formats(tmp_path):
+    train(load_config("tiny", TINY_OVERRIDES), tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000006"
+    assert {p.name for p in ckpt.iterdir()} >= {
+        "model.safetensors",
+        "optimizer.pt",
+        "state.json",
+        "COMPLETE",
+        "rng_rank0.safetensors",
+    }
+    torch.load(ckpt / "optimizer.pt", weights_only=True)  # loads without pickle of arbitrary code

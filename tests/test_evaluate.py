@@ -4,11 +4,15 @@ end in test_train.py and test_eval_downstream.py."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from train_utils import TINY_OVERRIDES
 
+from lossreweight.cli import main
+from lossreweight.train import load_config, train
 from lossreweight.train.evaluate import Evaluator
 from lossreweight.train.runtime import Runtime
 
@@ -41,3 +45,19 @@ def test_evaluator_cadence_and_names() -> None:
         "eval/wiki/loss": 2.0,
         "eval/tokens": 6,
     }
+
+
+def test_eval_command(tmp_path, capsys):
+    """`lossreweight eval RUN --json` scores the newest checkpoint under the names final.json
+    keeps; without --json, a table per domain."""
+    train(load_config("tiny", TINY_OVERRIDES), tmp_path / "run")
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert res["step"] == 6
+    assert res["eval/loss"] == pytest.approx(final["eval/loss"], rel=1e-5)
+    assert {k for k in res if k.startswith("eval/")} == {k for k in final if k.startswith("eval/")}
+    assert res["worst_domain"] in {k.split("/")[1] for k in final if k.count("/") == 2}
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint" in out and "domain avg" in out
