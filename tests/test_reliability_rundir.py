@@ -475,6 +475,8 @@ def test_eval_and_export_during_training_say_the_run_is_being_trained(
 ) -> None:
     pytest.importorskip("transformers")
     with DirectoryLock(run, what="run directory"):  # a trainer holds the run
+        assert main(["eval", str(run), "--json", "--device", "cpu"]) == 0  # whole checkpoints
+        assert f"{run} is being trained (pid {os.getpid()}" in capsys.readouterr().err
         # A save in progress replaced the newest checkpoint's weights under our feet.
         flip_bit(run / "checkpoints" / "step_00000006" / "model.safetensors")
         for cmd in (

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,20 @@ def run(args: argparse.Namespace) -> int:
         from lossreweight.evaluation.downstream import require_lm_eval
 
         require_lm_eval()  # one line now, not after minutes of work
+    from lossreweight.rundir import trainer_of
+
+    trainer = trainer_of(args.run_dir)
+    code = _run(args, spec)
+    if trainer:  # allowed (a checkpoint is whole once COMPLETE), but said; a failure says it too
+        print(
+            f"lossreweight eval: note: {args.run_dir} is being trained ({trainer}); "
+            "the checkpoints saved until now were evaluated",
+            file=sys.stderr,
+        )
+    return code
+
+
+def _run(args: argparse.Namespace, spec: Any) -> int:
     if args.all_checkpoints:
         return _run_curve(args, spec)
     if spec is not None:
