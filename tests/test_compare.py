@@ -243,30 +243,30 @@ def test_protocol_lists_each_override_once(compared: tuple[Path, dict[str, Any],
 
 def test_out_folder_keeps_user_files_and_never_writes_through_links(tmp_path: Path) -> None:
     """A compare folder re-run: the user's notes beside the outputs stay, a link at an output's
-    name is replaced (its target untouched), a .png it did not write is refused in one line,
-    and what an earlier run wrote but this one does not (an old report.html) is removed."""
+    name is replaced (its target untouched), what an earlier run wrote and this one does not (an
+    old report.html) is removed, and a .png it did not write is refused in one line."""
     out = tmp_path / "cmp"
     args = ["compare", "tiny", "--out", str(out), "--strategies", "uniform", *TINY_OVERRIDES]
     assert _cli(*args)[0] == 0
     marker = json.loads((out / ".lossreweight-output.json").read_text())
     assert {"index.html", "summary.json", "loss_curves.png"} <= set(marker["files"])
     (out / "notes.txt").write_text("mine")
-    precious = tmp_path / "precious.html"
-    precious.write_text("<p>keep</p>")
-    (out / "index.html").unlink()
-    (out / "index.html").symlink_to(precious)
-    rc, _, err = _cli(*args)
-    assert rc == 0, err
-    assert precious.read_text() == "<p>keep</p>" and not (out / "index.html").is_symlink()
-    assert (out / "notes.txt").read_text() == "mine"
-    # A folder from before the marker listed files: summary.json names what it wrote.
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"not a plot")
+    (out / "loss_curves.png").unlink()
+    (out / "loss_curves.png").symlink_to(precious)
+    # As a folder from before the marker listed files: summary.json names what it wrote, and
+    # compare's page was report.html.
     (out / ".lossreweight-output.json").write_text('{"kind": "compare", "name": "compare"}')
     s = json.loads((out / "summary.json").read_text())
     s["files"]["html"] = "report.html"
     (out / "summary.json").write_text(json.dumps(s))
-    (out / "index.html").rename(out / "report.html")  # compare's page before index.html
-    assert _cli(*args)[0] == 0
-    assert not (out / "report.html").exists() and (out / "notes.txt").read_text() == "mine"
+    (out / "index.html").rename(out / "report.html")
+    rc, _, err = _cli(*args)
+    assert rc == 0, err
+    assert precious.read_bytes() == b"not a plot" and not (out / "loss_curves.png").is_symlink()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "report.html").exists() and (out / "index.html").is_file()
     (out / "mine.png").write_bytes(PNG_MAGIC)
     before = (out / "summary.json").read_bytes()
     rc, _, err = _cli(*args)

@@ -134,7 +134,7 @@ def test_noise_labels_corrupted_sequences(noise: Run) -> None:
                 a["corrupted_sample_share"], abs=1e-4
             )
         else:
-            assert len(a["paired_vs_uniform"]["ci95"]) == 2
+            assert len(a["diff_vs_uniform"]["ci95"]) == 2
     assert all(s["same_batches_per_seed"].values())
     # The noise domain holds exactly the random tokens: uniform over the word tokens, so
     # its empirical entropy is close to log K; the repeat domain holds a few sequences.

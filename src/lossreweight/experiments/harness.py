@@ -2,14 +2,14 @@
 
 A study (one module in `experiments/studies/`) subclasses `Study` and implements `plan` (its
 arms, seeds and settings) and, where it needs to, the hooks `extend` (its own numbers),
-`plots`, `sections` and `verdict`. `run_study` does the rest, the same way for every study:
+`plots`, `sections` and `verdict`. `Study.run` does the rest, the same way for every study:
 
 1. claims the output folder (refusing another command's or a stranger's folder: a marker file
    names the command and study that wrote it);
 2. trains every arm at every seed on shared batches (cached, resumable, never deleted: see
    `runs`), copying runs that a sibling study already finished;
 3. summarises: per-arm means over seeds, paired differences to the baseline per seed with a
-   95% t-interval across seeds, steps to the baseline's final loss (`summary`);
+   95% t-interval across seeds, steps to the baseline's final loss (`stats`);
 4. draws the standard plots plus the study's own, and writes index.html and summary.json,
    opening with the verdict in one sentence and a setup table (`page`).
 
@@ -140,6 +140,7 @@ class Study:
 
         return standard_sections(summary, files)
 
+    # -- the pipeline: the same for every study -------------------------------------------
     def run(
         self,
         out: Path,
@@ -149,67 +150,57 @@ class Study:
         jobs: int = 1,
         train_missing: bool = True,
     ) -> dict[str, Any]:
-        return run_study(self, out, quick=quick, log=log, jobs=jobs, train_missing=train_missing)
-
-
-# -- the pipeline ---------------------------------------------------------------------------
-def run_study(
-    study: Study,
-    out: Path,
-    *,
-    quick: bool = False,
-    log: Log | None = None,
-    jobs: int = 1,
-    train_missing: bool = True,
-) -> dict[str, Any]:
-    out = Path(out)
-    plan = study.plan(quick)  # a bad plan fails before the folder is touched
-    names = [a.name for a in plan.arms]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"arm names must be distinct, got {names}")
-    check_configs(plan.config, [[*plan.overrides, *a.overrides] for a in plan.arms])
-    owned = claim_output_dir(out, study.kind, study.name)
-    ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
-    records = study.train(ctx)
-    summary = summarize(
-        records,
-        baseline=plan.baseline if plan.baseline in names else None,
-        batch_groups=plan.batch_groups,
-    )
-    _repair(records, summary, plan)
-    summary.update(
-        {
-            "study": study.name,
-            "command": study.kind,
-            "quick": quick,
-            "complete": all(set(records.get(a, {})) == set(plan.seeds) for a in names),
-            "planned_seeds": list(plan.seeds),
-            "config": str(plan.config),
-            "overrides": list(plan.overrides),
-            "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
-            "steps": _common_steps(summary),
-            "setup": setup_rows(records),
-            **plan.notes,
-        }
-    )
-    study.extend(ctx, records, summary)
-    files = study.plots(ctx, records, summary)
-    summary["verdict"] = study.verdict(ctx, summary)
-    if not summary["complete"]:
-        done = sum(len(v) for v in records.values())
-        short = ", ".join(a for a in names if len(records.get(a, {})) < len(plan.seeds))
-        summary["verdict"] = (
-            f"Partial result ({done} of {len(plan.arms) * len(plan.seeds)} runs finished; "
-            f"short of seeds: {short}): {summary['verdict']}"
+        """Claim `out`, train, summarise, plot, write the page and summary.json; returns the
+        summary. `jobs`: training processes side by side; `train_missing=False` (--no-train)
+        reports the seeds already finished and trains nothing."""
+        out = Path(out)
+        plan = self.plan(quick)  # a bad plan fails before the folder is touched
+        names = [a.name for a in plan.arms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"arm names must be distinct, got {names}")
+        check_configs(plan.config, [[*plan.overrides, *a.overrides] for a in plan.arms])
+        owned = claim_output_dir(out, self.kind, self.name)
+        ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
+        records = self.train(ctx)
+        summary = summarize(
+            records,
+            baseline=plan.baseline if plan.baseline in names else None,
+            batch_groups=plan.batch_groups,
         )
-    summary["conclusions"] = study.conclusions(ctx, summary)
-    summary["files"] = {**files, "html": PAGE_FILE, "summary": "summary.json"}
-    summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
-    sections = [*page_head(summary), *study.sections(ctx, summary, files)]
-    written = write_study(out, summary, study.title or study.name, sections)
-    files = {f for f in summary["files"].values() if isinstance(f, str) and "/" not in f}
-    finish_output_dir(out, study.kind, study.name, owned, files)
-    return written
+        _repair(records, summary, plan)
+        summary.update(
+            {
+                "study": self.name,
+                "command": self.kind,
+                "quick": quick,
+                "complete": all(set(records.get(a, {})) == set(plan.seeds) for a in names),
+                "planned_seeds": list(plan.seeds),
+                "config": str(plan.config),
+                "overrides": list(plan.overrides),
+                "arm_overrides": {a.name: list(a.overrides) for a in plan.arms},
+                "steps": _common_steps(summary),
+                "setup": setup_rows(records),
+                **plan.notes,
+            }
+        )
+        self.extend(ctx, records, summary)
+        files = self.plots(ctx, records, summary)
+        summary["verdict"] = self.verdict(ctx, summary)
+        if not summary["complete"]:
+            done = sum(len(v) for v in records.values())
+            short = ", ".join(a for a in names if len(records.get(a, {})) < len(plan.seeds))
+            summary["verdict"] = (
+                f"Partial result ({done} of {len(plan.arms) * len(plan.seeds)} runs finished; "
+                f"short of seeds: {short}): {summary['verdict']}"
+            )
+        summary["conclusions"] = self.conclusions(ctx, summary)
+        summary["files"] = {**files, "html": PAGE_FILE, "summary": "summary.json"}
+        summary["runtime_s"] = round(time.perf_counter() - ctx.start, 2)
+        sections = [*page_head(summary), *self.sections(ctx, summary, files)]
+        written = write_study(out, summary, self.title or self.name, sections)
+        files = {f for f in summary["files"].values() if isinstance(f, str) and "/" not in f}
+        finish_output_dir(out, self.kind, self.name, owned, files)
+        return written
 
 
 def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:

@@ -69,11 +69,10 @@ def new_figure(
     return fig, axes[:n_panels]
 
 
-def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120, layout: bool = True) -> Path:
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if layout:  # False: the caller laid the figure out itself (e.g. room for a figure legend)
-        fig.tight_layout()
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=dpi, format="png")
     atomic_write(path, buf.getvalue())  # a link at `path` is replaced, its target untouched
@@ -561,45 +560,50 @@ def plot_paired_bars(
     colors: Mapping[str, str] | None = None,
     title: str = "",
 ) -> Path:
-    """One panel per metric (label -> path of keys below the arm's `diff_vs_<baseline>`; an
-    empty path is its validation loss), one bar per arm: the mean paired difference with its
-    95% interval. Panels wrap at three a row, so the figure keeps to the page's width."""
+    """Grouped bars: for each metric (label -> path of keys below the arm's
+    `diff_vs_<baseline>`), each arm's mean paired difference with its 95% interval."""
     base = summary["baseline"]
     colors = colors or colors_for(list(arms))
-    ncols = min(3, max(1, len(metrics)))
-    fig, axes = new_figure(
-        len(metrics), ncols=ncols, panel_size=(max(3.0, 0.45 * len(arms) + 1.2), 2.8)
-    )
-    for ax, (label, keys) in zip(axes, metrics.items(), strict=True):
-        for i, arm in enumerate(arms):
+    fig, (ax,) = new_figure(1, panel_size=(MAX_WIDTH, 4.0))
+    width = 0.8 / max(1, len(arms))
+    xs = np.arange(len(metrics))
+    for i, arm in enumerate(arms):
+        means, lo, hi = [], [], []
+        for keys in metrics.values():
             d = summary["runs"][arm][f"diff_vs_{base}"]
-            for k in keys or ("val_loss",):
+            for k in keys:
                 d = d[k]
             m, ci = d.get("mean"), d.get("ci95")
-            if m is None:
-                continue
-            err = None if not ci else np.array([[m - ci[0]], [ci[1] - m]])
-            ax.bar(i, m, 0.8, color=colors.get(arm), label=arm, yerr=err, capsize=3)
-        ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_xticks([])
-        ax.set_title(label, fontsize=10)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.margins(y=0.15)  # error bars stay inside the axes
-    axes[0].set_ylabel(f"arm - {base} (nats)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(len(arms), 6))
+            means.append(np.nan if m is None else m)
+            lo.append(0.0 if not ci or m is None else m - ci[0])
+            hi.append(0.0 if not ci or m is None else ci[1] - m)
+        ax.bar(
+            xs + (i - (len(arms) - 1) / 2) * width,
+            means,
+            width,
+            color=colors.get(arm),
+            label=arm,
+            yerr=np.array([lo, hi]) if any(v > 0 for v in lo + hi) else None,
+            capsize=2,
+            ecolor="black",
+        )
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(list(metrics), rotation=20, ha="right")
+    ax.set_ylabel(f"arm - {base} (nats; below 0: better)")
     n = len(summary.get("seeds", []))
-    fig.suptitle(
+    ax.set_title(
         title
         or (
-            f"paired difference to {base} (below 0: better), mean and 95% interval over {n} seeds"
+            f"paired difference to {base}, mean and 95% interval over {n} seeds"
             if n > 1
             else f"difference to {base} (one seed: no interval)"
-        ),
-        fontsize=11,
+        )
     )
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * (len(arms) > 6), 1, 1))
-    return save_figure(fig, path, layout=False)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=max(1, len(arms) // 4))
+    ax.margins(y=0.15)  # error bars and labels stay inside the axes
+    return save_figure(fig, path)
 
 
 def plot_paired_curves(

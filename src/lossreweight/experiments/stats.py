@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -66,38 +66,13 @@ def ci95(xs: Sequence[float | None]) -> list[float] | None:
 
 
 # Student's t 0.975 quantiles for 1..30 degrees of freedom (scipy is not a dependency).
+# fmt: off
 _T975 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )
+# fmt: on
 
 
 def t975(df: int) -> float:
@@ -166,16 +141,17 @@ def worst_domain_loss(run: RunRecord) -> float | None:
     return max(vals) if vals else None
 
 
-def run_values(run: RunRecord) -> dict[str, Any]:
-    f = run.final
-    return {
-        "steps": f.get("steps"),
-        "tokens": f.get("tokens"),
-        "val_loss": f.get("val_loss"),
-        "val_loss_domain_avg": f.get("val_loss_domain_avg"),
-        "worst_domain_loss": worst_domain_loss(run),
-        "val_loss_by_domain": dict(f.get("val_loss_by_domain") or {}),
-    }
+def _by_domain(run: RunRecord, domain: str) -> float | None:
+    return (run.final.get("val_loss_by_domain") or {}).get(domain)
+
+
+# The final values every arm is summarised on, and paired with the baseline on, per seed
+# (besides each domain's loss).
+FINAL: dict[str, Callable[[RunRecord], float | None]] = {
+    "val_loss": lambda r: r.final.get("val_loss"),
+    "val_loss_domain_avg": lambda r: r.final.get("val_loss_domain_avg"),
+    "worst_domain_loss": worst_domain_loss,
+}
 
 
 def weight_means(run: RunRecord) -> dict[str, Any]:
@@ -212,36 +188,19 @@ def _domains(records: Records) -> list[str]:
 
 
 def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
-    vals = [run_values(r) for r in runs]
-    single = len(runs) == 1
-    per_seed = {
-        "steps": [v["steps"] for v in vals],
-        "tokens": [v["tokens"] for v in vals],
-        "val_loss": [v["val_loss"] for v in vals],
-        "val_loss_domain_avg": [v["val_loss_domain_avg"] for v in vals],
-        "worst_domain_loss": [v["worst_domain_loss"] for v in vals],
-        "val_loss_by_domain": {d: [v["val_loss_by_domain"].get(d) for v in vals] for d in domains},
-    }
+    steps, tokens = [r.final.get("steps") for r in runs], [r.final.get("tokens") for r in runs]
+    per_seed: dict[str, Any] = {k: [get(r) for r in runs] for k, get in FINAL.items()}
+    per_seed["val_loss_by_domain"] = {d: [_by_domain(r, d) for r in runs] for d in domains}
     weights = [weight_means(r) for r in runs]
-    out: dict[str, Any] = {
+    return {
         "seeds": [r.seed for r in runs],
-        "steps": vals[0]["steps"] if len(set(per_seed["steps"])) == 1 else per_seed["steps"],
-        "tokens": vals[0]["tokens"] if len(set(per_seed["tokens"])) == 1 else per_seed["tokens"],
-        "val_loss": vals[0]["val_loss"] if single else mean(per_seed["val_loss"]),
-        "val_loss_domain_avg": vals[0]["val_loss_domain_avg"]
-        if single
-        else mean(per_seed["val_loss_domain_avg"]),
-        "worst_domain_loss": vals[0]["worst_domain_loss"]
-        if single
-        else mean(per_seed["worst_domain_loss"]),
-        "val_loss_by_domain": {
-            d: (xs[0] if single else mean(xs)) for d, xs in per_seed["val_loss_by_domain"].items()
-        },
-        "per_seed": per_seed,
+        "steps": steps[0] if len(set(steps)) == 1 else steps,
+        "tokens": tokens[0] if len(set(tokens)) == 1 else tokens,
+        **{k: mean(per_seed[k]) for k in FINAL},
+        "val_loss_by_domain": {d: mean(xs) for d, xs in per_seed["val_loss_by_domain"].items()},
+        "per_seed": {"steps": steps, "tokens": tokens, **per_seed},
         "std": {
-            "val_loss": std(per_seed["val_loss"]),
-            "val_loss_domain_avg": std(per_seed["val_loss_domain_avg"]),
-            "worst_domain_loss": std(per_seed["worst_domain_loss"]),
+            **{k: std(per_seed[k]) for k in FINAL},
             "val_loss_by_domain": {d: std(xs) for d, xs in per_seed["val_loss_by_domain"].items()},
         },
         "weights": _mean_of_dicts(weights),
@@ -253,7 +212,6 @@ def _arm_summary(runs: list[RunRecord], domains: list[str]) -> dict[str, Any]:
         "train_seconds": [r.train_seconds for r in runs],  # when each run was trained
         "seconds_this_invocation": [round(r.seconds, 2) for r in runs],
     }
-    return out
 
 
 def _mean_of_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,7 +231,7 @@ def paired(
     domain average, the worst domain and each domain, each with its 95% t-interval across
     seeds; and the steps the arm takes to reach the baseline's final validation loss."""
 
-    def diffs(get: Any) -> list[float | None]:
+    def diffs(get: Callable[[RunRecord], float | None]) -> list[float | None]:
         out = []
         for a, b in zip(arm, base, strict=True):
             x, y = get(a), get(b)
@@ -291,15 +249,10 @@ def paired(
         s_b = steps_to_reach(*series(b, "val_loss", evals_only=True), target)
         to_target.append(s_a)
         speedup.append(s_b / s_a if s_a and s_b else None)
-    val = diffs(lambda r: r.final.get("val_loss"))
+    val = diffs(FINAL["val_loss"])
     return {
-        "val_loss": spread(val),
-        "val_loss_domain_avg": spread(diffs(lambda r: r.final.get("val_loss_domain_avg"))),
-        "worst_domain_loss": spread(diffs(worst_domain_loss)),
-        "val_loss_by_domain": {
-            d: spread(diffs(lambda r, d=d: r.final.get("val_loss_by_domain", {}).get(d)))
-            for d in domains
-        },
+        **{k: spread(diffs(get)) for k, get in FINAL.items()},
+        "val_loss_by_domain": {d: spread(diffs(lambda r, d=d: _by_domain(r, d))) for d in domains},
         "seeds_better": sum(1 for v in val if v is not None and v < 0),
         "steps_to_baseline_final": {
             **spread(to_target),

@@ -118,7 +118,7 @@ def arms_block(records: Records, steps: int) -> dict[str, Any]:
             "clean_val_loss": mean(clean),
             "clean_val_loss_per_seed": clean,
             "val_loss": mean([r.final.get("val_loss") for r in runs]),
-            "paired_vs_uniform": spread(diffs),  # clean_val_loss - uniform on the same mix
+            "diff_vs_uniform": spread(diffs),  # clean_val_loss - uniform on the same mix
         }
     return out
 
@@ -179,7 +179,7 @@ class Noise(Study):
                 f"{a['corrupted_sample_share']:.1%} of the samples; "
             )
             out.append(
-                f"{arm}: {share}clean val loss - uniform {fmt_ci(a['paired_vs_uniform'])} nats."
+                f"{arm}: {share}clean val loss - uniform {fmt_ci(a['diff_vs_uniform'])} nats."
             )
         return out
 
@@ -188,7 +188,7 @@ class Noise(Study):
         n, r = arms.get("linupper@noise20"), arms.get("linupper@repeat20")
         if not n or not r:
             return "The 20% noise and repeat arms of linupper are not finished yet."
-        d = n["paired_vs_uniform"]
+        d = n["diff_vs_uniform"]
         ex = excludes_zero(d)
         sure = (
             "no interval"
@@ -215,7 +215,7 @@ class Noise(Study):
                 a["corrupted_sample_share"],
                 a["corrupted_weight_share"],
                 a["clean_val_loss"],
-                fmt_ci(a["paired_vs_uniform"]) if not arm.startswith("uniform") else "\u2014",
+                fmt_ci(a["diff_vs_uniform"]) if not arm.startswith("uniform") else "\u2014",
             ]
             for arm, a in summary["arms"].items()
         ]
