@@ -7,8 +7,9 @@ checkpoint (the trainer does that by itself). A run is never deleted: when the f
 run with other settings (the study was re-run with changed settings), the new run goes beside
 it, in `runs/by-config/<config hash>/<arm>-seed<k>`, and the old one stays where it was.
 A new run whose config matches a finished run in a sibling study folder is copied from it
-(studies share e.g. uniform at seed 0). Identity ignores settings that never change results
-(IGNORED_KEYS: logging, checkpoint cadence, CPU threads). `jobs` > 1 trains the missing runs
+(studies share e.g. uniform at seed 0). Identity is lossreweight.rundir's one "same run" rule:
+settings that never change results (logging, checkpoint cadence, CPU threads) are ignored, any
+other difference is another result. `jobs` > 1 trains the missing runs
 in worker processes side by side.
 
 Records are read into the flat names the studies use (`read_record`): the one reader of a
@@ -37,7 +38,6 @@ from lossreweight.errors import ConfigError
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
     FINAL_FILE,
-    NEVER_CHANGE_RESULTS,
     RESOLVED_CONFIG,
     TENSORBOARD_DIR,
     TIMING_FILE,
@@ -47,9 +47,6 @@ from lossreweight.rundir import (
 )
 from lossreweight.train import RunConfig, train
 
-# The one "same run" rule is lossreweight.rundir's: settings that never change what a run
-# computes (NEVER_CHANGE_RESULTS) are ignored; any other difference is another result.
-IGNORED_KEYS = NEVER_CHANGE_RESULTS
 BY_CONFIG = "by-config"  # runs/by-config/<hash>/: runs of other settings, beside the first ones
 
 Status = Literal["new", "done", "partial", "stale"]
@@ -143,18 +140,6 @@ def read_record(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- identity of a run ----------------------------------------------------------------------
-def config_differences(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
-    """Keys whose value in the saved resolved config differs from `cfg` in a way that changes
-    results (lossreweight.rundir.compare_runs; a `None` model field matches its resolved value)."""
-    diff = compare_runs(saved, cfg.to_dict())
-    return sorted(diff.blocking + diff.recovery + diff.resumable)
-
-
-def config_hash(cfg: RunConfig) -> str:
-    """A short fingerprint of everything that changes a run's results."""
-    return results_hash(cfg.to_dict())
-
-
 def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     run_dir = Path(run_dir)
     saved_path = run_dir / RESOLVED_CONFIG
@@ -165,7 +150,8 @@ def run_status(run_dir: Path, cfg: RunConfig) -> Status:
         saved = json.loads(saved_path.read_text())
     except (OSError, ValueError):
         return "stale"
-    if config_differences(saved, cfg):
+    diff = compare_runs(saved, cfg.to_dict())  # a `None` model field matches its resolved value
+    if diff.blocking or diff.recovery or diff.resumable:
         return "stale"
     return "done" if (run_dir / FINAL_FILE).is_file() else "partial"
 
@@ -177,7 +163,7 @@ def resolve_run_dir(runs_dir: Path, name: str, cfg: RunConfig) -> Path:
     primary = Path(runs_dir) / name
     if not primary.exists() or run_status(primary, cfg) in ("done", "partial", "new"):
         return primary
-    return Path(runs_dir) / BY_CONFIG / config_hash(cfg) / name
+    return Path(runs_dir) / BY_CONFIG / results_hash(cfg.to_dict()) / name
 
 
 # -- running --------------------------------------------------------------------------------
