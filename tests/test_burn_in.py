@@ -99,9 +99,20 @@ def test_fixed_burn_in_is_known_from_the_start():
     assert b.summary()["val_loss"] == 3.0 and b.summary()["val_loss_domain_avg"] == 3.0
 
 
-def test_one_progress_rule_at_a_time():
+def test_one_progress_rule_at_a_time(tmp_path):
+    from lossreweight.config import RunConfig, dump_yaml
+
     with pytest.raises(ValueError, match="burn_in_until_loss and reweight.burn_in_below_unigram"):
+        RunConfig.model_validate(
+            {"reweight": {"burn_in_until_loss": 3.0, "burn_in_below_unigram": 0.5}}
+        )
+    with pytest.raises(ConfigError, match="say the same thing two ways"):
         _cfg("reweight.burn_in_until_loss=3", "reweight.burn_in_below_unigram=0.5")
+    # an override of one replaces the other given by a preset or file (like warmup_steps)
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_yaml(_cfg("reweight.burn_in_until_loss=3").to_dict()))
+    rw = load_config(path, ["reweight.burn_in_below_unigram=0.5"]).reweight
+    assert rw.burn_in_until_loss is None and rw.burn_in_below_unigram == 0.5
 
 
 def test_run_records_where_the_burn_in_ended(tmp_path):
