@@ -195,3 +195,13 @@ def test_two_ranks_equal_one_process(tmp_path, sharding):
         assert b["reweight/max_weight_x_m"] == pytest.approx(a["reweight/max_weight_x_m"], rel=1e-3)
         if "eval/loss" in a:
             assert b["eval/loss"] == pytest.approx(a["eval/loss"], rel=1e-4)
+
+
+def test_train_help_lists_every_preset(capsys):
+    from lossreweight.config.yaml_io import preset_names
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = "".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert set(preset_names()) >= {"tiny", "gpt2-paper"}
+    assert all(name in out for name in preset_names())

@@ -17,9 +17,13 @@ STOPPED_EXIT = 75
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "config", help="a YAML config file or a preset name (tiny, small, llama-1.4b, llama-7b)"
-    )
+    try:
+        from lossreweight.config.yaml_io import preset_names
+
+        presets = ", ".join(preset_names())
+    except ImportError:  # the pipeline's extra is missing: --help works, `train` says what to do
+        presets = "listed once the train extra is installed"
+    p.add_argument("config", help=f"a YAML config file or a preset name ({presets})")
     p.add_argument("--out", required=True, help="run directory; re-running on it resumes")
     p.add_argument(
         "--max-steps",
