@@ -65,7 +65,7 @@ def stage_commands(out: Path, dry: bool) -> dict[str, list[list[str]]]:
             preset, steps, rounds = "tiny", 30, 1
         cmd = [py, "benchmarks/bench_train.py", "--preset", preset, "--steps", str(steps)]
         cmd += ["--rounds", str(rounds), "--json", str(out / f"bench_{preset}.json")]
-        cmd += [*BENCH_DATA] if not dry else [*DRY_OVERRIDES]
+        cmd += [*BENCH_DATA] if not dry else [*_dry_overrides()]
         bench.append(cmd)
         if dry:
             break
@@ -81,19 +81,11 @@ def stage_commands(out: Path, dry: bool) -> dict[str, list[list[str]]]:
     }
 
 
-# The tests' tiny scale (tests/train_utils.py): seconds per run on one CPU core.
-DRY_OVERRIDES = (
-    "data.max_chars_per_domain=20000",
-    "data.tokenizer.vocab_size=512",
-    "data.seq_len=32",
-    "model.dim=32",
-    "model.n_layers=2",
-    "model.n_heads=2",
-    "model.multiple_of=32",
-    "model.max_seq_len=32",
-    "train.batch_size=4",
-    "train.threads=1",
-)
+def _dry_overrides() -> tuple[str, ...]:
+    """The studies' --quick scale (seconds per run on one CPU core): its data and model."""
+    from lossreweight.experiments.scales import QUICK_BASE
+
+    return tuple(o for o in QUICK_BASE if o.startswith(("data.", "model.", "train.threads")))
 
 
 def prepare(out_cache: Path) -> None:
