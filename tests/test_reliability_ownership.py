@@ -238,6 +238,12 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, capsys):
     assert main(["prepare", str(bomb), "--out", str(tmp_path / "out")]) == 2
     assert time.monotonic() - start < 10  # unchecked: about a minute of CPU
     assert "expands to more than" in one_line(capsys.readouterr().err)
+    # An alias inside the node it names: refused, not counted forever (the first version of
+    # the count above looped, growing, until the OOM killer ended the test worker).
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("data: &d {domains: [*d]}\n")
+    assert main(["prepare", str(loop), "--out", str(tmp_path / "out")]) == 2
+    assert "refers to itself through a YAML alias" in one_line(capsys.readouterr().err)
 
 
 # -- parallel sweeps: the second waits (issue 21.1) -------------------------------------------
@@ -283,9 +289,14 @@ def test_only_unheld_marked_temporary_folders_are_removed(tmp_path):
     (theirs / "keep.txt").write_text("mine")
     link = tmp_path / ".x.partial-link"
     link.symlink_to(theirs)
-    assert remove_stale_work_dirs(tmp_path, ".x.partial-") == 1
+    fresh = tmp_path / ".x.partial-2-justmade"  # a writer between its mkdir and its flock
+    fresh.mkdir()
+    old = tmp_path / ".x.partial-3-killed"  # killed between mkdir and marker, long ago
+    old.mkdir()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert remove_stale_work_dirs(tmp_path, ".x.partial-") == 2
     assert live.path.is_dir() and not stale.exists() and (theirs / "keep.txt").exists()
-    assert link.is_symlink()
+    assert link.is_symlink() and fresh.is_dir() and not old.exists()
     live.close()
     assert not live.path.exists()
 

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from lossreweight.errors import CheckpointError
 from lossreweight.rundir import MANIFEST_FILE, complete_checkpoints, read_json_object
+from lossreweight.safe_files import open_new
 
 MANIFEST_FORMAT = 1
 _CHUNK = 1 << 24
@@ -39,7 +40,8 @@ class HashingWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        # A new file, never one reached through a link planted at its name (O_EXCL|O_NOFOLLOW).
+        self._file: BinaryIO = open(self.path, "wb", opener=_new_file)  # noqa: SIM115
         self._hash = hashlib.sha256()
         self.bytes = 0
 
@@ -95,6 +97,10 @@ class HashingWriter:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def _new_file(path: str, flags: int) -> int:
+    return open_new(path)
 
 
 def file_entry(path: str | Path) -> dict[str, Any]:

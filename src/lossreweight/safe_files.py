@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -213,7 +214,7 @@ class WorkDir:
 def remove_stale_work_dirs(parent: str | Path, prefix: str, markers: Iterable[str] = ()) -> int:
     """Remove the folders `parent/prefix*` left by killed processes: real folders (not links)
     whose lock no live process holds and that carry `WORK_MARKER` (or one of `markers`), or
-    are empty (killed between mkdir and the marker). Returns how many went."""
+    are empty and a minute old (killed between mkdir and the marker). Returns how many went."""
     parent = Path(parent)
     names = (WORK_MARKER, *markers)
     removed = 0
@@ -236,7 +237,10 @@ def remove_stale_work_dirs(parent: str | Path, prefix: str, markers: Iterable[st
                     continue  # a live process is writing it
                 raise
             inside = os.listdir(fd)
-            if not inside or any(n in inside for n in names):
+            # An empty one may be a live writer's, between its mkdir and its flock: only an
+            # old one is a killed writer's.
+            old_empty = not inside and time.time() - os.fstat(fd).st_mtime > 60
+            if old_empty or any(n in inside for n in names):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         finally:

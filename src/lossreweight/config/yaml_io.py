@@ -81,13 +81,17 @@ def _refuse_alias_bombs(root: yaml.Node, where: str) -> None:
     """Count the values the document expands to (each alias counted as what it repeats),
     without expanding it: a node's size is computed once and reused."""
     size: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if id(node) in size:
             continue
+        if not done and id(node) in open_:  # an alias to a node that contains it
+            raise ConfigError(f"{where} refers to itself through a YAML alias (*name)")
         children = _children(node)
         if done or not children:
+            open_.discard(id(node))
             total = 1 + sum(size.get(id(c), 0) for c in children)
             if total > MAX_EXPANDED_NODES:
                 raise ConfigError(
@@ -96,6 +100,7 @@ def _refuse_alias_bombs(root: yaml.Node, where: str) -> None:
                 )
             size[id(node)] = total
             continue
+        open_.add(id(node))
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in size)
 
