@@ -244,6 +244,12 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, capsys):
     loop.write_text("data: &d {domains: [*d]}\n")
     assert main(["prepare", str(loop), "--out", str(tmp_path / "out")]) == 2
     assert "refers to itself through a YAML alias" in one_line(capsys.readouterr().err)
+    # A config file hundreds of MB long is refused before it is read.
+    huge = tmp_path / "huge.yaml"
+    with open(huge, "wb") as f:
+        f.truncate(512 << 20)  # sparse: no disk used
+    assert main(["prepare", str(huge), "--out", str(tmp_path / "out")]) == 2
+    assert "is 512 MB; a config is a few KB" in one_line(capsys.readouterr().err)
 
 
 # -- parallel sweeps: the second waits (issue 21.1) -------------------------------------------

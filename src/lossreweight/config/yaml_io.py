@@ -168,8 +168,20 @@ def read_config_file(spec: str | Path) -> dict[str, Any]:
     return data
 
 
+# A config is a few KB (a long list of source files, a few hundred KB): a bigger file is the
+# wrong file, or one built to exhaust memory, and is refused before it is read.
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def _read_text(path: Path) -> str:
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config {path} is {size / 2**20:.0f} MB; a config is a few KB (at most "
+                f"{MAX_CONFIG_BYTES >> 20} MB): is it the right file? (list many source files "
+                "with a glob)"
+            )
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
