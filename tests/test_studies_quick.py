@@ -15,7 +15,21 @@ from study_runs import quick_run
 
 from lossreweight.experiments.studies import study_names
 
-STUDIES = [*study_names(), "demo"]
+# Each study on the xdist worker of the module that tests its own numbers (same cached run, no
+# worker waiting on another's lock); a study without such a module gets a group of its own.
+GROUP = {
+    "strategies": "studies",
+    "temperature": "studies",
+    "weight-bound": "studies",
+    "domain-mix": "studies",
+    "replicate": "paper-studies",
+    "noise": "paper-studies",
+    "scale": "paper-studies",
+}
+STUDIES = [
+    pytest.param(name, marks=pytest.mark.xdist_group(GROUP.get(name, name)))
+    for name in [*study_names(), "demo"]
+]
 
 
 def _finite(v: Any) -> bool:

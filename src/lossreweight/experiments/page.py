@@ -168,12 +168,10 @@ def write_study(
     summary: dict[str, Any],
     title: str,
     sections: Sequence[Section | Mapping[str, Any]],
-    *,
-    html_name: str = "index.html",
 ) -> dict[str, Any]:
-    """Write `out/html_name` and `out/summary.json` (with a "report" block); returns the summary."""
+    """Write `out/index.html` and `out/summary.json` (with a "report" block); returns it."""
     out = Path(out)
-    page = write_html_report(out, title, sections, filename=html_name)
+    page = write_html_report(out, title, sections, filename=PAGE_FILE)
     summary["report"] = {
         "title": title,
         "html": page.name,
