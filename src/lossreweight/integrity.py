@@ -136,6 +136,7 @@ def write_manifest(
         "finite": bool(finite),
         "files": dict(sorted(known.items())),
     }
+    (ckpt / MANIFEST_FILE).unlink(missing_ok=True)  # replaced, never written through
     with HashingWriter(ckpt / MANIFEST_FILE) as f:
         f.write(json.dumps(manifest, indent=1).encode())
         f.close()

@@ -188,9 +188,14 @@ class WorkDir:
         parent = Path(parent)
         self.path = parent / f"{prefix}{os.getpid()}-{os.urandom(4).hex()}"
         os.mkdir(self.path, 0o755)
-        self._fd: int | None = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        write_new(self.path / WORK_MARKER, b"", fsync=False)
+        self._fd: int | None = None
+        try:  # a signal (KeyboardInterrupt) in here must not leave the folder behind
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            write_new(self.path / WORK_MARKER, b"", fsync=False)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self, *, remove: bool = True) -> None:
         if remove:

@@ -49,9 +49,14 @@ def join_prepared(
     try:
         with DirectoryLock(out, what="prepared-data directory"):
             remove_stale_work_dirs(out.parent, partials)
-            with WorkDir(out.parent, partials) as work:
+            work = None
+            try:  # not `with`: a signal at __enter__'s first line would skip __exit__
+                work = WorkDir(out.parent, partials)
                 _write(datas, work.path, settings, progress)
                 move_into(work.path, out, owned_files(out) or set())
+            finally:
+                if work is not None:
+                    work.close()
     finally:
         if created and out.is_dir() and not (out / "index.json").exists():
             _remove_if_only_lock(out, remove_folder=True)

@@ -126,9 +126,14 @@ def _prepare(
             remove_stale_work_dirs(out.parent, partials)
             # The console's line while it takes (`train` shows lossreweight's INFO logs).
             logging.getLogger("lossreweight.data").info("preparing data in %s ...", out)
-            with WorkDir(out.parent, partials) as work:
+            work = None
+            try:  # not `with`: a signal at __enter__'s first line would skip __exit__
+                work = WorkDir(out.parent, partials)
                 build(cfg, corpus, work.path, settings, fingerprint, progress, workers)
                 move_into(work.path, out, owned)
+            finally:
+                if work is not None:
+                    work.close()
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DataError(
