@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lossreweight.errors import UserError
-from lossreweight.safe_files import UnsafePath
+from lossreweight.safe_files import UnsafePath, read_no_follow
 
 LOCK_FILE = ".lock"
 
@@ -178,9 +178,7 @@ def lock_wait_seconds(default: float = 86400.0) -> float:
 def describe_holder(lock_file: Path) -> str:
     """'pid 123 on host (lossreweight train ...)', or 'another process' when unreadable."""
     try:
-        fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            info = json.loads(f.read(4096) or b"{}")
+        info = json.loads(read_no_follow(lock_file, 4096) or b"{}")
         return f"pid {info['pid']} on {info['host']} ({info.get('command', '?')})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"

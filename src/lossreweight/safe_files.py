@@ -90,20 +90,22 @@ def write_manifest(folder: str | Path, name: str, files: Iterable[str], **extra:
 def read_manifest(folder: str | Path, name: str) -> set[str] | None:
     """The files `folder/name` lists, or None when it is missing, a link, or unreadable (the
     folder is then not provably ours)."""
-    path = Path(folder) / name
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            body = json.loads(f.read(64 << 20))
+        body = json.loads(read_no_follow(Path(folder) / name, 64 << 20))
     except (OSError, ValueError):
         return None
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         return None
     return {f for f in files if _is_relative(f)}
+
+
+def read_no_follow(path: str | Path, limit: int) -> bytes:
+    """Up to `limit` bytes of the file at `path`, never through a symlink (OSError if it is
+    one, or missing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit)
 
 
 def list_files(folder: str | Path) -> set[str]:
