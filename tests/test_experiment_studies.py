@@ -121,17 +121,18 @@ def test_temperature_quick(temperature: Run) -> None:
         ]
     )
     # Annealing: r is 100 (uniform weights before it) through the burn-in, then falls to 1.
-    temps = [r["temperature"] for r in _metrics(Path(runs["anneal-100-to-1"]["run_dirs"][0]))]
+    temps = [
+        r["reweight/temperature"] for r in _metrics(Path(runs["anneal-100-to-1"]["run_dirs"][0]))
+    ]
     burn = round(0.05 * s["budgets"]["@full"]["steps"])
     assert temps[burn] == pytest.approx(100.0, rel=0.1) and temps[-1] == pytest.approx(1.0, rel=0.1)
     assert temps[burn:] == sorted(temps[burn:], reverse=True)
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    from lossreweight.experiments.runs import read_record
     from lossreweight.rundir import read_metrics
 
-    return [read_record(r) for r in read_metrics(run_dir)]
+    return read_metrics(run_dir)
 
 
 def test_weight_bound_quick(weight_bound: Run) -> None:

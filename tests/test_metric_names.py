@@ -83,6 +83,40 @@ def test_older_runs_read_under_the_vocabulary():
     assert from_legacy(new) == new
 
 
+def test_older_metrics_records_read_under_the_vocabulary():
+    old = {
+        "step": 5,
+        "tokens": 640,
+        "lr": 1e-3,
+        "train_loss": 3.0,
+        "weighted_loss": 3.2,
+        "grad_norm": 0.5,
+        "skipped": False,
+        "tokens_per_s": 100.0,
+        "max_weight_x_m": 1.5,
+        "temperature": 1.0,
+        "domain_weight_share": {"code": 0.6, "wiki": 0.4},
+        "val_loss": 2.5,
+    }
+    new = from_legacy(old)
+    assert new == {
+        "step": 5,
+        "tokens": 640,
+        "train/lr": 1e-3,
+        "train/loss": 3.0,
+        "train/weighted_loss": 3.2,
+        "train/grad_norm": 0.5,
+        "train/skipped": False,
+        "train/tokens_per_s": 100.0,
+        "reweight/max_weight_x_m": 1.5,
+        "reweight/temperature": 1.0,
+        "reweight/domain_weight_share/code": 0.6,
+        "reweight/domain_weight_share/wiki": 0.4,
+        "eval/loss": 2.5,
+    }
+    assert from_legacy(new) == new
+
+
 def test_hugging_face_log_keys_under_the_vocabulary():
     logs = {
         "loss": 2.0,

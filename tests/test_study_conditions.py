@@ -66,15 +66,15 @@ def _run(arm: str, seed: int, clean: float, end: int | None, share: float = 0.0)
     metrics = [
         {
             "step": s,
-            "domain_weight_share": {"repeat": share},
-            "domain_sample_share": {"repeat": 0.2},
+            "reweight/domain_weight_share/repeat": share,
+            "reweight/domain_sample_share/repeat": 0.2,
         }
         for s in (5, 10, 15)
     ]
-    final = {
+    final = {  # final.json under the metric vocabulary, as the trainer writes it
         "steps": 20,
-        "val_loss_by_domain": {**by, **({block: 1.0} if block else {})},
-        "val_loss_domain_avg": clean,
+        **{f"eval/{d}/loss": v for d, v in {**by, **({block: 1.0} if block else {})}.items()},
+        "eval/domain_avg_loss": clean,
         "burn_in": {"end_step": end, "val_loss": 6.0, "unigram_entropy": 6.5, "rule": "r"},
     }
     return RunRecord(arm, seed, Path("."), final, metrics if block else [], "cached", 0.0)

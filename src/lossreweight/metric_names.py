@@ -193,16 +193,43 @@ _LEGACY = {
     "val_loss_domain_avg": DOMAIN_AVG_LOSS,
     "worst_domain_loss": WORST_DOMAIN_LOSS,
     "val_tokens": EVAL_TOKENS,
+    "train_loss": TRAIN_LOSS,
+    "weighted_loss": WEIGHTED_LOSS,
+    "lr": LR,
+    "grad_norm": GRAD_NORM,
+    "skipped": SKIPPED,
+    "tokens_per_s": TOKENS_PER_S,
+    "mfu": MFU,
 }
+# The Reweighter's statistics, which older metrics records wrote without the `reweight/`
+# prefix (the per-domain ones as `{domain: value}`).
+_LEGACY_STATS = (
+    "num_samples",
+    "num_invalid",
+    "all_invalid",
+    "temperature",
+    "max_weight_x_m",
+    "min_weight_x_m",
+    "ess_fraction",
+    "entropy_fraction",
+    "frac_above_2_over_m",
+    "weight_loss_corr",
+)
+_LEGACY_DOMAIN_STATS = ("domain_weight_share", "domain_sample_share")
 
 
 def from_legacy(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A final.json or evaluation result of an older run (`val_loss`, `val_loss_by_domain`,
+    """A final.json, metrics.jsonl record or evaluation result of an older run (`val_loss`,
+    `val_loss_by_domain`, `train_loss`, `max_weight_x_m`, `domain_weight_share: {domain: x}`,
     ...) under the vocabulary; a record already in it comes back unchanged."""
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key in _LEGACY:
             out[_LEGACY[key]] = value
+        elif key in _LEGACY_STATS:
+            out[reweight_name(key)] = value
+        elif key in _LEGACY_DOMAIN_STATS and isinstance(value, Mapping):
+            out.update({reweight_name(key, d): v for d, v in value.items()})
         elif key == "val_loss_by_domain" and isinstance(value, Mapping):
             out.update({domain_loss_name(d): v for d, v in value.items()})
             losses = [v for v in value.values() if v is not None]

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from lossreweight.experiments.stats import Records, stacked, t975
+from lossreweight.metric_names import LOSS, TRAIN_LOSS, reweight_name
 from lossreweight.safe_files import atomic_write
 
 # Fixed colours for the built-in strategies so every plot of every study agrees.
@@ -291,7 +292,8 @@ def colors_for(names: Sequence[str]) -> dict[str, str]:
 
 
 # -- the standard plots of an arm comparison ----------------------------------------------
-# The weight diagnostics plotted over training, with their axis labels.
+# The weight diagnostics plotted over training (the Reweighter's statistics, reweight/<stat>),
+# with their axis labels.
 DIAGNOSTICS: tuple[tuple[str, str], ...] = (
     ("max_weight_x_m", "max(w) x M  (1 = uniform)"),
     ("ess_fraction", "effective sample size / M"),
@@ -330,10 +332,10 @@ def _curves(
 def plot_loss_curves(
     path: Path, records: Records, *, colors: Mapping[str, str] | None = None, title: str = ""
 ) -> Path:
-    """train_loss (every logged step, mean and min-max over seeds) and val_loss at evaluations."""
+    """train/loss (every logged step, mean and min-max over seeds) and eval/loss at evaluations."""
     colors = colors or colors_for(list(records))
     fig, (a1, a2) = new_figure(2, panel_size=(6.0, 4.0))
-    xs, ys = _curves(records, "train_loss", window=3)
+    xs, ys = _curves(records, TRAIN_LOSS, window=3)
     plot_mean_spread(
         a1,
         ys,
@@ -343,7 +345,7 @@ def plot_loss_curves(
         ylabel="train loss, nats (3-record avg)",
         title="training loss (mean, min-max over seeds)",
     )
-    xs, ys = _curves(records, "val_loss", evals_only=True)
+    xs, ys = _curves(records, LOSS, evals_only=True)
     plot_mean_spread(
         a2,
         ys,
@@ -437,7 +439,7 @@ def plot_weight_diagnostics(
     colors = colors or colors_for(list(records))
     fig, axes = new_figure(len(DIAGNOSTICS), ncols=2, panel_size=(5.5, 3.5))
     for ax, (key, label) in zip(axes, DIAGNOSTICS, strict=True):
-        xs, ys = _curves(records, key, window=1 if key == "temperature" else window)
+        xs, ys = _curves(records, reweight_name(key), window=1 if key == "temperature" else window)
         logy = key == "temperature" and any(
             np.nanmax(y) / max(np.nanmin(y), 1e-9) > 20 for y in ys.values()
         )
@@ -471,8 +473,10 @@ def plot_domain_shares(
     for ax, d in zip(axes, domains, strict=True):
         # uniform's weight share is its sample share by construction: not drawn twice.
         weighted = [a for a in records if a != "uniform"] or list(records)
-        xs, ys = _curves(records, f"domain_weight_share.{d}", window=window, arms=weighted)
-        sx, sy = _curves(records, f"domain_sample_share.{d}", window=window, arms=list(records)[:1])
+        weight = reweight_name("domain_weight_share", d)
+        sample = reweight_name("domain_sample_share", d)
+        xs, ys = _curves(records, weight, window=window, arms=weighted)
+        sx, sy = _curves(records, sample, window=window, arms=list(records)[:1])
         curves = dict(ys)
         x_of = dict(xs)
         if sy:
@@ -612,12 +616,14 @@ def plot_paired_curves(
     baseline: str,
     arms: Sequence[str],
     *,
-    key: str = "val_loss",
+    key: str = LOSS,
+    label: str = "val_loss",
     colors: Mapping[str, str] | None = None,
     pairs: Mapping[str, str] | None = None,
 ) -> Path:
-    """key(arm) - key(baseline) at every evaluation, the mean over seeds with a 95% t-interval
-    band (several seeds only). `pairs` maps an arm to another baseline arm."""
+    """key(arm) - key(baseline) at every evaluation (a metric name), the mean over seeds with a
+    95% t-interval band (several seeds only), drawn as `label`. `pairs` maps an arm to another
+    baseline arm."""
     colors = colors or colors_for(list(arms))
     fig, (ax,) = new_figure(1, panel_size=(8.0, 4.2))
     for arm in arms:
@@ -640,10 +646,10 @@ def plot_paired_curves(
             )
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{key} - {baseline} (nats)")
+    ax.set_ylabel(f"{label} - {baseline} (nats)")
     n = len(next(iter(records.values()), {}))
     ax.set_title(
-        f"paired {key} difference over training"
+        f"paired {label} difference over training"
         + (" (band: 95% interval over seeds)" if n > 1 else "")
     )
     ax.grid(True, alpha=0.3)

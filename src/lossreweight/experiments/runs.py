@@ -12,8 +12,10 @@ settings that never change results (logging, checkpoint cadence, CPU threads) ar
 other difference is another result. `jobs` > 1 trains the missing runs
 in worker processes side by side.
 
-Records are read into the flat names the studies use (`read_record`): the one reader of a
-run's metrics for the studies, for records of any trainer version.
+A run's records are read as the trainer wrote them, under the metric vocabulary
+(lossreweight.metric_names: eval/loss, eval/<domain>/loss, train/loss, reweight/<stat>/<domain>,
+...); a run written before the vocabulary is converted once, on read, by
+`metric_names.from_legacy`, the one legacy reader.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from lossreweight.errors import ConfigError
+from lossreweight.metric_names import LOSS, from_legacy
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
     FINAL_FILE,
@@ -42,6 +45,7 @@ from lossreweight.rundir import (
     TENSORBOARD_DIR,
     TIMING_FILE,
     compare_runs,
+    read_final,
     read_metrics,
     results_hash,
 )
@@ -73,8 +77,8 @@ class RunRecord:
     arm: str
     seed: int
     run_dir: Path
-    final: dict[str, Any]
-    metrics: list[dict[str, Any]]
+    final: dict[str, Any]  # final.json under the metric vocabulary (eval/loss, ...)
+    metrics: list[dict[str, Any]]  # metrics.jsonl records under the metric vocabulary
     status: str  # how this invocation got it: cached, copied, trained, resumed or retrained
     seconds: float  # wall time spent by this invocation (0 when cached or copied)
     batch_checksum: str = ""
@@ -84,59 +88,13 @@ class RunRecord:
     @property
     def evals(self) -> list[dict[str, Any]]:
         """The metrics records that carry a validation evaluation."""
-        return [r for r in self.metrics if r.get("val_loss") is not None]
+        return [r for r in self.metrics if r.get(LOSS) is not None]
 
 
 def run_name(arm: str, seed: int) -> str:
     """The run's folder name: `<arm>-seed<k>`, with characters unsafe in a path replaced."""
     safe = re.sub(r"[^A-Za-z0-9._=+-]", "_", arm)
     return f"{safe}-seed{seed}"
-
-
-# -- reading a run's records ------------------------------------------------------------
-_TRAIN = {
-    "train/loss": "train_loss",
-    "train/weighted_loss": "weighted_loss",
-    "train/lr": "lr",
-    "train/grad_norm": "grad_norm",
-    "train/skipped": "skipped",
-    "train/tokens_per_s": "tokens_per_s",
-    "train/mfu": "mfu",
-}
-_EVAL = {
-    "eval/loss": "val_loss",
-    "eval/ppl": "val_ppl",
-    "eval/domain_avg_loss": "val_loss_domain_avg",
-    "eval/worst_domain_loss": "worst_domain_loss",
-    "eval/tokens": "val_tokens",
-}
-
-
-def read_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One metrics.jsonl record (or final.json) in the studies' flat names (train_loss,
-    max_weight_x_m, val_loss, val_loss_by_domain, ...). Records written before the trainer's
-    names were namespaced (train/*, reweight/*, eval/*) pass through unchanged."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key in _TRAIN:
-            out[_TRAIN[key]] = value
-        elif key in _EVAL:
-            out[_EVAL[key]] = value
-        elif key.startswith("reweight/"):
-            parts = key.split("/")
-            if len(parts) == 2:
-                out[parts[1]] = value
-            else:  # reweight/<statistic>/<domain>
-                out.setdefault(parts[1], {})["/".join(parts[2:])] = value
-        elif key.startswith("eval/") and key.count("/") >= 2:
-            domain, _, metric = key[len("eval/") :].rpartition("/")
-            if metric == "loss":
-                out.setdefault("val_loss_by_domain", {})[domain] = value
-            elif metric == "ppl":
-                out.setdefault("val_ppl_by_domain", {})[domain] = value
-        else:
-            out[key] = value
-    return out
 
 
 # -- identity of a run ----------------------------------------------------------------------
@@ -252,15 +210,15 @@ def ensure_run(
         _add_train_time(run_dir, seconds, fresh=status != "partial")
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
-    final = read_record(json.loads((run_dir / FINAL_FILE).read_text()))
-    if "val_loss" not in final:
+    final = read_final(run_dir) or {}
+    if LOSS not in final:
         final = _complete_final(run_dir, final)
     record = RunRecord(
         arm=arm or label,
         seed=cfg.train.seed if seed is None else seed,
         run_dir=run_dir,
         final=final,
-        metrics=[read_record(r) for r in read_metrics(run_dir)],
+        metrics=[from_legacy(r) for r in read_metrics(run_dir)],
         status=how,
         seconds=seconds,
         batch_checksum=batch_checksum(cfg),
@@ -268,9 +226,7 @@ def ensure_run(
         train_seconds=_read_train_time(run_dir),
     )
     if how not in ("cached", "copied"):
-        say(
-            f"{label}: {how} in {seconds:.1f} s, val_loss {final.get('val_loss', float('nan')):.4f}"
-        )
+        say(f"{label}: {how} in {seconds:.1f} s, {LOSS} {final.get(LOSS, float('nan')):.4f}")
     return record
 
 
@@ -293,7 +249,7 @@ def _complete_final(run_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
     trainer writes final.json without the final evaluation; evaluate that checkpoint here."""
     from lossreweight.train.evaluate import evaluate_run
 
-    ev = read_record(evaluate_run(run_dir))
+    ev = evaluate_run(run_dir)
     final = {**final, **{k: v for k, v in ev.items() if k not in ("checkpoint", "step")}}
     (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=1))
     return final

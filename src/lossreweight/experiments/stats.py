@@ -4,8 +4,13 @@ baseline's final loss, weight diagnostics over time, and the setup as trained (p
 tokens per parameter, burn-in: the regime).
 
 Pure functions of `RunRecord`s (final.json, metrics.jsonl, resolved config); no training, no
-plotting. `summarize` writes the one summary.json schema every study shares: per arm under
-"runs", and each arm's paired differences under "diff_vs_<baseline>".
+plotting. Runs are read under the metric vocabulary (lossreweight.metric_names: eval/loss,
+eval/<domain>/loss, train/loss, reweight/<stat>, reweight/<stat>/<domain>). `summarize` writes
+the one summary.json schema every study shares, the studies' own output: per arm under "runs"
+(its numbers named for what they summarise: `val_loss` the mean final eval/loss over seeds,
+`val_loss_domain_avg` of eval/domain_avg_loss, `worst_domain_loss` the highest eval/<domain>/loss,
+`val_loss_by_domain`, `weights` the means of the reweight/ statistics under their statistic
+names), and each arm's paired differences under "diff_vs_<baseline>".
 """
 
 from __future__ import annotations
@@ -20,11 +25,20 @@ from typing import Any
 import numpy as np
 
 from lossreweight.experiments.runs import RunRecord
+from lossreweight.metric_names import (
+    DOMAIN_AVG_LOSS,
+    LOSS,
+    TRAIN_LOSS,
+    domain_loss_name,
+    domain_losses,
+    reweight_name,
+)
 from lossreweight.rundir import RESOLVED_CONFIG
 
 Records = Mapping[str, Mapping[int, RunRecord]]  # arm -> seed -> run
 
-# Per-step weight diagnostics averaged over training (SPEC 5, logged by the trainer).
+# Per-step weight diagnostics averaged over training (SPEC 5, logged by the trainer as
+# reweight/<statistic>; summarised under the statistic's name).
 WEIGHT_KEYS: tuple[str, ...] = (
     "max_weight_x_m",
     "ess_fraction",
@@ -90,20 +104,11 @@ def spread(xs: Sequence[float | None]) -> dict[str, Any]:
 
 
 # -- curves ---------------------------------------------------------------------------------
-def _get(record: Mapping[str, Any], key: str) -> Any:
-    """`key` may be dotted for nested values, e.g. "domain_weight_share.code"."""
-    node: Any = record
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def series(run: RunRecord, key: str, *, evals_only: bool = False) -> tuple[list[int], list[float]]:
-    """(steps, values) of one metric over a run's records that have it."""
+    """(steps, values) of one metric (its name, e.g. eval/loss or reweight/max_weight_x_m) over
+    a run's records that have it."""
     rows = run.evals if evals_only else run.metrics
-    pts = [(r["step"], _get(r, key)) for r in rows]
+    pts = [(r["step"], r.get(key)) for r in rows]
     pts = [(s, float(v)) for s, v in pts if finite(v)]
     return [s for s, _ in pts], [v for _, v in pts]
 
@@ -137,19 +142,19 @@ def steps_to_reach(steps: Sequence[float], losses: Sequence[float], target: floa
 # -- one run --------------------------------------------------------------------------------
 def worst_domain_loss(run: RunRecord) -> float | None:
     """The highest final validation loss over the domains (the GPT-2 code's third metric)."""
-    vals = [v for v in (run.final.get("val_loss_by_domain") or {}).values() if finite(v)]
+    vals = [v for v in domain_losses(run.final).values() if finite(v)]
     return max(vals) if vals else None
 
 
 def _by_domain(run: RunRecord, domain: str) -> float | None:
-    return (run.final.get("val_loss_by_domain") or {}).get(domain)
+    return run.final.get(domain_loss_name(domain))
 
 
 # The final values every arm is summarised on, and paired with the baseline on, per seed
-# (besides each domain's loss).
+# (besides each domain's loss): summary key -> its value in a run.
 FINAL: dict[str, Callable[[RunRecord], float | None]] = {
-    "val_loss": lambda r: r.final.get("val_loss"),
-    "val_loss_domain_avg": lambda r: r.final.get("val_loss_domain_avg"),
+    "val_loss": lambda r: r.final.get(LOSS),
+    "val_loss_domain_avg": lambda r: r.final.get(DOMAIN_AVG_LOSS),
     "worst_domain_loss": worst_domain_loss,
 }
 
@@ -158,12 +163,12 @@ def weight_means(run: RunRecord) -> dict[str, Any]:
     """Each weight diagnostic averaged over the logged steps (max_weight_x_m also its max)."""
     out: dict[str, Any] = {}
     for key in WEIGHT_KEYS:
-        _, v = series(run, key)
+        _, v = series(run, reweight_name(key))
         out[key] = float(np.mean(v)) if v else None
-    _, mw = series(run, "max_weight_x_m")
+    _, mw = series(run, reweight_name("max_weight_x_m"))
     out["max_weight_x_m_max"] = float(np.max(mw)) if mw else None
     for key in ("domain_weight_share", "domain_sample_share"):
-        rows = [r[key] for r in run.metrics if isinstance(r.get(key), Mapping)]
+        rows = [row for r in run.metrics if (row := per_domain(r, key))]
         if rows:
             out[key] = {
                 d: float(np.mean([row[d] for row in rows if finite(row.get(d))])) for d in rows[0]
@@ -171,11 +176,17 @@ def weight_means(run: RunRecord) -> dict[str, Any]:
     return out
 
 
+def per_domain(record: Mapping[str, Any], statistic: str) -> dict[str, Any]:
+    """`{domain: value}` of a per-domain statistic (reweight/<statistic>/<domain>) in a record."""
+    prefix = reweight_name(statistic) + "/"
+    return {k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix)}
+
+
 def first_train_loss(run: RunRecord) -> float | None:
-    """train_loss logged at step 1: the loss of the first batch under the initial weights,
+    """train/loss logged at step 1: the loss of the first batch under the initial weights,
     equal across strategies that share init and batches (None when step 1 was not logged)."""
     first = run.metrics[0] if run.metrics else {}
-    return first.get("train_loss") if first.get("step") == 1 else None
+    return first.get(TRAIN_LOSS) if first.get("step") == 1 else None
 
 
 # -- all arms -------------------------------------------------------------------------------
@@ -183,7 +194,7 @@ def _domains(records: Records) -> list[str]:
     seen: list[str] = []
     for by_seed in records.values():
         for run in by_seed.values():
-            seen += [d for d in run.final.get("val_loss_by_domain", {}) if d not in seen]
+            seen += [d for d in domain_losses(run.final) if d not in seen]
     return seen
 
 
@@ -240,13 +251,13 @@ def paired(
 
     to_target, speedup = [], []
     for a, b in zip(arm, base, strict=True):
-        target = b.final.get("val_loss")
+        target = b.final.get(LOSS)
         if not finite(target):
             to_target.append(None)
             speedup.append(None)
             continue
-        s_a = steps_to_reach(*series(a, "val_loss", evals_only=True), target)
-        s_b = steps_to_reach(*series(b, "val_loss", evals_only=True), target)
+        s_a = steps_to_reach(*series(a, LOSS, evals_only=True), target)
+        s_b = steps_to_reach(*series(b, LOSS, evals_only=True), target)
         to_target.append(s_a)
         speedup.append(s_b / s_a if s_a and s_b else None)
     val = diffs(FINAL["val_loss"])

@@ -42,6 +42,7 @@ from lossreweight.experiments.scales import (
     paper_setup,
 )
 from lossreweight.experiments.stats import Records, excludes_zero, fmt_ci, mean, series, spread
+from lossreweight.metric_names import DOMAIN_AVG_LOSS, domain_losses, reweight_name
 
 SEEDS, SEQ_SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1), (0, 1)
 # A larger machine runs the study at another model size and more seeds (gpu_evidence.sh):
@@ -287,13 +288,13 @@ class Conditions(Study):
 def _block_share(run: RunRecord, key: str, domain: str | None, after: int | None) -> float | None:
     if domain is None:
         return 0.0
-    xs, ys = series(run, f"{key}.{domain}")
+    xs, ys = series(run, reweight_name(key, domain))
     vals = [y for x, y in zip(xs, ys, strict=True) if after is not None and x > after]
     return mean(vals) if vals else None
 
 
 def clean_val_loss(run: RunRecord) -> float | None:
-    by = run.final.get("val_loss_by_domain") or {}
+    by = domain_losses(run.final)
     return mean([by.get(d) for d in NATURAL_DOMAINS])
 
 
@@ -316,7 +317,7 @@ def arms_block(records: Records) -> dict[str, Any]:
         base = [records[base_arm][s] for s in seeds]
         ends = [_burn_in(r).get("end_step") for r in runs]
         clean = [clean_val_loss(r) for r in runs]
-        everything = [r.final.get("val_loss_domain_avg") for r in runs]
+        everything = [r.final.get(DOMAIN_AVG_LOSS) for r in runs]
         out[arm] = {
             "condition": cond.lstrip("@") or "clean",
             "block": domain,
@@ -326,9 +327,7 @@ def arms_block(records: Records) -> dict[str, Any]:
             "clean_val_loss": mean(clean),
             "val_loss_domain_avg": mean(everything),
             "paired_clean": spread(_diffs(clean, [clean_val_loss(r) for r in base])),
-            "paired_all": spread(
-                _diffs(everything, [r.final.get("val_loss_domain_avg") for r in base])
-            ),
+            "paired_all": spread(_diffs(everything, [r.final.get(DOMAIN_AVG_LOSS) for r in base])),
             "block_sample_share": mean(
                 [
                     _block_share(r, "domain_sample_share", domain, e)

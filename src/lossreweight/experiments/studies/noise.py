@@ -35,6 +35,7 @@ from lossreweight.experiments.stats import (
     series,
     spread,
 )
+from lossreweight.metric_names import LOSS, domain_losses, reweight_name
 
 STRATEGIES: tuple[str, ...] = ("uniform", "linupper", "quadratic")
 # condition -> (corrupted domain, share of the training sequences); "" is the clean mix.
@@ -77,13 +78,13 @@ def condition_overrides(base: tuple[str, ...], steps: int) -> dict[str, tuple[st
 
 
 def _post_burn_in_share(run: RunRecord, key: str, domain: str, steps: int) -> float | None:
-    xs, ys = series(run, f"{key}.{domain}")
+    xs, ys = series(run, reweight_name(key, domain))
     vals = [y for x, y in zip(xs, ys, strict=True) if x > BURN_IN_FRACTION * steps]
     return mean(vals) if vals else None
 
 
 def clean_val_loss(run: RunRecord) -> float | None:
-    by = run.final.get("val_loss_by_domain") or {}
+    by = domain_losses(run.final)
     return mean([by.get(d) for d in NATURAL_DOMAINS])
 
 
@@ -117,7 +118,7 @@ def arms_block(records: Records, steps: int) -> dict[str, Any]:
             "corrupted_weight_share_per_seed": weight,
             "clean_val_loss": mean(clean),
             "clean_val_loss_per_seed": clean,
-            "val_loss": mean([r.final.get("val_loss") for r in runs]),
+            "val_loss": mean([r.final.get(LOSS) for r in runs]),
             "diff_vs_uniform": spread(diffs),  # clean_val_loss - uniform on the same mix
         }
     return out

@@ -23,6 +23,7 @@ from lossreweight.experiments.page import Section, Table
 from lossreweight.experiments.runs import Arm
 from lossreweight.experiments.scales import QUICK_MODEL_SIZES, paper_setup
 from lossreweight.experiments.stats import Records, excludes_zero, fmt_ci, regime_text, spread
+from lossreweight.metric_names import DOMAIN_AVG_LOSS
 
 SIZES: tuple[str, ...] = ("0.5M", "1.4M", "2.2M")
 # Up to 16M characters per source (docs has 0.4M, scripture 4.3M): 6.1M training tokens.
@@ -30,14 +31,14 @@ SCALE_DATA: tuple[str, ...] = ("data.max_chars_per_domain=16000000",)
 ALLOW_REPEATS_ENV = "LOSSREWEIGHT_ALLOW_REPEATS"
 QUICK_SIZES: tuple[str, ...] = tuple(QUICK_MODEL_SIZES)
 SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
-METRIC = "val_loss_domain_avg"
+METRIC = "val_loss_domain_avg"  # the summary's mean of eval/domain_avg_loss
 
 
 def _gaps(records: Records, size: str) -> list[float | None]:
     lin, uni = records[f"linupper@{size}"], records[f"uniform@{size}"]
     out = []
     for s in sorted(lin):
-        a, b = lin[s].final.get(METRIC), uni[s].final.get(METRIC)
+        a, b = lin[s].final.get(DOMAIN_AVG_LOSS), uni[s].final.get(DOMAIN_AVG_LOSS)
         out.append(a - b if a is not None and b is not None else None)
     return out
 

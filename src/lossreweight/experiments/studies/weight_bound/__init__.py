@@ -36,13 +36,16 @@ from lossreweight.experiments.studies.weight_bound.synthetic import (
     plot_synthetic,
     synthetic_sweep,
 )
+from lossreweight.metric_names import reweight_name
+
+MAX_W, FRAC_ABOVE = reweight_name("max_weight_x_m"), reweight_name("frac_above_2_over_m")
 
 
 def plot_training(path: Path, records: Records, colors: dict[str, str]) -> Path:
     fig, (ax,) = P.new_figure(1, panel_size=(9.0, 4.0))
     for arm, by_seed in records.items():
         for run in by_seed.values():
-            steps, v = series(run, "max_weight_x_m")
+            steps, v = series(run, reweight_name("max_weight_x_m"))
             ax.plot(steps, v, color=colors[arm], lw=0.6, alpha=0.35)
             ax.plot(
                 steps,
@@ -64,8 +67,8 @@ def training_bound(records: Records) -> dict[str, Any]:
     """Per arm: how often and how far max(w) x M exceeded 2 over the logged steps."""
     out = {}
     for arm, by_seed in records.items():
-        vals = [v for run in by_seed.values() for v in series(run, "max_weight_x_m")[1]]
-        frac = [v for run in by_seed.values() for v in series(run, "frac_above_2_over_m")[1]]
+        vals = [v for run in by_seed.values() for v in series(run, MAX_W)[1]]
+        frac = [v for run in by_seed.values() for v in series(run, FRAC_ABOVE)[1]]
         out[arm] = {
             "steps_logged": len(vals),
             "max_weight_x_m_mean": sum(vals) / len(vals) if vals else None,
