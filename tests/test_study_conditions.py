@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lossreweight.errors import ConfigError
-from lossreweight.experiments.runs import RunRecord
+from lossreweight.experiments.runs import RunRecord, read_run
 from lossreweight.experiments.studies import conditions as C
 from lossreweight.experiments.studies import scale
 
@@ -112,6 +112,27 @@ def test_numbers_verdict_and_fidelity_from_runs():
     rows = C.fidelity_rows(summary)
     assert {r[0] for r in rows} >= {"tokens per parameter", "model size", "burn-in position"}
     assert "step 8 of 20" in dict((r[0], r[2]) for r in rows)["burn-in position"]
+
+
+def test_a_run_cached_before_the_metric_names_reads_the_same(tmp_path):
+    # final.json and metrics.jsonl in the flat names of older trainers: read_run converts them
+    # (metric_names.from_legacy) and the study's numbers are those of a run written today.
+    new = _run("linupper-progress@repeat20", 0, 5.0, 8, share=0.05)
+    by = {d: 5.0 for d in C.NATURAL_DOMAINS} | {"repeat": 1.0}
+    final = {"steps": 20, "val_loss_by_domain": by, "val_loss_domain_avg": 5.0}
+    final["burn_in"] = new.final["burn_in"]
+    shares = {"domain_weight_share": {"repeat": 0.05}, "domain_sample_share": {"repeat": 0.2}}
+    rows = [{"step": r["step"], **shares} for r in new.metrics]
+    (tmp_path / "final.json").write_text(json.dumps(final))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    old_final, old_metrics = read_run(tmp_path)
+    assert old_metrics == new.metrics
+    assert {k: v for k, v in old_final.items() if k != "eval/worst_domain_loss"} == new.final
+    old = RunRecord(new.arm, 0, tmp_path, old_final, old_metrics, "cached", 0.0)
+    base = {0: _run("uniform@repeat20", 0, 5.0, 1)}
+    assert C.arms_block({"uniform@repeat20": base, new.arm: {0: old}}) == C.arms_block(
+        {"uniform@repeat20": base, new.arm: {0: new}}
+    )
 
 
 def test_scale_refuses_a_plan_that_repeats_data(monkeypatch):

@@ -97,6 +97,12 @@ def run_name(arm: str, seed: int) -> str:
     return f"{safe}-seed{seed}"
 
 
+def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's final.json and metrics.jsonl records under the metric vocabulary, as the trainer
+    writes them; a run written before it is converted, once, by `metric_names.from_legacy`."""
+    return read_final(run_dir) or {}, [from_legacy(r) for r in read_metrics(run_dir)]
+
+
 # -- identity of a run ----------------------------------------------------------------------
 def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     run_dir = Path(run_dir)
@@ -210,7 +216,7 @@ def ensure_run(
         _add_train_time(run_dir, seconds, fresh=status != "partial")
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
-    final = read_final(run_dir) or {}
+    final, metrics = read_run(run_dir)
     if LOSS not in final:
         final = _complete_final(run_dir, final)
     record = RunRecord(
@@ -218,7 +224,7 @@ def ensure_run(
         seed=cfg.train.seed if seed is None else seed,
         run_dir=run_dir,
         final=final,
-        metrics=[from_legacy(r) for r in read_metrics(run_dir)],
+        metrics=metrics,
         status=how,
         seconds=seconds,
         batch_checksum=batch_checksum(cfg),

@@ -10,6 +10,8 @@ five clean domains), each paired with uniform on the same mix, with 95% interval
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lossreweight.experiments.harness import Context, Plan, Study
@@ -157,7 +159,7 @@ class Noise(Study):
         summary["arms"] = arms_block(records, summary["steps"])
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.plots import plot_loss_curves, plot_share_bars
+        from lossreweight.experiments.plots import plot_loss_curves
 
         clean = {a: records[a] for a in records if "@" not in a}
         return {
@@ -247,6 +249,50 @@ class Noise(Study):
                 tables=[table],
             )
         ]
+
+
+def plot_share_bars(path: Path, arms: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Per corrupted mix, each arm's weight share of the corrupted sequences next to their
+    sample share (the dashed line): above it, the arm up-weights them."""
+    from lossreweight.experiments.plots import colors_for, new_figure, save_figure
+
+    conds = [c for c in dict.fromkeys(a["condition"] for a in arms.values()) if c != "clean"]
+    strategies = list(dict.fromkeys(name.split("@")[0] for name in arms))
+    colors = colors_for(strategies)
+    fig, (ax,) = new_figure(1, panel_size=(max(6.0, 2.2 * len(conds)), 4.0))
+    width = 0.8 / max(1, len(strategies))
+    for j, cond in enumerate(conds):
+        for i, s in enumerate(strategies):
+            a = arms.get(f"{s}@{cond}")
+            if a is None or a["corrupted_weight_share"] is None:
+                continue
+            ax.bar(
+                j + (i - (len(strategies) - 1) / 2) * width,
+                a["corrupted_weight_share"],
+                width,
+                color=colors[s],
+                label=s if j == 0 else None,
+            )
+        share = next(
+            (a["corrupted_sample_share"] for a in arms.values() if a["condition"] == cond), None
+        )
+        if share is not None:
+            ax.hlines(
+                share,
+                j - 0.45,
+                j + 0.45,
+                colors="black",
+                linestyles="--",
+                label="sample share" if j == 0 else None,
+            )
+    ax.set_xticks(range(len(conds)))
+    ax.set_xticklabels(conds)
+    ax.set_ylabel("share of batch weight (after burn-in)")
+    ax.set_title("weight on the corrupted sequences vs their share of the samples")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.margins(y=0.15)
+    return save_figure(fig, path)
 
 
 STUDY = Noise()
