@@ -80,8 +80,11 @@ def condition_overrides(base: tuple[str, ...], steps: int) -> dict[str, tuple[st
 
 
 def _post_burn_in_share(run: RunRecord, key: str, domain: str, steps: int) -> float | None:
+    # after the burn-in the run measured (final.json), else the protocol's 5% (older runs)
+    end = (run.final.get("burn_in") or {}).get("end_step")
+    end = BURN_IN_FRACTION * steps if end is None else end
     xs, ys = series(run, reweight_name(key, domain))
-    vals = [y for x, y in zip(xs, ys, strict=True) if x > BURN_IN_FRACTION * steps]
+    vals = [y for x, y in zip(xs, ys, strict=True) if x > end]
     return mean(vals) if vals else None
 
 
