@@ -140,6 +140,22 @@ def steps_to_reach(steps: Sequence[float], losses: Sequence[float], target: floa
 
 
 # -- one run --------------------------------------------------------------------------------
+def mean_domain_loss(run: RunRecord, domains: Sequence[str]) -> float | None:
+    """The final validation loss averaged over `domains` (e.g. the clean natural-text ones)."""
+    by = domain_losses(run.final)
+    return mean([by.get(d) for d in domains])
+
+
+def share_after(run: RunRecord, statistic: str, domain: str, after: float | None) -> float | None:
+    """A per-domain reweighting statistic (e.g. domain_weight_share) averaged over the logged
+    steps after `after` (the burn-in's end); None when there are none or `after` is None."""
+    if after is None:
+        return None
+    xs, ys = series(run, reweight_name(statistic, domain))
+    vals = [y for x, y in zip(xs, ys, strict=True) if x > after]
+    return mean(vals) if vals else None
+
+
 def worst_domain_loss(run: RunRecord) -> float | None:
     """The highest final validation loss over the domains (the GPT-2 code's third metric)."""
     vals = [v for v in domain_losses(run.final).values() if finite(v)]

@@ -41,11 +41,19 @@ from lossreweight.experiments.scales import (
     NATURAL_DOMAINS,
     paper_setup,
 )
-from lossreweight.experiments.stats import Records, excludes_zero, fmt_ci, mean, series, spread
-from lossreweight.metric_names import DOMAIN_AVG_LOSS, domain_losses, reweight_name
+from lossreweight.experiments.stats import (
+    Records,
+    excludes_zero,
+    fmt_ci,
+    mean,
+    mean_domain_loss,
+    share_after,
+    spread,
+)
+from lossreweight.metric_names import DOMAIN_AVG_LOSS
 
 SEEDS, SEQ_SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1), (0, 1)
-# A larger machine runs the study at another model size and more seeds (gpu_evidence.sh):
+# A larger machine runs the study at another model size and more seeds (benchmarks/gpu_evidence.py):
 # LOSSREWEIGHT_CONDITIONS_SIZE (a key of scales.MODEL_SIZES) and LOSSREWEIGHT_CONDITIONS_SEEDS.
 SIZE_ENV, SEEDS_ENV = "LOSSREWEIGHT_CONDITIONS_SIZE", "LOSSREWEIGHT_CONDITIONS_SEEDS"
 TEMPERATURE = 0.4
@@ -286,16 +294,11 @@ class Conditions(Study):
 
 # -- numbers --------------------------------------------------------------------------------
 def _block_share(run: RunRecord, key: str, domain: str | None, after: int | None) -> float | None:
-    if domain is None:
-        return 0.0
-    xs, ys = series(run, reweight_name(key, domain))
-    vals = [y for x, y in zip(xs, ys, strict=True) if after is not None and x > after]
-    return mean(vals) if vals else None
+    return 0.0 if domain is None else share_after(run, key, domain, after)
 
 
 def clean_val_loss(run: RunRecord) -> float | None:
-    by = domain_losses(run.final)
-    return mean([by.get(d) for d in NATURAL_DOMAINS])
+    return mean_domain_loss(run, NATURAL_DOMAINS)
 
 
 def _burn_in(run: RunRecord) -> dict[str, Any]:

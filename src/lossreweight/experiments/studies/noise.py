@@ -33,11 +33,12 @@ from lossreweight.experiments.stats import (
     excludes_zero,
     fmt_ci,
     mean,
+    mean_domain_loss,
     regime_text,
-    series,
+    share_after,
     spread,
 )
-from lossreweight.metric_names import LOSS, domain_losses, reweight_name
+from lossreweight.metric_names import LOSS
 
 STRATEGIES: tuple[str, ...] = ("uniform", "linupper", "quadratic")
 # condition -> (corrupted domain, share of the training sequences); "" is the clean mix.
@@ -82,15 +83,11 @@ def condition_overrides(base: tuple[str, ...], steps: int) -> dict[str, tuple[st
 def _post_burn_in_share(run: RunRecord, key: str, domain: str, steps: int) -> float | None:
     # after the burn-in the run measured (final.json), else the protocol's 5% (older runs)
     end = (run.final.get("burn_in") or {}).get("end_step")
-    end = BURN_IN_FRACTION * steps if end is None else end
-    xs, ys = series(run, reweight_name(key, domain))
-    vals = [y for x, y in zip(xs, ys, strict=True) if x > end]
-    return mean(vals) if vals else None
+    return share_after(run, key, domain, BURN_IN_FRACTION * steps if end is None else end)
 
 
 def clean_val_loss(run: RunRecord) -> float | None:
-    by = domain_losses(run.final)
-    return mean([by.get(d) for d in NATURAL_DOMAINS])
+    return mean_domain_loss(run, NATURAL_DOMAINS)
 
 
 def arms_block(records: Records, steps: int) -> dict[str, Any]:
