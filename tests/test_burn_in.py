@@ -173,3 +173,13 @@ def test_unigram_rule_on_data_without_training_tokens_is_a_config_error(tmp_path
     np.save(copy / UNIGRAM_FILE, np.zeros((len(data.domains), data.vocab_size), dtype=np.int64))
     with pytest.raises(ConfigError, match="unigram entropy"):
         BurnIn.for_run(cfg, PreparedData.open(copy), Reweighter("linupper", 0.4))
+
+
+def test_checkpoints_from_before_the_burn_in_state_restore_a_fixed_burn_in():
+    from lossreweight.train.checkpoint import _part_state
+
+    b, rw = _burn_in(target=None, min_steps=5)
+    b.load_state_dict(_part_state({"loader": {}}, "burn_in", b))  # an older checkpoint
+    assert b.end_step == 5 and rw.warmup_steps == 5
+    with pytest.raises(KeyError):  # any other part missing from a checkpoint is still an error
+        _part_state({}, "reweighter", rw)

@@ -36,6 +36,9 @@ _NOT_YET = 2**62
 class BurnIn:
     """Ends the Reweighter's burn-in at a fixed step or by the model's progress."""
 
+    # Checkpoints written before the burn-in was saved lack its state: their burn-in was fixed.
+    absent_in_older_checkpoints = True
+
     def __init__(
         self,
         reweighter: Reweighter,

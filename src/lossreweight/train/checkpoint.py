@@ -479,6 +479,14 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def _part_state(state: dict[str, Any], name: str, part: Stateful) -> dict[str, Any]:
+    """A part's saved state. A part added after a checkpoint was written (it says so with
+    `absent_in_older_checkpoints = True`, e.g. the burn-in) restores from {} there."""
+    if name not in state and getattr(part, "absent_in_older_checkpoints", False):
+        return {}
+    return state[name]
+
+
 @dataclass
 class Counters:
     """Where training stands: optimizer steps taken and tokens consumed (all ranks)."""
@@ -544,8 +552,7 @@ class Checkpointer:
         self.counters.load_state_dict(state)
         for name, part in self.parts.items():
             try:
-                # {}: a part newer than the checkpoint (burn_in) restores its default
-                part.load_state_dict(state.get(name, {}) if name == "burn_in" else state[name])
+                part.load_state_dict(_part_state(state, name, part))
             except ValueError as exc:  # e.g. a reweighter saved with other settings
                 raise ConfigError(str(exc)) from None
         return latest
