@@ -90,7 +90,7 @@ def _dry_overrides() -> tuple[str, ...]:
 
 def prepare(out_cache: Path) -> None:
     """Everything the device's stages read, prepared here (the corpus sources are here)."""
-    os.environ.setdefault("LOSSREWEIGHT_CACHE", str(out_cache))
+    os.environ["LOSSREWEIGHT_CACHE"] = str(out_cache)  # what the call carries, whatever is set
     os.environ[CONDITIONS_SIZE_ENV] = CONDITIONS_SIZE
     os.environ[CONDITIONS_SEEDS_ENV] = str(CONDITIONS_SEEDS)
     from lossreweight.data import prepare_data

@@ -577,6 +577,7 @@ def fidelity_rows(summary: Mapping[str, Any]) -> list[list[str]]:
     else:
         pos, pos_match = "not measured (runs from before it was recorded)", "unknown"
     seq = values("seq_len")
+    burn = values("burn_in_fraction", lambda f: f"{f:.0%}")
     domains = ", ".join(summary.get("domains") or []) or "?"
     return [
         [
@@ -596,8 +597,8 @@ def fidelity_rows(summary: Mapping[str, Any]) -> list[list[str]]:
         [
             "burn-in",
             PAPER["burn-in"],
-            values("burn_in_fraction", lambda f: f"{f:.0%}"),
-            "matches" if values("burn_in_fraction", lambda f: f"{f:.0%}") == "5%" else "differs",
+            burn,
+            "matches" if burn == "5%" else "differs",
         ],
         ["burn-in position", PAPER["burn-in position"], pos, pos_match],
         [
