@@ -433,10 +433,13 @@ def test_library_misuse_is_one_line_naming_the_argument(case: str) -> None:
     assert type(e.value).__module__ == "builtins"  # ours, not a torch RuntimeError
 
 
-def test_a_dataclass_strategy_works_everywhere() -> None:
+def test_a_dataclass_strategy_works_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import dataclass
 
-    from lossreweight.reweighting import Reweighter, compute_weights, register_strategy
+    from lossreweight.reweighting import Reweighter, compute_weights, register_strategy, strategies
+
+    # the registration is undone after the test: other tests list the registered names
+    monkeypatch.setattr(strategies, "_REGISTRY", dict(strategies._REGISTRY))
 
     @dataclass
     class Scaled:  # eq=True makes it unhashable
