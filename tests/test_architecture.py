@@ -105,9 +105,6 @@ def test_no_module_over_800_lines():
 # Parallel parts of one pattern may share names with modules elsewhere: a command per CLI
 # command, a study per study.
 PARALLEL = ("lossreweight.commands.", "lossreweight.experiments.studies.")
-# Names still taken twice, each to be renamed; the test fails when one is fixed but still
-# listed, so this list is always exactly what is left.
-KNOWN_DUPLICATES = {"build", "config", "errors", "loader"}
 
 
 def test_no_two_modules_of_one_name():
@@ -116,10 +113,7 @@ def test_no_two_modules_of_one_name():
         if "." in name and not name.startswith(PARALLEL):
             by_name.setdefault(name.rsplit(".", 1)[1], []).append(name)
     dupes = {n: where for n, where in by_name.items() if len(where) > 1}
-    new = {n: where for n, where in dupes.items() if n not in KNOWN_DUPLICATES}
-    assert not new, f"modules of one name: {new}"
-    fixed = KNOWN_DUPLICATES - set(dupes)
-    assert not fixed, f"no longer duplicated, remove from KNOWN_DUPLICATES: {sorted(fixed)}"
+    assert not dupes, f"modules of one name: {dupes}"
 
 
 def test_dependency_arrow_points_one_way():

@@ -17,7 +17,7 @@ from lossreweight.metric_names import eval_record
 from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config, train
 from lossreweight.train.console import Console
-from lossreweight.train.errors import TrainingDiverged
+from lossreweight.train.failures import TrainingDiverged
 from lossreweight.train.guard import StepGuard, check_divergence
 from lossreweight.train.host_copy import Pending
 from lossreweight.train.metrics import MetricsLogger

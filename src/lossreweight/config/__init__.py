@@ -8,7 +8,7 @@ command uses (presets, YAML files, `key=value` overrides, one-line errors).
 
 from __future__ import annotations
 
-from lossreweight.config.loader import (
+from lossreweight.config.resolve import (
     all_keys,
     apply_overrides,
     check_key,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from lossreweight.config.loader import load_config
+from lossreweight.config.resolve import load_config
 from lossreweight.config.schema import (
     DEFAULT_BURN_IN_FRACTION,
     SCHEDULE_KEYS,

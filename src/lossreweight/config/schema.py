@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lossreweight.data.config import DataConfig
-from lossreweight.model.config import ModelConfig
+from lossreweight.data.data_config import DataConfig
+from lossreweight.model.model_config import ModelConfig
 
 # The library's bounds (reweighting/checks.py says why): the config refuses what it would.
 from lossreweight.reweighting import (

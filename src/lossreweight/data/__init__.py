@@ -9,8 +9,8 @@ token shards, and seeded, resumable, rank-aware loaders over them.
 
 from __future__ import annotations
 
-from lossreweight.data.config import DataConfig, TokenizerConfig
 from lossreweight.data.corpus import Corpus, DataWarning
+from lossreweight.data.data_config import DataConfig, TokenizerConfig
 from lossreweight.data.documents import Document
 from lossreweight.data.embedded import CORPUS_EXTRA, EMBEDDED
 from lossreweight.data.loader import TrainLoader

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from lossreweight.data.config import DataConfig
 from lossreweight.data.corpus import Corpus, describe_sources
+from lossreweight.data.data_config import DataConfig
 from lossreweight.data.documents import Document, unit_hash
 from lossreweight.data.encode import Encoder
 from lossreweight.data.shards import (

@@ -12,7 +12,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lossreweight.data.config import EMBEDDED_DEFAULT_MAX_CHARS, EMBEDDED_MAX_DOC_CHARS, DataConfig
+from lossreweight.data.data_config import (
+    EMBEDDED_DEFAULT_MAX_CHARS,
+    EMBEDDED_MAX_DOC_CHARS,
+    DataConfig,
+)
 from lossreweight.data.documents import Document, seeded_order, split_of, truncate_at_line
 from lossreweight.data.embedded import CORPUS_EXTRA, EMBEDDED, missing_package
 from lossreweight.data.files import FileSource, parse_source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lossreweight.data.config import check_mixture_weights
+from lossreweight.data.data_config import check_mixture_weights
 from lossreweight.errors import DataError
 
 Mixture = str | Mapping[str, float]

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lossreweight.data.config import DataConfig
 from lossreweight.data.corpus import Corpus
+from lossreweight.data.data_config import DataConfig
 from lossreweight.data.prepared import PreparedData
 from lossreweight.data.shards import FORMAT, FORMAT_VERSION, INDEX_FILE
 from lossreweight.data.unigram import UNIGRAM_FILE

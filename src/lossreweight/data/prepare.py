@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lossreweight.data.build import build
-from lossreweight.data.config import DataConfig
 from lossreweight.data.corpus import Corpus
+from lossreweight.data.data_config import DataConfig
 from lossreweight.data.encode import default_workers
 from lossreweight.data.mixture import resolve_mixture
 from lossreweight.data.outdir import (

@@ -373,7 +373,7 @@ PAPER_TOKENS_PER_PARAM = 20_000 * 32 * 512 / 124e6
 @lru_cache(maxsize=64)
 def _params(model_json: str) -> int:
     from lossreweight.model import ModelConfig
-    from lossreweight.model.build import build_model
+    from lossreweight.model.factory import build_model
 
     model = build_model(ModelConfig.from_dict(json.loads(model_json), where="model"))
     return sum(p.numel() for p in model.parameters())  # tied weights counted once

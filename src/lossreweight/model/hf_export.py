@@ -20,9 +20,9 @@ import torch
 
 from lossreweight.errors import CheckpointError, ConfigError, UserError
 from lossreweight.model.base import CausalLM
-from lossreweight.model.config import ModelConfig
 from lossreweight.model.hf_model import HFCausalLM
 from lossreweight.model.llama import LlamaModel
+from lossreweight.model.model_config import ModelConfig
 from lossreweight.rundir import CHECKPOINTS_DIR, is_run_dir
 from lossreweight.safe_files import (
     WORK_MARKER,

@@ -17,7 +17,7 @@ from torch import nn
 
 from lossreweight.errors import ConfigError
 from lossreweight.model.base import CausalLM
-from lossreweight.model.config import ModelConfig
+from lossreweight.model.model_config import ModelConfig
 
 
 class RMSNorm(nn.Module):

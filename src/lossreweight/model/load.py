@@ -12,7 +12,7 @@ from torch import nn
 from lossreweight.errors import CheckpointError
 from lossreweight.integrity import is_good, verify_checkpoint
 from lossreweight.model.base import CausalLM
-from lossreweight.model.config import ModelConfig
+from lossreweight.model.model_config import ModelConfig
 from lossreweight.rundir import (
     MANIFEST_FILE,
     MODEL_WEIGHTS,

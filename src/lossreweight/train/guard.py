@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from lossreweight.integrity import describe_last_good
-from lossreweight.train.errors import TrainingDiverged
+from lossreweight.train.failures import TrainingDiverged
 
 
 class StopSignals:

@@ -41,7 +41,8 @@ from lossreweight.rundir import (
 from lossreweight.train.burn_in import BurnIn
 from lossreweight.train.checkpoint import Checkpointer, Counters
 from lossreweight.train.continuation import continuation_note, resolve_schedule
-from lossreweight.train.errors import (
+from lossreweight.train.evaluate import Evaluator
+from lossreweight.train.failures import (
     Interrupted,
     OutOfMemory,
     RunDirError,
@@ -49,7 +50,6 @@ from lossreweight.train.errors import (
     is_out_of_memory,
     is_peer_failure,
 )
-from lossreweight.train.evaluate import Evaluator
 from lossreweight.train.guard import StepGuard, StopSignals
 from lossreweight.train.metrics import check_logging_deps, truncate_metrics
 from lossreweight.train.optim import build_optimizer, lr_at, set_lr

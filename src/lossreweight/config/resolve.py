@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from lossreweight.config.schema import RunConfig
 from lossreweight.config.yaml_io import parse_value, read_config_file
-from lossreweight.data.config import DataConfig
+from lossreweight.data.data_config import DataConfig
 from lossreweight.errors import ConfigError
 
 # Below these keys values are free-form mappings (a schedule, a mixture), checked by their

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lossreweight.errors import ConfigError
 from lossreweight.model.base import CausalLM
-from lossreweight.model.config import ModelConfig
+from lossreweight.model.model_config import ModelConfig
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None) -> CausalLM:
