@@ -191,7 +191,8 @@ def test_steps_to_target_and_censoring() -> None:
 
 
 def test_html_report_escapes_and_embeds(tmp_path: Path) -> None:
-    from lossreweight.experiments.plots import new_figure, plot_lines, save_figure
+    from lossreweight.experiments.plots import new_figure, save_figure
+    from lossreweight.experiments.studies.linreg.figures import plot_lines
 
     fig, (ax,) = new_figure(1)
     plot_lines(ax, [0, 1], {"a<b": [1, 2]})

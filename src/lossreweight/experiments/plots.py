@@ -145,37 +145,6 @@ def plot_mean_spread(
     ax.legend(fontsize=8)
 
 
-def plot_lines(
-    ax: Axes,
-    x: Any,
-    ys: Mapping[str, Any],
-    *,
-    logy: bool = False,
-    title: str = "",
-    xlabel: str = "",
-    ylabel: str = "",
-    colors: Mapping[str, str] | None = None,
-    styles: Mapping[str, str] | None = None,
-) -> None:
-    """Plain curves y(x), one per label (e.g. weight as a function of the normalised loss).
-    `x` may map each label to its own x values; `colors`/`styles` override per label."""
-    for i, (name, y) in enumerate(ys.items()):
-        xs = x.get(name) if isinstance(x, Mapping) else x
-        color = (colors or {}).get(name) or color_for(name, i)
-        ax.plot(
-            np.asarray(xs),
-            np.asarray(y, dtype=float),
-            color=color,
-            label=name,
-            ls=(styles or {}).get(name, "-"),
-        )
-    if logy:
-        ax.set_yscale("log")
-    _label(ax, title, xlabel, ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-
-
 def plot_grouped_bars(
     ax: Axes,
     values: Mapping[str, Mapping[str, float | None]],
@@ -555,61 +524,6 @@ def standard_plots(
 
 
 # -- paired differences to a baseline ----------------------------------------------------
-def plot_paired_bars(
-    path: Path,
-    summary: Mapping[str, Any],
-    arms: Sequence[str],
-    metrics: Mapping[str, Sequence[str]],
-    *,
-    colors: Mapping[str, str] | None = None,
-    title: str = "",
-) -> Path:
-    """Grouped bars: for each metric (label -> path of keys below the arm's
-    `diff_vs_<baseline>`), each arm's mean paired difference with its 95% interval."""
-    base = summary["baseline"]
-    colors = colors or colors_for(list(arms))
-    fig, (ax,) = new_figure(1, panel_size=(MAX_WIDTH, 4.0))
-    width = 0.8 / max(1, len(arms))
-    xs = np.arange(len(metrics))
-    for i, arm in enumerate(arms):
-        means, lo, hi = [], [], []
-        for keys in metrics.values():
-            d = summary["runs"][arm][f"diff_vs_{base}"]
-            for k in keys:
-                d = d[k]
-            m, ci = d.get("mean"), d.get("ci95")
-            means.append(np.nan if m is None else m)
-            lo.append(0.0 if not ci or m is None else m - ci[0])
-            hi.append(0.0 if not ci or m is None else ci[1] - m)
-        ax.bar(
-            xs + (i - (len(arms) - 1) / 2) * width,
-            means,
-            width,
-            color=colors.get(arm),
-            label=arm,
-            yerr=np.array([lo, hi]) if any(v > 0 for v in lo + hi) else None,
-            capsize=2,
-            ecolor="black",
-        )
-    ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(list(metrics), rotation=20, ha="right")
-    ax.set_ylabel(f"arm - {base} (nats; below 0: better)")
-    n = len(summary.get("seeds", []))
-    ax.set_title(
-        title
-        or (
-            f"paired difference to {base}, mean and 95% interval over {n} seeds"
-            if n > 1
-            else f"difference to {base} (one seed: no interval)"
-        )
-    )
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=max(1, len(arms) // 4))
-    ax.margins(y=0.15)  # error bars and labels stay inside the axes
-    return save_figure(fig, path)
-
-
 def plot_paired_curves(
     path: Path,
     records: Records,

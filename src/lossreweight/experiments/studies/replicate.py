@@ -12,6 +12,8 @@ takes to reach uniform's final validation loss.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lossreweight.errors import DataError
@@ -157,7 +159,7 @@ class Replicate(Study):
         summary["protocol"] = protocol_block(summary, summary.pop("params"), summary["steps"])
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
-        from lossreweight.experiments.plots import plot_paired_bars, plot_paired_curves
+        from lossreweight.experiments.plots import plot_paired_curves
 
         files = super().plots(ctx, records, summary)
         others = list(_paired(summary))
@@ -212,3 +214,62 @@ class Replicate(Study):
 
 
 STUDY = Replicate()
+
+
+def plot_paired_bars(
+    path: Path,
+    summary: Mapping[str, Any],
+    arms: Sequence[str],
+    metrics: Mapping[str, Sequence[str]],
+    *,
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Path:
+    """Grouped bars: for each metric (label -> path of keys below the arm's
+    `diff_vs_<baseline>`), each arm's mean paired difference with its 95% interval."""
+    import numpy as np
+
+    from lossreweight.experiments.plots import MAX_WIDTH, colors_for, new_figure, save_figure
+
+    base = summary["baseline"]
+    colors = colors or colors_for(list(arms))
+    fig, (ax,) = new_figure(1, panel_size=(MAX_WIDTH, 4.0))
+    width = 0.8 / max(1, len(arms))
+    xs = np.arange(len(metrics))
+    for i, arm in enumerate(arms):
+        means, lo, hi = [], [], []
+        for keys in metrics.values():
+            d = summary["runs"][arm][f"diff_vs_{base}"]
+            for k in keys:
+                d = d[k]
+            m, ci = d.get("mean"), d.get("ci95")
+            means.append(np.nan if m is None else m)
+            lo.append(0.0 if not ci or m is None else m - ci[0])
+            hi.append(0.0 if not ci or m is None else ci[1] - m)
+        ax.bar(
+            xs + (i - (len(arms) - 1) / 2) * width,
+            means,
+            width,
+            color=colors.get(arm),
+            label=arm,
+            yerr=np.array([lo, hi]) if any(v > 0 for v in lo + hi) else None,
+            capsize=2,
+            ecolor="black",
+        )
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(list(metrics), rotation=20, ha="right")
+    ax.set_ylabel(f"arm - {base} (nats; below 0: better)")
+    n = len(summary.get("seeds", []))
+    ax.set_title(
+        title
+        or (
+            f"paired difference to {base}, mean and 95% interval over {n} seeds"
+            if n > 1
+            else f"difference to {base} (one seed: no interval)"
+        )
+    )
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=max(1, len(arms) // 4))
+    ax.margins(y=0.15)  # error bars and labels stay inside the axes
+    return save_figure(fig, path)

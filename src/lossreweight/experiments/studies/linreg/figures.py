@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def write_plots(
     for ax, r in zip(axes, temps, strict=True):
         shapes = {s: weight_shape(s, r) for s in cfg.strategies}
         x = next(iter(shapes.values()))[0]
-        P.plot_lines(
+        plot_lines(
             ax,
             x,
             {s: w for s, (_, w) in shapes.items()},
@@ -273,3 +273,38 @@ def write_report(
         ),
     ]
     return write_html_report(out, "linreg: loss-based reweighting on toy least squares", sections)
+
+
+def plot_lines(
+    ax: Any,
+    x: Any,
+    ys: Mapping[str, Any],
+    *,
+    logy: bool = False,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    colors: Mapping[str, str] | None = None,
+    styles: Mapping[str, str] | None = None,
+) -> None:
+    """Plain curves y(x), one per label (e.g. weight as a function of the normalised loss).
+    `x` may map each label to its own x values; `colors`/`styles` override per label."""
+    import numpy as np
+
+    from lossreweight.experiments import plots as P
+
+    for i, (name, y) in enumerate(ys.items()):
+        xs = x.get(name) if isinstance(x, Mapping) else x
+        color = (colors or {}).get(name) or P.color_for(name, i)
+        ax.plot(
+            np.asarray(xs),
+            np.asarray(y, dtype=float),
+            color=color,
+            label=name,
+            ls=(styles or {}).get(name, "-"),
+        )
+    if logy:
+        ax.set_yscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
