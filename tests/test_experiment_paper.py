@@ -183,6 +183,43 @@ def test_scale_same_tokens_per_param_at_every_size(scale: Run) -> None:
     assert len(s["gap_change"]["per_seed"]) == 2 and "tiny-a" in s["verdict"]
 
 
+def test_scale_stopped_before_the_largest_size_says_so(
+    scale: Run, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The largest size trains last; a study stopped before it reports the trend over the sizes
+    that ran and names the one that did not (--no-train on a copy without its runs)."""
+    import shutil
+
+    src, s, _ = scale
+    sizes = list(s["sizes"])
+    out = tmp_path / "scale"
+    with lock(tmp_path_factory, "scale"):
+        shutil.copytree(src, out, symlinks=True)
+    for arm in (f"uniform@{sizes[-1]}", f"linupper@{sizes[-1]}"):
+        for run in s["runs"][arm]["run_dirs"]:
+            shutil.rmtree(out / "runs" / Path(run).name)
+    rc, stdout, err = _cli("experiment", "scale", "--quick", "--out", str(out), "--no-train")
+    assert rc == 0 and "training" not in stdout, err
+    p = json.loads((out / "summary.json").read_text())
+    assert p["complete"] is False and p["verdict"].startswith("Partial result")
+    assert (
+        f"{sizes[-1]} not run yet" in p["verdict"] and p["sizes"][sizes[-1]]["gap"]["seeds"] == []
+    )
+    ch = p["gap_change"]
+    assert (ch["from"], ch["to"]) == (sizes[0], sizes[1]) and len(ch["per_seed"]) == 2
+    assert ch["per_seed"] == pytest.approx(
+        [
+            b - a
+            for a, b in zip(
+                s["sizes"][sizes[0]]["gap"]["per_seed"],
+                s["sizes"][sizes[1]]["gap"]["per_seed"],
+                strict=True,
+            )
+        ]
+    )
+    assert "not run yet" in (out / "index.html").read_text()
+
+
 def test_report_never_overwrites_what_it_did_not_write(replicate: Run, tmp_path: Path) -> None:
     out = replicate[0]
     stranger = tmp_path / "notes.html"

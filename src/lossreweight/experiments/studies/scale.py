@@ -34,12 +34,13 @@ SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
 METRIC = "val_loss_domain_avg"  # the summary's mean of eval/domain_avg_loss
 
 
-def _gaps(records: Records, size: str) -> list[float | None]:
-    lin, uni = records[f"linupper@{size}"], records[f"uniform@{size}"]
-    out = []
-    for s in sorted(lin):
+def _gaps(records: Records, size: str) -> dict[int, float | None]:
+    """seed -> LinUpper - uniform at `size`, at the seeds where both finished (none: {})."""
+    lin, uni = records.get(f"linupper@{size}", {}), records.get(f"uniform@{size}", {})
+    out: dict[int, float | None] = {}
+    for s in sorted(set(lin) & set(uni)):
         a, b = lin[s].final.get(DOMAIN_AVG_LOSS), uni[s].final.get(DOMAIN_AVG_LOSS)
-        out.append(a - b if a is not None and b is not None else None)
+        out[s] = a - b if a is not None and b is not None else None
     return out
 
 
@@ -117,7 +118,12 @@ class Scale(Study):
             model = tuple(o for o in base_s if o.startswith("model."))
             sizes[size] = {"params": params, "steps": steps}
             for strategy in ("uniform", "linupper"):
-                arm = Arm(f"{strategy}@{size}", (*model, *run, f"reweight.strategy={strategy}"))
+                # The largest size trains last: its runs take as long as all the others
+                # together, so a study stopped early has every seed of the smaller sizes.
+                stage = int(size == (QUICK_SIZES if quick else SIZES)[-1])
+                arm = Arm(
+                    f"{strategy}@{size}", (*model, *run, f"reweight.strategy={strategy}"), stage
+                )
                 arms.append(arm)
                 groups[arm.name], pairs[arm.name] = size, f"uniform@{size}"
         check_passes(base, sizes, refuse=not quick)
@@ -132,16 +138,20 @@ class Scale(Study):
         )
 
     def extend(self, ctx: Context, records: Records, summary: dict[str, Any]) -> None:
-        names = list(summary["sizes"])
-        for size in names:
-            summary["sizes"][size]["gap"] = spread(_gaps(records, size))
-        first, last = _gaps(records, names[0]), _gaps(records, names[-1])
-        summary["gap_change"] = spread(
-            [
-                b - a if a is not None and b is not None else None
-                for a, b in zip(first, last, strict=True)
-            ]
-        )
+        gaps = {size: _gaps(records, size) for size in summary["sizes"]}
+        for size, g in gaps.items():
+            summary["sizes"][size]["gap"] = {**spread(list(g.values())), "seeds": list(g)}
+        # From the smallest to the largest size that has finished pairs, at their common seeds.
+        ran = [size for size, g in gaps.items() if g]
+        first, last = (ran[0], ran[-1]) if len(ran) > 1 else (None, None)
+        common = sorted(set(gaps[first]) & set(gaps[last])) if first and last else []
+        change = [
+            None
+            if gaps[last][k] is None or gaps[first][k] is None
+            else gaps[last][k] - gaps[first][k]
+            for k in common
+        ]
+        summary["gap_change"] = {**spread(change), "from": first, "to": last, "seeds": common}
 
     def plots(self, ctx: Context, records: Records, summary: dict[str, Any]) -> dict[str, str]:
         from lossreweight.experiments.plots import plot_loss_curves
@@ -153,15 +163,29 @@ class Scale(Study):
 
     def conclusions(self, ctx: Context, summary: dict[str, Any]) -> list[str]:
         return [
-            f"{size} ({s['params']:,} parameters, {s['steps']} steps): linupper - uniform "
-            f"{fmt_ci(s['gap'])} nats"
+            f"{size} ({s['params']:,} parameters, {s['steps']} steps): "
+            + (
+                f"linupper - uniform {fmt_ci(s['gap'])} nats over {len(s['gap']['seeds'])} "
+                f"seed{'s' * (len(s['gap']['seeds']) != 1)}"
+                if s["gap"]["seeds"]
+                else "not run yet (no finished pair of runs)"
+            )
             for size, s in summary["sizes"].items()
         ]
 
     def verdict(self, ctx: Context, summary: dict[str, Any]) -> str:
-        names = list(summary["sizes"])
-        a, b = summary["sizes"][names[0]]["gap"], summary["sizes"][names[-1]]["gap"]
-        ch = summary["gap_change"]
+        sizes, ch = summary["sizes"], summary["gap_change"]
+        regime = regime_text(summary.get("setup") or [])
+        missing = [n for n, s in sizes.items() if not s["gap"]["seeds"]]
+        not_run = f" ({', '.join(missing)} not run yet)" if missing else ""
+        first, last = ch["from"], ch["to"]
+        if first is None:
+            ran = [n for n in sizes if n not in missing]
+            return (
+                f"Fewer than two sizes have finished runs{not_run}, so no trend with size: "
+                + (f"at {ran[0]} the gap is {fmt_ci(sizes[ran[0]]['gap'])} nats, " if ran else "")
+                + f"{regime}."
+            )
         ex = excludes_zero(ch)
         if ch["mean"] is None:
             how = "cannot be compared yet"
@@ -177,10 +201,9 @@ class Scale(Study):
                 "excludes zero" if ex else "includes zero, so no trend is resolved"
             )
         return (
-            f"LinUpper's domain-average gap to uniform is {fmt_ci(a)} nats at {names[0]} "
-            f"and {fmt_ci(b)} at "
-            f"{names[-1]}: from the smallest to the largest model it {how}, "
-            f"{regime_text(summary.get('setup') or [])}."
+            f"LinUpper's domain-average gap to uniform is {fmt_ci(sizes[first]['gap'])} nats at "
+            f"{first} and {fmt_ci(sizes[last]['gap'])} at {last}: from {first} to {last} it "
+            f"{how}{not_run}, {regime}."
         )
 
     def sections(
@@ -192,8 +215,8 @@ class Scale(Study):
                 s["params"],
                 s["steps"],
                 f"{s['passes']:.2f}" if s.get("passes") is not None else "\u2014",
-                summary["runs"][f"uniform@{size}"][METRIC],
-                summary["runs"][f"linupper@{size}"][METRIC],
+                summary["runs"].get(f"uniform@{size}", {}).get(METRIC),
+                summary["runs"].get(f"linupper@{size}", {}).get(METRIC),
                 fmt_ci(s["gap"]),
             ]
             for size, s in summary["sizes"].items()
