@@ -156,6 +156,12 @@ def share_after(run: RunRecord, statistic: str, domain: str, after: float | None
     return mean(vals) if vals else None
 
 
+def measured_burn_in(final: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a run's burn-in ended, as the trainer measured it (final.json's `burn_in`: step,
+    rule, validation loss, unigram entropy); {} for runs from before it was recorded."""
+    return final.get("burn_in") or {}
+
+
 def worst_domain_loss(run: RunRecord) -> float | None:
     """The highest final validation loss over the domains (the GPT-2 code's third metric)."""
     vals = [v for v in domain_losses(run.final).values() if finite(v)]
@@ -413,7 +419,7 @@ def describe(config: Mapping[str, Any], final: Mapping[str, Any]) -> dict[str, A
     steps = int(train.get("max_steps") or 0)
     params = count_params(config.get("model", {}))
     tokens = final.get("tokens")
-    burn = final.get("burn_in") or {}  # where the burn-in ended, as the trainer measured it
+    burn = measured_burn_in(final)
     return {
         "seq_len": (config.get("data") or {}).get("seq_len"),
         "vocab_size": (config.get("model") or {}).get("vocab_size"),

@@ -47,6 +47,7 @@ from lossreweight.experiments.stats import (
     fmt_ci,
     mean,
     mean_domain_loss,
+    measured_burn_in,
     share_after,
     spread,
 )
@@ -301,10 +302,6 @@ def clean_val_loss(run: RunRecord) -> float | None:
     return mean_domain_loss(run, NATURAL_DOMAINS)
 
 
-def _burn_in(run: RunRecord) -> dict[str, Any]:
-    return run.final.get("burn_in") or {}
-
-
 def _diffs(a: Sequence[float | None], b: Sequence[float | None]) -> list[float | None]:
     return [x - y if x is not None and y is not None else None for x, y in zip(a, b, strict=True)]
 
@@ -318,7 +315,8 @@ def arms_block(records: Records) -> dict[str, Any]:
         seeds = sorted(s for s in by_seed if s in records.get(base_arm, {}))
         runs = [by_seed[s] for s in seeds]
         base = [records[base_arm][s] for s in seeds]
-        ends = [_burn_in(r).get("end_step") for r in runs]
+        burns = [measured_burn_in(r.final) for r in runs]
+        ends = [b.get("end_step") for b in burns]
         clean = [clean_val_loss(r) for r in runs]
         everything = [r.final.get(DOMAIN_AVG_LOSS) for r in runs]
         out[arm] = {
@@ -343,11 +341,11 @@ def arms_block(records: Records) -> dict[str, Any]:
                     for r, e in zip(runs, ends, strict=True)
                 ]
             ),
-            "burn_in_rule": _burn_in(runs[0]).get("rule") if runs else None,
+            "burn_in_rule": burns[0].get("rule") if burns else None,
             "burn_in_end_step": mean(ends) if all(e is not None for e in ends) else None,
             "burn_in_end_per_seed": ends,
-            "burn_in_val_loss": mean([_burn_in(r).get("val_loss") for r in runs]),
-            "unigram_entropy": mean([_burn_in(r).get("unigram_entropy") for r in runs]),
+            "burn_in_val_loss": mean([b.get("val_loss") for b in burns]),
+            "unigram_entropy": mean([b.get("unigram_entropy") for b in burns]),
         }
     return out
 

@@ -34,6 +34,7 @@ from lossreweight.experiments.stats import (
     fmt_ci,
     mean,
     mean_domain_loss,
+    measured_burn_in,
     regime_text,
     share_after,
     spread,
@@ -82,7 +83,7 @@ def condition_overrides(base: tuple[str, ...], steps: int) -> dict[str, tuple[st
 
 def _post_burn_in_share(run: RunRecord, key: str, domain: str, steps: int) -> float | None:
     # after the burn-in the run measured (final.json), else the protocol's 5% (older runs)
-    end = (run.final.get("burn_in") or {}).get("end_step")
+    end = measured_burn_in(run.final).get("end_step")
     return share_after(run, key, domain, BURN_IN_FRACTION * steps if end is None else end)
 
 

@@ -45,7 +45,7 @@ def plot_training(path: Path, records: Records, colors: dict[str, str]) -> Path:
     fig, (ax,) = P.new_figure(1, panel_size=(9.0, 4.0))
     for arm, by_seed in records.items():
         for run in by_seed.values():
-            steps, v = series(run, reweight_name("max_weight_x_m"))
+            steps, v = series(run, MAX_W)
             ax.plot(steps, v, color=colors[arm], lw=0.6, alpha=0.35)
             ax.plot(
                 steps,
