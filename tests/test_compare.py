@@ -144,6 +144,17 @@ def test_interrupted_run_resumes_and_changed_settings_retrain(tmp_path: Path) ->
     rc, stdout, _ = _cli(*args)
     assert rc == 0 and "resuming" in stdout
     assert deterministic(read_metrics(run)) == straight
+    # final.json without the final evaluation (a trainer of old, resumed at its last step) or
+    # damaged: the run is not done; resuming it evaluates its last checkpoint again.
+    final = json.loads((run / "final.json").read_text())
+    for damaged in ('{"steps": 6, "tokens": 768}', "{not json"):
+        (run / "final.json").write_text(damaged)
+        assert run_status(run, cfg) == "partial"
+        rc, stdout, _ = _cli(*args)
+        assert rc == 0 and "resuming" in stdout
+        again = json.loads((run / "final.json").read_text())
+        assert again["eval/loss"] == pytest.approx(final["eval/loss"], abs=1e-6)
+    assert deterministic(read_metrics(run)) == straight
     # Another learning rate is another run: it goes beside the finished one, which is kept as it
     # was.
     kept = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}

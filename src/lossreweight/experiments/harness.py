@@ -33,7 +33,6 @@ from lossreweight.experiments.stats import (
     Records,
     excludes_zero,
     fmt_ci,
-    paired,
     regime_text,
     setup_rows,
     summarize,
@@ -163,11 +162,8 @@ class Study:
         ctx = Context(out, quick, log, plan, jobs=jobs, train_missing=train_missing)
         records = self.train(ctx)
         summary = summarize(
-            records,
-            baseline=plan.baseline if plan.baseline in names else None,
-            batch_groups=plan.batch_groups,
+            records, baseline=plan.baseline, batch_groups=plan.batch_groups, pairs=plan.paired_to
         )
-        _repair(records, summary, plan)
         summary.update(
             {
                 "study": self.name,
@@ -201,27 +197,6 @@ class Study:
         files = {f for f in summary["files"].values() if isinstance(f, str) and "/" not in f}
         finish_output_dir(out, self.kind, self.name, owned, files)
         return written
-
-
-def _repair(records: Records, summary: dict[str, Any], plan: Plan) -> None:
-    """Arms paired with another arm than the baseline (`Plan.paired_to`): their
-    `diff_vs_<baseline>` is against that arm, at the same seeds."""
-    base = summary.get("baseline")
-    if not base or not plan.paired_to:
-        return
-    for arm, other in plan.paired_to.items():
-        if (
-            other == base
-            or arm not in records
-            or other not in records
-            or not set(records[arm]) <= set(records[other])
-        ):
-            continue
-        seeds = sorted(records[arm])
-        summary["runs"][arm][f"diff_vs_{base}"] = paired(
-            [records[arm][s] for s in seeds], [records[other][s] for s in seeds], summary["domains"]
-        )
-        summary["runs"][arm]["paired_with"] = other
 
 
 def _common_steps(summary: Mapping[str, Any]) -> int | list[Any] | None:
@@ -313,22 +288,22 @@ def _describe(owner: dict[str, Any]) -> str:
     return f"`lossreweight {kind} {name}`" if kind == "experiment" else f"`lossreweight {kind}`"
 
 
-def _legacy_owner(out: Path) -> dict[str, Any] | None:
-    """The owner of a folder written before markers, from its summary.json."""
+def _legacy(out: Path) -> tuple[dict[str, Any] | None, set[str]]:
+    """The one reader of a folder from before markers named their owner and files: who wrote
+    it and what, from its summary.json (compare's page was then report.html)."""
     try:
-        s = json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(s, dict):
-        return None
-    title = str((s.get("report") or {}).get("title", ""))
-    if s.get("command") == "demo" or (s.get("command") == "compare" and title.startswith("demo")):
-        return {"kind": "demo", "name": "demo"}
-    if s.get("command") == "compare":
-        return {"kind": "compare", "name": "compare"}
-    if isinstance(s.get("study"), str):
-        return {"kind": "experiment", "name": s["study"]}
-    return None
+        s = json.loads((out / SUMMARY_FILE).read_text())
+        title = str((s.get("report") or {}).get("title", ""))
+        files = {f for f in (s.get("files") or {}).values() if isinstance(f, str) and "/" not in f}
+    except (OSError, ValueError, AttributeError):
+        return None, set()
+    kind, study = s.get("command"), s.get("study")
+    if kind == "demo" or (kind == "compare" and title.startswith("demo")):
+        kind = "demo"
+    owner = {"kind": kind, "name": kind} if kind in ("demo", "compare") else None
+    if owner is None and isinstance(study, str):
+        owner = {"kind": "experiment", "name": study}
+    return owner, {SUMMARY_FILE, *files}
 
 
 def read_owner(out: Path) -> dict[str, Any] | None:
@@ -336,21 +311,8 @@ def read_owner(out: Path) -> dict[str, Any] | None:
     try:
         owner = json.loads((Path(out) / MARKER).read_text())
     except (OSError, ValueError):
-        return _legacy_owner(Path(out))
+        return _legacy(Path(out))[0]
     return owner if isinstance(owner, dict) else None
-
-
-def _owned_files(out: Path) -> set[str]:
-    """The pages, plots and summary an earlier run of the owner wrote in `out` (the marker
-    lists them; a marker from before it did: summary.json's "files")."""
-    listed = read_manifest(out, MARKER)
-    if listed is not None:
-        return listed
-    try:
-        files = json.loads((out / SUMMARY_FILE).read_text()).get("files") or {}
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {SUMMARY_FILE, *(f for f in files.values() if isinstance(f, str) and "/" not in f)}
 
 
 # What a study writes at the top of its folder; a user's file of these kinds there is refused,
@@ -388,7 +350,8 @@ def claim_output_dir(out: Path, kind: str, name: str) -> set[str]:
                 f"--out {out} is not empty and was not written by lossreweight; give a new or "
                 "empty folder (nothing was written)"
             )
-        owned = _owned_files(out)
+        listed = read_manifest(out, MARKER)  # the files an earlier run of it wrote there
+        owned = listed if listed is not None else _legacy(out)[1]
         theirs = sorted(
             p.name
             for p in out.iterdir()

@@ -40,12 +40,28 @@ class Table:
 @dataclass
 class Section:
     """One part of a report: a heading, paragraphs, images (paths relative to the report's
-    folder, or (path, caption) pairs) and tables."""
+    folder, or (path, caption) pairs) and tables; stored in summary.json as `asdict` writes it
+    and read back with `Section.of`."""
 
     heading: str
     text: str | Sequence[str] = ()
     images: Sequence[str | Path | tuple[str | Path, str]] = ()
     tables: Sequence[Table | Mapping[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:  # one shape whatever was given
+        self.text = [self.text] if isinstance(self.text, str) else list(self.text)
+        self.images = [
+            (str(i), "") if isinstance(i, str | Path) else (str(i[0]), i[1]) for i in self.images
+        ]
+        self.tables = [t if isinstance(t, Table) else Table(**t) for t in self.tables]
+
+    @classmethod
+    def of(cls, d: Section | Mapping[str, Any], image_prefix: str = "") -> Section:
+        """A section given as a dict (as stored in summary.json); image paths get the prefix."""
+        sec = d if isinstance(d, Section) else cls(**d)
+        if not image_prefix:
+            return sec
+        return dataclasses.replace(sec, images=[(image_prefix + p, c) for p, c in sec.images])
 
 
 def format_cell(value: Any, digits: int = 4) -> str:
@@ -59,8 +75,8 @@ def format_cell(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _table_html(table: Table | Mapping[str, Any]) -> str:
-    t = table if isinstance(table, Table) else Table(**table)
+def _table_html(table: Table) -> str:
+    t = table
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(format_cell(v))}</td>" for v in row) + "</tr>"
@@ -70,8 +86,8 @@ def _table_html(table: Table | Mapping[str, Any]) -> str:
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _image_html(out_dir: Path, image: str | Path | tuple[str | Path, str], embed: bool) -> str:
-    path, caption = image if isinstance(image, tuple) else (image, "")
+def _image_html(out_dir: Path, image: tuple[str, str], embed: bool) -> str:
+    path, caption = image
     rel = Path(path)
     if embed:
         data = base64.b64encode((out_dir / rel).read_bytes()).decode("ascii")
@@ -114,11 +130,9 @@ def write_html_report(
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
-    for raw in sections:
-        sec = raw if isinstance(raw, Section) else Section(**raw)
+    for sec in map(Section.of, sections):
         parts.append(f"<h2>{html.escape(sec.heading)}</h2>")
-        paragraphs = [sec.text] if isinstance(sec.text, str) else list(sec.text)
-        parts += [f"<p>{html.escape(p)}</p>" for p in paragraphs if p]
+        parts += [f"<p>{html.escape(p)}</p>" for p in sec.text if p]
         parts += [_table_html(t) for t in sec.tables]
         parts += [_image_html(out_dir, im, embed_images) for im in sec.images]
     parts.append("</body></html>")
@@ -128,26 +142,6 @@ def write_html_report(
 
 
 # -- a study's page and summary.json -----------------------------------------------------
-def _section_dict(section: Section | Mapping[str, Any]) -> dict[str, Any]:
-    sec = section if isinstance(section, Section) else Section(**section)
-    tables = [dataclasses.asdict(t) if isinstance(t, Table) else dict(t) for t in sec.tables]
-    images = [list(im) if isinstance(im, tuple) else [str(im), ""] for im in sec.images]
-    text = [sec.text] if isinstance(sec.text, str) else list(sec.text)
-    return {
-        "heading": sec.heading,
-        "text": text,
-        "images": [[str(p), c] for p, c in images],
-        "tables": tables,
-    }
-
-
-def section_from_dict(d: Mapping[str, Any], image_prefix: str = "") -> Section:
-    """The inverse of what `write_study` stores; image paths get `image_prefix` prepended."""
-    images = [(image_prefix + p, c) for p, c in d.get("images", [])]
-    tables = [Table(t["columns"], t["rows"], t.get("caption", "")) for t in d.get("tables", [])]
-    return Section(d["heading"], list(d.get("text", [])), images, tables)
-
-
 def clean_json(value: Any) -> Any:
     """JSON has no NaN/inf: write null (a missing value) instead; numpy scalars to floats."""
     if isinstance(value, Mapping):
@@ -175,7 +169,7 @@ def write_study(
     summary["report"] = {
         "title": title,
         "html": page.name,
-        "sections": [_section_dict(s) for s in sections],
+        "sections": [dataclasses.asdict(Section.of(s)) for s in sections],
     }
     summary = clean_json(summary)
     atomic_write(
@@ -216,58 +210,40 @@ def fidelity_table(rows: Sequence[Sequence[str]]) -> Table:
     )
 
 
+# The setup table: column heading, the setup row's key, how a value is shown (None: as is).
+_SETUP_COLUMNS: tuple[tuple[str, str, str | Callable[[Any], str] | None], ...] = (
+    ("arms", "arms", ", ".join),
+    ("parameters", "params", lambda v: f"{int(v):,}"),
+    ("tokens", "tokens", lambda v: f"{int(v):,}"),
+    ("tokens/param", "tokens_per_param", "{:.3g}"),
+    ("steps", "steps", None),
+    ("sequence", "seq_len", None),
+    ("burn-in", "burn_in_fraction", "{:.1%}"),
+    ("burn-in ended (step)", "burn_in_end_step", "{:.0f}"),
+    ("val loss there", "burn_in_val_loss", "{:.3f}"),
+    ("unigram entropy", "unigram_entropy", "{:.3f}"),
+    ("lr warm-up", "lr_warmup_fraction", "{:.1%}"),
+    ("r or schedule", "temperature", None),
+    ("seeds", "seeds", lambda seeds: ", ".join(str(s) for s in sorted(seeds))),
+)
+
+
+def _shown(v: Any, how: str | Callable[[Any], str] | None) -> Any:
+    if v is None or how is None:
+        return v
+    return how.format(v) if isinstance(how, str) else how(v)
+
+
 def setup_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    cols = [
-        "arms",
-        "parameters",
-        "tokens",
-        "tokens/param",
-        "steps",
-        "sequence",
-        "burn-in",
-        "burn-in ended (step)",
-        "val loss there",
-        "unigram entropy",
-        "lr warm-up",
-        "r or schedule",
-        "seeds",
-    ]
-    out = []
-    for r in rows:
-        tpp = r.get("tokens_per_param")
-        out.append(
-            [
-                ", ".join(r["arms"]),
-                _int(r.get("params")),
-                _int(r.get("tokens")),
-                None if tpp is None else f"{tpp:.3g}",
-                r.get("steps"),
-                r.get("seq_len"),
-                f"{r['burn_in_fraction']:.1%}",
-                _measured(r.get("burn_in_end_step"), ".0f"),
-                _measured(r.get("burn_in_val_loss"), ".3f"),
-                _measured(r.get("unigram_entropy"), ".3f"),
-                f"{r['lr_warmup_fraction']:.1%}",
-                r["temperature"],
-                ", ".join(str(s) for s in sorted(r["seeds"])),
-            ]
-        )
+    """One row per distinct setup, as trained (`stats.setup_rows`)."""
     return Table(
-        cols,
-        out,
+        [name for name, _, _ in _SETUP_COLUMNS],
+        [[_shown(r.get(key), how) for _, key, how in _SETUP_COLUMNS] for r in rows],
         "setup, as trained (burn-in: uniform weights before reweighting starts; where it "
         "ended, the validation loss there and the training mix's unigram entropy, as the "
         "trainer measured them, mean over the runs; "
         f"the paper's GPT-2 code: {PAPER_TOKENS_PER_PARAM:.1f} tokens/param, burn-in 5%)",
     )
-
-
-def _measured(v: Any, spec: str) -> str:
-    return "\u2014" if v is None else format(v, spec)
-
-
-def _int(v: Any) -> str | None:
-    return None if v is None else f"{int(v):,}"
 
 
 def effective_overrides(overrides: Sequence[str]) -> list[str]:
@@ -361,25 +337,17 @@ def results_table(summary: Mapping[str, Any], *, caption: str = "") -> Table:
             for d in domains
         ]
         diff = _diff(r, base)
-        if base:
-            if diff is None:
-                row += ["\u2014"] * 4
-            else:
-                st = diff["steps_to_baseline_final"]
-                reached = (
-                    f" ({st['reached']}/{len(r['seeds'])} reached)"
-                    if st["reached"] < len(r["seeds"])
-                    else ""
-                )
-                steps = (
-                    fmt_pm(st["mean"], st["std"], 0) if st["mean"] is not None else "not reached"
-                )
-                row += [
-                    fmt_pm(diff["val_loss"]["mean"], diff["val_loss"]["std"]),
-                    f"{diff['seeds_better']}/{len(r['seeds'])}",
-                    steps + reached,
-                    fmt_pm(diff["speedup"]["mean"], diff["speedup"]["std"], 2),
-                ]
+        if base and diff is None:
+            row += ["\u2014"] * 4
+        elif base:
+            n, st = len(r["seeds"]), diff["steps_to_baseline_final"]
+            steps = "not reached" if st["mean"] is None else fmt_pm(st["mean"], st["std"], 0)
+            row += [
+                fmt_pm(diff["val_loss"]["mean"], diff["val_loss"]["std"]),
+                f"{diff['seeds_better']}/{n}",
+                steps + (f" ({st['reached']}/{n} reached)" if st["reached"] < n else ""),
+                fmt_pm(diff["speedup"]["mean"], diff["speedup"]["std"], 2),
+            ]
         rows.append(row)
     return Table(cols, rows, caption or "final validation loss (mean \u00b1 std over seeds)")
 
@@ -387,19 +355,14 @@ def results_table(summary: Mapping[str, Any], *, caption: str = "") -> Table:
 def weights_table(summary: Mapping[str, Any]) -> Table:
     """Weight diagnostics averaged over training, per arm."""
     cols = ["arm", "mean max(w)xM", "peak max(w)xM", "ESS / M", "corr(w, loss)", "frac w > 2/M"]
-    rows = []
-    for arm, r in summary["runs"].items():
-        w = r["weights"]
-        rows.append(
-            [
-                arm,
-                w.get("max_weight_x_m"),
-                w.get("max_weight_x_m_max"),
-                w.get("ess_fraction"),
-                w.get("weight_loss_corr"),
-                w.get("frac_above_2_over_m"),
-            ]
-        )
+    keys = [
+        "max_weight_x_m",
+        "max_weight_x_m_max",
+        "ess_fraction",
+        "weight_loss_corr",
+        "frac_above_2_over_m",
+    ]
+    rows = [[arm, *(r["weights"].get(k) for k in keys)] for arm, r in summary["runs"].items()]
     return Table(cols, rows, "weight diagnostics, averaged over logged steps and seeds")
 
 
@@ -429,12 +392,7 @@ def short_table(summary: Mapping[str, Any]) -> str:
     rows = []
     for arm, r in summary["runs"].items():
         row: list[Any] = [arm, fmt_pm(r["val_loss"], r["std"]["val_loss"])]
-        row += [
-            f"{r['val_loss_by_domain'][d]:.3f}"
-            if r["val_loss_by_domain"].get(d) is not None
-            else "\u2014"
-            for d in domains
-        ]
+        row += [_shown(r["val_loss_by_domain"].get(d), "{:.3f}") for d in domains]
         if base:
             diff = _diff(r, base)
             m = None if diff is None or arm == base else diff["val_loss"]["mean"]
@@ -445,18 +403,11 @@ def short_table(summary: Mapping[str, Any]) -> str:
 
 # -- `lossreweight report`: many studies on one page -------------------------------------
 DEFAULT_OUT = Path("runs/report.html")
-GENERATOR = (
-    "lossreweight report"  # in the page's <meta name='generator'>: a page this command wrote
-)
+GENERATOR = "lossreweight report"  # in the page's <meta name='generator'>: this command wrote it
 
 
 def load_summary(folder: Path) -> dict[str, Any]:
     path = Path(folder) / SUMMARY_FILE
-    if not path.is_file():
-        raise UserError(
-            f"{folder} has no {SUMMARY_FILE}: "
-            "run `lossreweight experiment` or `compare` into it first"
-        )
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
@@ -464,17 +415,6 @@ def load_summary(folder: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} does not hold a study summary")
     return data
-
-
-def _title(folder: Path, s: dict[str, Any]) -> str:
-    report = s.get("report") or {}
-    return report.get("title") or s.get("study") or s.get("command") or folder.name
-
-
-def _fallback_sections(s: dict[str, Any], prefix: str) -> list[Section]:
-    files = s.get("files") or {}
-    images = [prefix + f for f in files.values() if isinstance(f, str) and f.endswith(".png")]
-    return [Section("Results", list(s.get("conclusions") or []), images=images)]
 
 
 def check_out_file(out_file: Path, force: bool) -> None:
@@ -534,32 +474,23 @@ def build_report(
             f"no {SUMMARY_FILE} in {', '.join(str(f) for f in folders)}: give folders written "
             "by `lossreweight experiment`, `compare` or `demo`"
         )
-    loaded = [(f, load_summary(f)) for f in studies]
-    overview = []
-    verdicts = []
-    sections: list[Section] = []
-    for folder, s in loaded:
-        title = _title(folder, s)
+    overview, verdicts, sections = [], [], []
+    for folder in studies:
+        s = load_summary(folder)
+        report = s.get("report") or {}
+        short = s.get("study") or s.get("command") or folder.name
+        title = report.get("title") or short
         rel = os.path.relpath(folder, out_dir)
         prefix = "" if rel == "." else rel.rstrip("/") + "/"
-        page = (s.get("report") or {}).get("html") or (s.get("files") or {}).get(
-            "html", "index.html"
-        )
-        overview.append([title, str(folder), s.get("quick"), s.get("runtime_s"), prefix + page])
+        page = prefix + report.get("html", PAGE_FILE)
+        overview.append([title, str(folder), s.get("quick"), s.get("runtime_s"), page])
         if s.get("verdict"):
             verdicts.append(f"{title}: {s['verdict']}")
-        intro = [f"Folder {folder}; its own page: {prefix + page}."]
+        intro = [f"Folder {folder}; its own page: {page}."]
         sections.append(Section(title, intro + list(s.get("conclusions") or [])))
-        report = s.get("report")
-        subs = (
-            [section_from_dict(d, prefix) for d in report["sections"]]
-            if report
-            else _fallback_sections(s, prefix)
-        )
-        short = s.get("study") or s.get("command") or folder.name
-        for sub in subs:
-            sub.heading = f"{short} \u2014 {sub.heading}"
-            sections.append(sub)
+        for d in report.get("sections", []):
+            sub = Section.of(d, prefix)
+            sections.append(dataclasses.replace(sub, heading=f"{short} \u2014 {sub.heading}"))
     head = [
         Section("Verdicts", verdicts or ["No study in these folders states a verdict."]),
         Section(

@@ -80,22 +80,13 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
     return path
 
 
-def _label(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
-    if title:
-        ax.set_title(title)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-
-
 # -- axes-level plots -----------------------------------------------------------------------
 def plot_mean_spread(
     ax: Axes,
     curves: Mapping[str, Any],
     *,
     x: Any | None = None,
-    band: str = "minmax",
+    band: bool = True,
     logy: bool = True,
     title: str = "",
     xlabel: str = "step",
@@ -108,15 +99,13 @@ def plot_mean_spread(
 ) -> None:
     """Mean over runs (rows of each [runs, T] array) with a shaded spread, one line per label.
 
-    band: "minmax" (range over runs), "std" (mean +- one std) or "none". Non-finite values
-    (e.g. a diverged run) are treated as missing: the mean stops where any run is missing,
-    so a line never hides a failure. `ylim` clips the view (a log axis over dozens of decades
+    `band` shades the range over runs (min to max). Non-finite values (e.g. a diverged run)
+    are treated as missing: the mean stops where any run is missing, so a line never hides a
+    failure. `ylim` clips the view (a log axis over dozens of decades
     is unreadable and slow to lay out). `x` may also map each label to its own x values
     (runs logged at different steps); `colors` and `styles` (line styles) override the
     defaults per label.
     """
-    if band not in ("minmax", "std", "none"):
-        raise ValueError(f"band must be 'minmax', 'std' or 'none', got {band!r}")
     for i, (name, values) in enumerate(curves.items()):
         y = np.asarray(values, dtype=float)
         y = np.where(np.isfinite(y), y, np.nan).reshape(-1, y.shape[-1])
@@ -125,24 +114,22 @@ def plot_mean_spread(
         color = (colors or {}).get(name) or color_for(name, i)
         mean = y.mean(axis=0)
         ax.plot(xs, mean, color=color, label=name, lw=1.6, ls=(styles or {}).get(name, "-"))
-        if band == "minmax" and y.shape[0] > 1:
+        if band and y.shape[0] > 1:
             ax.fill_between(xs, y.min(axis=0), y.max(axis=0), color=color, alpha=0.18, lw=0)
-        elif band == "std" and y.shape[0] > 1:
-            sd = y.std(axis=0)
-            lo = np.where(mean - sd > 0, mean - sd, np.nan) if logy else mean - sd
-            ax.fill_between(xs, lo, mean + sd, color=color, alpha=0.18, lw=0)
     if hline is not None:
         ax.axhline(hline, color="black", ls=":", lw=1, label=hline_label or None)
     if logy:
         ax.set_yscale("log")
-        ax.yaxis.set_minor_locator(
-            NullLocator()
-        )  # minor log ticks: clutter, and most of the draw time
+        ax.yaxis.set_minor_locator(NullLocator())  # clutter, and most of the draw time
     if ylim is not None:
         ax.set_ylim(*ylim)
-    _label(ax, title, xlabel, ylabel)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _ok(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
 
 
 def plot_grouped_bars(
@@ -172,50 +159,32 @@ def plot_grouped_bars(
     for inner in values.values():
         series += [s for s in inner if s not in series]
     width = 0.8 / max(len(series), 1)
-    finite = [
-        v for inner in values.values() for v in inner.values() if v is not None and math.isfinite(v)
-    ]
-    base = (min(finite) if logy else 0.0) if finite else 1.0
-    if not from_zero and not logy and finite:
-        ends = [
-            v + sign * (e if e is not None and math.isfinite(e) else 0.0)
-            for cat, inner in values.items()
-            for name, v in inner.items()
-            if v is not None and math.isfinite(v)
-            for e in [(errors or {}).get(cat, {}).get(name)]
-            for sign in (-1.0, 1.0)
-        ]
+    err = {
+        c: {n: e if _ok(e) else 0.0 for n, e in (errors or {}).get(c, {}).items()} for c in values
+    }
+    shown = [(c, n, v) for c, inner in values.items() for n, v in inner.items() if _ok(v)]
+    base = (min(v for *_, v in shown) if logy else 0.0) if shown else 1.0
+    if not from_zero and not logy and shown:
+        ends = [v + sign * err[c].get(n, 0.0) for c, n, v in shown for sign in (-1.0, 1.0)]
         lo, hi = min(ends), max(ends)
         pad = 0.15 * (hi - lo) or 0.05 * abs(hi) or 1.0
         ax.set_ylim(lo - pad, hi + pad)
         base = lo - pad
     for j, name in enumerate(series):
+        color = (colors or {}).get(name) or color_for(name, j)
         xs = np.arange(len(categories)) - 0.4 + width * (j + 0.5)
-        for k, cat in enumerate(categories):
+        labelled = False  # each series in the legend once
+        for x, cat in zip(xs, categories, strict=True):
             v = values[cat].get(name)
-            err = None if errors is None else errors.get(cat, {}).get(name)
-            if v is None or not math.isfinite(v):
+            if not _ok(v):
                 text = (missing_labels or {}).get(cat, {}).get(name, missing_label)
                 ax.text(
-                    xs[k],
-                    base,
-                    text,
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    rotation=90,
-                    color=(colors or {}).get(name) or color_for(name, j),
+                    x, base, text, ha="center", va="bottom", fontsize=7, rotation=90, color=color
                 )
                 continue
-            ax.bar(
-                xs[k],
-                v,
-                width,
-                color=(colors or {}).get(name) or color_for(name, j),
-                label=name if k == _first_present(values, categories, name) else None,
-                yerr=None if err is None or not math.isfinite(err) else err,
-                capsize=2,
-            )
+            e = err[cat].get(name) if errors is not None else None
+            ax.bar(x, v, width, color=color, label=None if labelled else name, yerr=e, capsize=2)
+            labelled = True
     ax.set_xticks(np.arange(len(categories)), categories)
     if logy:
         ax.set_yscale("log")
@@ -223,20 +192,9 @@ def plot_grouped_bars(
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    _label(ax, title, xlabel, ylabel)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-
-
-def _first_present(
-    values: Mapping[str, Mapping[str, float | None]], cats: list[str], name: str
-) -> int:
-    """Index of the first category where `name` has a bar (so its legend entry appears once)."""
-    for k, cat in enumerate(cats):
-        v = values[cat].get(name)
-        if v is not None and math.isfinite(v):
-            return k
-    return -1
 
 
 def colors_for(names: Sequence[str]) -> dict[str, str]:
@@ -303,27 +261,19 @@ def plot_loss_curves(
 ) -> Path:
     """train/loss (every logged step, mean and min-max over seeds) and eval/loss at evaluations."""
     colors = colors or colors_for(list(records))
-    fig, (a1, a2) = new_figure(2, panel_size=(6.0, 4.0))
-    xs, ys = _curves(records, TRAIN_LOSS, window=3)
-    plot_mean_spread(
-        a1,
-        ys,
-        x=xs,
-        logy=False,
-        colors=colors,
-        ylabel="train loss, nats (3-record avg)",
-        title="training loss (mean, min-max over seeds)",
+    fig, axes = new_figure(2, panel_size=(6.0, 4.0))
+    panels = (
+        (
+            TRAIN_LOSS,
+            3,
+            "train loss, nats (3-record avg)",
+            "training loss (mean, min-max over seeds)",
+        ),
+        (LOSS, 1, "validation loss (nats)", "validation loss at evaluations"),
     )
-    xs, ys = _curves(records, LOSS, evals_only=True)
-    plot_mean_spread(
-        a2,
-        ys,
-        x=xs,
-        logy=False,
-        colors=colors,
-        ylabel="validation loss (nats)",
-        title="validation loss at evaluations",
-    )
+    for ax, (key, window, ylabel, name) in zip(axes, panels, strict=True):
+        xs, ys = _curves(records, key, evals_only=key == LOSS, window=window)
+        plot_mean_spread(ax, ys, x=xs, logy=False, colors=colors, ylabel=ylabel, title=name)
     # The whole curve, nothing clipped (the paired-difference plots show the small gaps).
     if title:
         fig.suptitle(title)
@@ -346,28 +296,12 @@ def plot_domain_bars(
     arms = list(runs)
     colors = colors or colors_for(arms)
     cats = [*summary["domains"], "avg"]
-    values = {
-        c: {
-            a: (
-                runs[a]["val_loss_domain_avg"]
-                if c == "avg"
-                else runs[a]["val_loss_by_domain"].get(c)
-            )
-            for a in arms
-        }
-        for c in cats
-    }
-    errors = {
-        c: {
-            a: (
-                runs[a]["std"]["val_loss_domain_avg"]
-                if c == "avg"
-                else runs[a]["std"]["val_loss_by_domain"].get(c)
-            )
-            for a in arms
-        }
-        for c in cats
-    }
+
+    def at(d: Mapping[str, Any], c: str) -> Any:  # a domain's entry, or the domain average's
+        return d.get("val_loss_domain_avg") if c == "avg" else d["val_loss_by_domain"].get(c)
+
+    values = {c: {a: at(runs[a], c) for a in arms} for c in cats}
+    errors = {c: {a: at(runs[a]["std"], c) for a in arms} for c in cats}
     key = f"diff_vs_{relative_to}"
     paired = relative_to is not None and any(key in runs[a] for a in arms if a != relative_to)
     width = min(10.0, max(8.0, 1.3 * len(cats) + 0.4 * len(arms)))  # the page's width at most
@@ -382,18 +316,14 @@ def plot_domain_bars(
         from_zero=False,
     )
     if paired:
-        others = [a for a in arms if a != relative_to and key in runs[a]]
-        dv, de = {}, {}
-        for c in cats:
-            dv[c], de[c] = {}, {}
-            for a in others:
-                d = runs[a][key]["val_loss_domain_avg" if c == "avg" else "val_loss_by_domain"]
-                d = d if c == "avg" else d.get(c, {})
-                dv[c][a], de[c][a] = d.get("mean"), d.get("std")
+        diffs = {
+            c: {a: at(runs[a][key], c) or {} for a in arms if a != relative_to and key in runs[a]}
+            for c in cats
+        }
         plot_grouped_bars(
             axes[1],
-            dv,
-            errors=de,
+            {c: {a: d.get("mean") for a, d in row.items()} for c, row in diffs.items()},
+            errors={c: {a: d.get("std") for a, d in row.items()} for c, row in diffs.items()},
             colors=colors,
             ylabel=f"val loss - {relative_to}",
             title=f"paired difference to {relative_to} per seed (below 0: better)",
@@ -444,20 +374,16 @@ def plot_domain_shares(
         weighted = [a for a in records if a != "uniform"] or list(records)
         weight = reweight_name("domain_weight_share", d)
         sample = reweight_name("domain_sample_share", d)
-        xs, ys = _curves(records, weight, window=window, arms=weighted)
+        x_of, curves = _curves(records, weight, window=window, arms=weighted)
         sx, sy = _curves(records, sample, window=window, arms=list(records)[:1])
-        curves = dict(ys)
-        x_of = dict(xs)
-        if sy:
-            (first,) = sy
-            curves["sample share"] = sy[first]
-            x_of["sample share"] = sx[first]
+        for first in sy:  # (one arm's: the samples are the same for all)
+            x_of["sample share"], curves["sample share"] = sx[first], sy[first]
         plot_mean_spread(
             ax,
             curves,
             x=x_of,
             logy=False,
-            band="none",
+            band=False,
             colors={**colors, "sample share": "black"},
             styles={"sample share": "--"},
             ylabel="share of batch",
@@ -472,13 +398,12 @@ def plot_share_ratio(
     """Weight share / sample share per domain, averaged over training (1 = no change)."""
     runs = summary["runs"]
     colors = colors or colors_for(list(runs))
-    values: dict[str, dict[str, float | None]] = {}
-    for d in summary["domains"]:
-        values[d] = {}
-        for arm, r in runs.items():
-            w = r["weights"].get("domain_weight_share", {}).get(d)
-            n = r["weights"].get("domain_sample_share", {}).get(d)
-            values[d][arm] = w / n if w is not None and n else None
+
+    def ratio(w: Mapping[str, Any], d: str) -> float | None:
+        share, n = w.get("domain_weight_share", {}).get(d), w.get("domain_sample_share", {}).get(d)
+        return share / n if share is not None and n else None
+
+    values = {d: {a: ratio(r["weights"], d) for a, r in runs.items()} for d in summary["domains"]}
     fig, (ax,) = new_figure(1, panel_size=(min(10.0, max(7.0, 1.2 * len(values))), 3.6))
     plot_grouped_bars(
         ax,
@@ -543,14 +468,11 @@ def plot_paired_curves(
     for arm in arms:
         base = (pairs or {}).get(arm, baseline)
         seeds = sorted(set(records[arm]) & set(records[base]))
-        xa, ya = stacked([records[arm][s] for s in seeds], key, evals_only=True)
-        xb, yb = stacked([records[base][s] for s in seeds], key, evals_only=True)
-        common = sorted(set(xa.tolist()) & set(xb.tolist()))
-        if not common:
+        runs = [records[arm][s] for s in seeds] + [records[base][s] for s in seeds]
+        common, y = stacked(runs, key, evals_only=True)  # at the steps every run evaluated
+        if not common.size:
             continue
-        ia = [xa.tolist().index(c) for c in common]
-        ib = [xb.tolist().index(c) for c in common]
-        d = ya[:, ia] - yb[:, ib]
+        d = y[: len(seeds)] - y[len(seeds) :]
         mean = d.mean(axis=0)
         ax.plot(common, mean, color=colors.get(arm), label=arm, lw=1.6)
         if d.shape[0] > 1:
@@ -559,13 +481,9 @@ def plot_paired_curves(
                 common, mean - half, mean + half, color=colors.get(arm), alpha=0.18, lw=0
             )
     ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"{label} - {baseline} (nats)")
-    n = len(next(iter(records.values()), {}))
-    ax.set_title(
-        f"paired {label} difference over training"
-        + (" (band: 95% interval over seeds)" if n > 1 else "")
-    )
+    band = " (band: 95% interval over seeds)" if len(next(iter(records.values()), {})) > 1 else ""
+    title = f"paired {label} difference over training{band}"
+    ax.set(xlabel="step", ylabel=f"{label} - {baseline} (nats)", title=title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)

@@ -30,13 +30,13 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lossreweight.errors import ConfigError
+from lossreweight.errors import ConfigError, UserError
 from lossreweight.metric_names import LOSS, from_legacy
 from lossreweight.rundir import (
     CHECKPOINTS_DIR,
@@ -117,7 +117,11 @@ def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     diff = compare_runs(saved, cfg.to_dict())  # a `None` model field matches its resolved value
     if diff.blocking or diff.recovery or diff.resumable:
         return "stale"
-    return "done" if (run_dir / FINAL_FILE).is_file() else "partial"
+    try:  # done when final.json holds the final evaluation; else training it again resumes,
+        finished = LOSS in (read_final(run_dir) or {})  # and the trainer evaluates at the end
+    except UserError:  # a damaged final.json: evaluated again the same way
+        finished = False
+    return "done" if finished else "partial"
 
 
 def resolve_run_dir(runs_dir: Path, name: str, cfg: RunConfig) -> Path:
@@ -217,8 +221,6 @@ def ensure_run(
         if result.interrupted:
             raise KeyboardInterrupt  # stopped by a signal: checkpoint saved, re-run resumes
     final, metrics = read_run(run_dir)
-    if LOSS not in final:
-        final = _complete_final(run_dir, final)
     record = RunRecord(
         arm=arm or label,
         seed=cfg.train.seed if seed is None else seed,
@@ -250,15 +252,11 @@ def _add_train_time(run_dir: Path, seconds: float, *, fresh: bool) -> None:
     (run_dir / TIMING_FILE).write_text(json.dumps({"seconds": round(before + seconds, 2)}))
 
 
-def _complete_final(run_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
-    """Workaround: a run resumed from a checkpoint taken at its last step trains no step, so the
-    trainer writes final.json without the final evaluation; evaluate that checkpoint here."""
-    from lossreweight.train.evaluate import evaluate_run
-
-    ev = evaluate_run(run_dir)
-    final = {**final, **{k: v for k, v in ev.items() if k not in ("checkpoint", "step")}}
-    (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=1))
-    return final
+def _each_data(cfgs: Iterable[RunConfig]) -> list[Any]:
+    """Each distinct `data:` setting of the configs, once."""
+    return list(
+        {json.dumps(c.data.model_dump(mode="json"), sort_keys=True): c.data for c in cfgs}.values()
+    )
 
 
 def check_configs(base: str | Path, overrides: Sequence[Sequence[str]]) -> None:
@@ -267,38 +265,23 @@ def check_configs(base: str | Path, overrides: Sequence[Sequence[str]]) -> None:
     from lossreweight.data.corpus import Corpus
     from lossreweight.train import load_config
 
-    seen: set[str] = set()
-    for ov in overrides:
-        cfg = load_config(base, [*ov, "train.seed=0"])
-        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            Corpus.from_config(cfg.data)
+    for data in _each_data(load_config(base, [*ov, "train.seed=0"]) for ov in overrides):
+        Corpus.from_config(data)
 
 
-def _prepare_once(cfgs: Sequence[RunConfig]) -> None:
-    """Prepare each distinct data setting once, here, before workers start: parallel workers
-    would otherwise race for the prepared-data folder (it admits one writer at a time)."""
-    from lossreweight.data import prepare_data
+@dataclass
+class _Planned:
+    """One run of a study's plan: an arm at a seed, its config and where it lives."""
 
-    seen: set[str] = set()
-    for cfg in cfgs:
-        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            prepare_data(cfg.data, progress=False)
+    arm: Arm
+    seed: int
+    overrides: list[str]
+    cfg: RunConfig
+    run_dir: Path
 
-
-def _finished_part(plan: list[Any], first_arm: str, runs_dir: Path) -> list[Any]:
-    """The finished part of a plan that pairs: the seeds where `first_arm` (the baseline) is
-    finished, and each arm at those of them where it is finished too."""
-    finished = {(a.name, k) for a, k, _, c, d in plan if d.exists() and run_status(d, c) == "done"}
-    seeds = {k for a, k in finished if a == first_arm}
-    if not seeds:
-        raise ConfigError(
-            f"no finished {first_arm} run in {runs_dir} yet; run the study without --no-train"
-        )
-    return [p for p in plan if p[1] in seeds and (p[0].name, p[1]) in finished]
+    @property
+    def done(self) -> bool:
+        return self.run_dir.exists() and run_status(self.run_dir, self.cfg) == "done"
 
 
 def run_arms(
@@ -317,54 +300,56 @@ def run_arms(
 
     An arm's overrides come after the base overrides, then `train.seed=k`; so within a seed
     every arm has the same model init and (with the same data settings) the same batches.
-    Configs are all validated before anything trains, so a typo fails at once. Runs go seed
-    by seed (every arm of seed 0 first), so an interrupted study has whole seeds to report.
-    A new run whose config matches a finished run in another study folder under `reuse_from`
-    is copied. `jobs` > 1 trains the missing runs in that many processes side by side.
-    `train_missing=False` trains nothing: it returns the seeds whose every arm is finished.
+    Configs are all validated before anything trains, so a typo fails at once. Runs go stage
+    by stage and seed by seed (every arm of seed 0 first), so an interrupted study has whole
+    seeds to report. A new run whose config matches a finished run in another study folder
+    under `reuse_from` is copied. `jobs` > 1 trains the missing runs in that many processes
+    side by side. `train_missing=False` trains nothing: it returns the seeds where the first
+    arm (the baseline) is finished, each arm at those of them where it is finished too.
     """
     from lossreweight.train import load_config
 
     folders = [run_name(a.name, 0) for a in arms]
     if len(set(folders)) != len(folders):
         raise ConfigError(f"arm names {[a.name for a in arms]} do not give distinct run folders")
-    plan: list[tuple[Arm, int, list[str], RunConfig, Path]] = []
+    plan: list[_Planned] = []
     for stage, seed in sorted({(a.stage, s) for a in arms for s in seeds}):
         for arm in (a for a in arms if a.stage == stage):
-            overrides = [*base_overrides, *arm.overrides, f"train.seed={seed}"]
-            cfg = load_config(base, overrides)
-            plan.append(
-                (
-                    arm,
-                    seed,
-                    overrides,
-                    cfg,
-                    resolve_run_dir(runs_dir, run_name(arm.name, seed), cfg),
-                )
-            )
+            ov = [*base_overrides, *arm.overrides, f"train.seed={seed}"]
+            cfg = load_config(base, ov)
+            where = resolve_run_dir(runs_dir, run_name(arm.name, seed), cfg)
+            plan.append(_Planned(arm, seed, ov, cfg, where))
     if not train_missing:
-        plan = _finished_part(plan, arms[0].name, runs_dir)
-    elif jobs > 1:
-        todo = [
-            (ov, d, f"[{arm.name} seed {seed}] ")
-            for arm, seed, ov, c, d in plan
-            if not (d.exists() and run_status(d, c) == "done")
-        ]
-        _prepare_once([c for _, _, ov, c, d in plan if any(d == t[1] for t in todo)])
-        if log is not None and todo:
-            log(f"training {len(todo)} runs in {min(jobs, len(todo))} processes")
-        train_in_parallel(ensure_run, base, todo, jobs, reuse_from)
-    out: dict[str, dict[int, RunRecord]] = {arm.name: {} for arm in arms}
-    for i, (arm, seed, _, cfg, run_dir) in enumerate(plan, 1):
-        prefix = f"[{i}/{len(plan)}] "
-        say = None if log is None else (lambda m, p=prefix: log(p + m))
-        if log is not None and run_dir.parent != Path(runs_dir) and not run_dir.exists():
-            log(
-                f"{prefix}{run_name(arm.name, seed)}: its folder holds a run with other settings "
-                f"(kept); training these settings in {run_dir}"
+        finished = [p for p in plan if p.done]
+        paired = {p.seed for p in finished if p.arm.name == arms[0].name}
+        if not paired:
+            raise ConfigError(
+                f"no finished {arms[0].name} run in {runs_dir} yet; run the study without "
+                "--no-train"
             )
-        out[arm.name][seed] = ensure_run(
-            cfg, run_dir, arm=arm.name, seed=seed, log=say, reuse_from=reuse_from
+        plan = [p for p in finished if p.seed in paired]
+    elif jobs > 1 and (todo := [p for p in plan if not p.done]):
+        from lossreweight.data import prepare_data
+
+        # Prepared here, once, before workers start: parallel workers would race for the
+        # prepared-data folder (it admits one writer at a time).
+        for data in _each_data(p.cfg for p in todo):
+            prepare_data(data, progress=False)
+        if log is not None:
+            log(f"training {len(todo)} runs in {min(jobs, len(todo))} processes")
+        jobs_todo = [(p.overrides, p.run_dir, f"[{p.arm.name} seed {p.seed}] ") for p in todo]
+        train_in_parallel(base, jobs_todo, jobs, reuse_from)
+    out: dict[str, dict[int, RunRecord]] = {arm.name: {} for arm in arms}
+    for i, p in enumerate(plan, 1):
+        prefix = f"[{i}/{len(plan)}] "
+        say = None if log is None else (lambda m, pre=prefix: log(pre + m))
+        if say is not None and p.run_dir.parent != Path(runs_dir) and not p.run_dir.exists():
+            say(
+                f"{run_name(p.arm.name, p.seed)}: its folder holds a run with other settings "
+                f"(kept); training these settings in {p.run_dir}"
+            )
+        out[p.arm.name][p.seed] = ensure_run(
+            p.cfg, p.run_dir, arm=p.arm.name, seed=p.seed, log=say, reuse_from=reuse_from
         )
     return {a: r for a, r in out.items() if r}  # (--no-train leaves out arms not finished yet)
 
@@ -373,7 +358,6 @@ def run_arms(
 # Each worker trains whole runs, one at a time, from a shared queue; the parent then reads
 # every run back from disk (cached), so the summary is the same as a one-process run. Workers
 # start with `spawn` (a clean interpreter: no torch state forked mid-use).
-EnsureRun = Callable[..., Any]
 
 
 class WorkerStopped(RuntimeError):
@@ -383,60 +367,42 @@ class WorkerStopped(RuntimeError):
 _STOPPED = False  # in a worker: a signal stopped one of its runs, so it starts no other
 
 
-def _train_one(
-    ensure_run: EnsureRun,
-    base: str,
-    overrides: list[str],
-    run_dir: str,
-    label: str,
-    reuse_from: list[str],
-) -> str:
+def _train_one(base: str, overrides: list[str], run_dir: str, label: str, reuse: list[str]) -> None:
     from lossreweight.train import load_config
-
-    def say(msg: str) -> None:
-        print(f"{label}{msg}", flush=True)
 
     global _STOPPED
     if _STOPPED:
         raise WorkerStopped(f"{label.strip()} not started: the study is stopping")
     cfg = load_config(base, overrides)
     try:
-        ensure_run(cfg, Path(run_dir), log=say, reuse_from=[Path(p) for p in reuse_from])
+        ensure_run(
+            cfg,
+            Path(run_dir),
+            log=lambda msg: print(f"{label}{msg}", flush=True),
+            reuse_from=[Path(p) for p in reuse],
+        )
     except KeyboardInterrupt:  # a plain exception reaches the parent, which stops the pool
         _STOPPED = True
         raise WorkerStopped(
             f"{label.strip()} stopped by a signal; its checkpoint is saved"
         ) from None
-    return run_dir
 
 
 def train_in_parallel(
-    ensure_run: EnsureRun,
     base: str | Path,
     todo: Sequence[tuple[list[str], Path, str]],
     jobs: int,
     reuse_from: Sequence[Path] = (),
 ) -> None:
-    """Train every (overrides, run_dir, label) of `todo` with `jobs` worker processes, each
-    calling `ensure_run(cfg, run_dir, log=..., reuse_from=...)` (a module-level function: it
-    pickles by name)."""
-    if not todo:
-        return
+    """Train every (overrides, run_dir, label) of `todo` with `jobs` worker processes."""
     sys.stdout.flush()
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    reuse = [str(p) for p in reuse_from]
     try:
         futures = [
-            pool.submit(
-                _train_one,
-                ensure_run,
-                str(base),
-                list(ov),
-                str(d),
-                label,
-                [str(p) for p in reuse_from],
-            )
+            pool.submit(_train_one, str(base), list(ov), str(d), label, reuse)
             for ov, d, label in todo
         ]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)

@@ -263,34 +263,29 @@ def paired(
     """arm - baseline per seed (negative: the arm is better) for the validation loss, its
     domain average, the worst domain and each domain, each with its 95% t-interval across
     seeds; and the steps the arm takes to reach the baseline's final validation loss."""
+    pairs = list(zip(arm, base, strict=True))
 
     def diffs(get: Callable[[RunRecord], float | None]) -> list[float | None]:
-        out = []
-        for a, b in zip(arm, base, strict=True):
-            x, y = get(a), get(b)
-            out.append(x - y if finite(x) and finite(y) else None)
-        return out
+        return [x - y if finite(x := get(a)) and finite(y := get(b)) else None for a, b in pairs]
 
-    to_target, speedup = [], []
-    for a, b in zip(arm, base, strict=True):
+    def to_target(run: RunRecord, b: RunRecord) -> float | None:
         target = b.final.get(LOSS)
-        if not finite(target):
-            to_target.append(None)
-            speedup.append(None)
-            continue
-        s_a = steps_to_reach(*series(a, LOSS, evals_only=True), target)
-        s_b = steps_to_reach(*series(b, LOSS, evals_only=True), target)
-        to_target.append(s_a)
-        speedup.append(s_b / s_a if s_a and s_b else None)
+        return (
+            steps_to_reach(*series(run, LOSS, evals_only=True), target) if finite(target) else None
+        )
+
+    reach = [to_target(a, b) for a, b in pairs]
+    own = [to_target(b, b) for _, b in pairs]  # where the baseline first reaches its final
+    speedup = [o / r if r and o else None for r, o in zip(reach, own, strict=True)]
     val = diffs(FINAL["val_loss"])
     return {
         **{k: spread(diffs(get)) for k, get in FINAL.items()},
         "val_loss_by_domain": {d: spread(diffs(lambda r, d=d: _by_domain(r, d))) for d in domains},
         "seeds_better": sum(1 for v in val if v is not None and v < 0),
         "steps_to_baseline_final": {
-            **spread(to_target),
-            "reached": sum(s is not None for s in to_target),
-            "of": len(to_target),
+            **spread(reach),
+            "reached": sum(s is not None for s in reach),
+            "of": len(reach),
         },
         "speedup": spread(speedup),  # the baseline's steps / the arm's, to the baseline's final
     }
@@ -301,45 +296,43 @@ def summarize(
     *,
     baseline: str | None = "uniform",
     batch_groups: Mapping[str, str] | None = None,
+    pairs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """{"runs": {arm: {...}}, "baseline", "seeds", "domains", "same_batches"} for the arms.
 
     Per arm: final values (mean over seeds; one seed: that run's), "per_seed" lists, "std",
     time-averaged weight diagnostics, and with a baseline among the arms "diff_vs_<baseline>":
     arm - baseline per seed with mean and std, and the steps the arm takes to reach the
-    baseline's final validation loss (interpolated between evaluations).
+    baseline's final validation loss (interpolated between evaluations). `pairs` maps an arm
+    to the arm it is paired with instead (e.g. uniform at the same model size; named under
+    "paired_with"); an arm is paired only at seeds its partner has.
 
     `batch_groups` maps arms to groups that should share batches (e.g. arms with the same
     data mixture); by default every arm should see the same batches as every other.
     """
     domains = _domains(records)
     seeds = sorted({s for by_seed in records.values() for s in by_seed})
+    baseline = baseline if baseline in records else None
     runs: dict[str, Any] = {}
-    base = records.get(baseline) if baseline else None
     for arm, by_seed in records.items():
-        ordered = [by_seed[s] for s in sorted(by_seed)]
-        runs[arm] = _arm_summary(ordered, domains)
-        if base is not None and set(by_seed) <= set(base):  # paired at the arm's seeds
-            runs[arm][f"diff_vs_{baseline}"] = paired(
-                ordered, [base[s] for s in sorted(by_seed)], domains
-            )
-    groups = {arm: (batch_groups or {}).get(arm, "") for arm in records}
+        ordered = sorted(by_seed)
+        runs[arm] = _arm_summary([by_seed[s] for s in ordered], domains)
+        partner = (pairs or {}).get(arm, baseline)
+        if baseline and partner in records and set(by_seed) <= set(records[partner]):
+            other = [records[partner][s] for s in ordered]
+            runs[arm][f"diff_vs_{baseline}"] = paired([by_seed[s] for s in ordered], other, domains)
+            if partner != baseline:
+                runs[arm]["paired_with"] = partner
+    group = {arm: (batch_groups or {}).get(arm, "") for arm in records}
     same = {
         str(s): all(
-            len(
-                {
-                    records[a][s].batch_checksum
-                    for a in records
-                    if groups[a] == g and s in records[a]
-                }
-            )
-            <= 1
-            for g in set(groups.values())
+            len({r[s].batch_checksum for a, r in records.items() if group[a] == g and s in r}) <= 1
+            for g in set(group.values())
         )
         for s in seeds
     }
     return {
-        "baseline": baseline if base is not None else None,
+        "baseline": baseline,
         "seeds": seeds,
         "domains": domains,
         "runs": runs,
@@ -444,56 +437,46 @@ def _resolved(run: Any) -> Mapping[str, Any]:
         return run.config
 
 
+_MEASURED_BURN_IN = ("burn_in_end_step", "burn_in_val_loss", "unigram_entropy")
+
+
 def setup_rows(records: Records) -> list[dict[str, Any]]:
-    """One row per distinct setup (arms that share it listed together)."""
+    """One row per distinct setup: the arms and seeds that share it, and where their burn-in
+    ended (step, validation loss, unigram entropy), averaged over the row's runs."""
     rows: dict[str, dict[str, Any]] = {}
     for arm, by_seed in records.items():
         for seed, run in sorted(by_seed.items()):
             d = describe(_resolved(run), run.final)
-            r = (
-                "uniform weights"
-                if d["strategy"] == "uniform"
-                else temperature_text(d["temperature"])
-            )
-            key = json.dumps(
-                [
-                    d["params"],
-                    d["tokens"],
-                    d["steps"],
-                    d["seq_len"],
-                    d["vocab_size"],
-                    round(d["burn_in_fraction"], 6),
-                    round(d["lr_warmup_fraction"], 6),
-                    r,
-                ]
-            )
-            row = rows.setdefault(
-                key,
-                {
-                    **{
-                        k: v
-                        for k, v in d.items()
-                        if k not in ("temperature", "strategy", *_MEASURED_BURN_IN)
-                    },
-                    "temperature": r,
-                    "arms": [],
-                    "seeds": [],
-                    **{k: [] for k in _MEASURED_BURN_IN},
-                },
-            )
-            for k in _MEASURED_BURN_IN:  # averaged over the row's runs below
-                row[k].append(d[k])
-            if arm not in row["arms"]:
-                row["arms"].append(arm)
-            if seed not in row["seeds"]:
-                row["seeds"].append(seed)
+            uniform = d.pop("strategy") == "uniform"
+            d["temperature"] = "uniform weights" if uniform else temperature_text(d["temperature"])
+            measured = {k: d.pop(k) for k in _MEASURED_BURN_IN}
+            key = json.dumps(d, sort_keys=True, default=str)
+            row = rows.setdefault(key, {**d, "arms": [], "seeds": [], "_measured": []})
+            row["_measured"].append(measured)
+            row["arms"] += [arm] if arm not in row["arms"] else []
+            row["seeds"] += [seed] if seed not in row["seeds"] else []
     for row in rows.values():
-        for k in _MEASURED_BURN_IN:
-            row[k] = mean(row[k])
+        measured = row.pop("_measured")
+        row.update({k: mean([m[k] for m in measured]) for k in _MEASURED_BURN_IN})
     return list(rows.values())
 
 
-_MEASURED_BURN_IN = ("burn_in_end_step", "burn_in_val_loss", "unigram_entropy")
+def _burn_in_position(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float | None] | None:
+    """Where the reweighted arms' burn-in ended: (validation loss, unigram entropy), means."""
+    ended = [
+        r
+        for r in rows
+        if r.get("burn_in_val_loss") is not None and r.get("temperature") != "uniform weights"
+    ]
+    if not ended:
+        return None
+    v = mean([r["burn_in_val_loss"] for r in ended])
+    return (v, mean([r.get("unigram_entropy") for r in ended])) if v is not None else None
+
+
+def _range(values: Sequence[float], fmt: Callable[[float], str]) -> str:
+    lo, hi = min(values), max(values)
+    return fmt(lo) if hi - lo <= 0.01 * abs(hi) else f"{fmt(lo)}-{fmt(hi)}"
 
 
 def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -504,122 +487,70 @@ def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
     validation loss 6.87 (unigram entropy 6.80)". Whether that resembles the paper's runs is
     the fidelity table's to say, not a label's.
     """
-    if not rows:
-        return "conditions unknown"
     tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]
     params = [r["params"] for r in rows if r.get("params")]
     if not tpp or not params:
         return "conditions unknown"
-    lo, hi = min(tpp), max(tpp)
-    tp = f"{lo:.2g}" if hi - lo < 0.01 * hi else f"{lo:.2g}-{hi:.2g}"
-    pa = (
-        _short(min(params))
-        if min(params) == max(params)
-        else f"{_short(min(params))}-{_short(max(params))}"
-    )
     seqs = sorted({r["seq_len"] for r in rows if r.get("seq_len")})
     seq = f", sequence {'/'.join(str(x) for x in seqs)}" if seqs else ""
     burns = sorted({round(r["burn_in_fraction"], 4) for r in rows})
-    text = f"at {pa} parameters, {tp} tokens/param{seq}, " + (
-        f"a {burns[0]:.0%} burn-in"
-        if len(burns) == 1
-        else "burn-ins of " + ", ".join(f"{b:.0%}" for b in burns)
-    )
-    # where the reweighted arms' burn-in ended on the loss curve
-    ended = [
-        r
-        for r in rows
-        if r.get("burn_in_val_loss") is not None and r["temperature"] != "uniform weights"
-    ]
-    if ended:
-        v = mean([r["burn_in_val_loss"] for r in ended])
-        h = mean([r.get("unigram_entropy") for r in ended])
-        text += f" ending at validation loss {v:.2f}" + (
-            f" (unigram entropy {h:.2f})" if h is not None else ""
-        )
+    burn = ", ".join(f"{b:.0%}" for b in burns)
+    burn = f"a {burn} burn-in" if len(burns) == 1 else f"burn-ins of {burn}"
+    tp = _range(tpp, lambda t: f"{t:.2g}")
+    text = f"at {_range(params, _short)} parameters, {tp} tokens/param{seq}, {burn}"
+    if pos := _burn_in_position(rows):
+        v, h = pos
+        text += f" ending at validation loss {v:.2f}"
+        text += f" (unigram entropy {h:.2f})" if h is not None else ""
     return text
 
 
-# The paper's GPT-2 runs, condition by condition (what the fidelity table compares against).
-PAPER = {
-    "model size": "124M",
-    "sequence length": "512",
-    "vocabulary": "GPT-2 BPE, 50,257",
-    "burn-in": "5% (1,000 of 20,000 steps)",
-    "burn-in position": "far below the unigram entropy",
-    "temperature r": "0.4",
-    "redundancy": "SlimPajama: boilerplate, licences, near-duplicates",
-}
-
-
 def fidelity_rows(summary: Mapping[str, Any]) -> list[list[str]]:
-    """The study's conditions next to the paper's, from what the runs measured: [condition,
-    the paper, this study, match]. A study with its own (e.g. `conditions`) sets
+    """The study's conditions next to the paper's GPT-2 runs, from what the runs measured:
+    [condition, the paper, this study, match]. A study with its own (e.g. `conditions`) sets
     summary["fidelity"] instead."""
     rows = summary.get("setup") or []
     if not rows:
         return []
 
-    def values(key: str, fmt: Any = str) -> str:
+    def values(key: str, fmt: Callable[[Any], str] = str) -> str:
         vs = sorted({r[key] for r in rows if r.get(key) is not None})
         return ", ".join(fmt(v) for v in vs) if vs else "?"
 
     tpp = [r["tokens_per_param"] for r in rows if r.get("tokens_per_param")]
-    tp_ok = bool(tpp) and all(
-        abs(t - PAPER_TOKENS_PER_PARAM) < 0.1 * PAPER_TOKENS_PER_PARAM for t in tpp
-    )
-    reweighted = [r for r in rows if r.get("temperature") != "uniform weights"]
-    ended = [r for r in reweighted if r.get("burn_in_val_loss") is not None]
-    if ended:
-        v = mean([r["burn_in_val_loss"] for r in ended])
-        h = mean([r.get("unigram_entropy") for r in ended])
-        pos = f"validation loss {v:.2f}" + (f" vs unigram entropy {h:.2f}" if h is not None else "")
-        below = h is not None and v is not None and v < h
-        pos_match = (
+    tp_ok = bool(tpp) and all(abs(t / PAPER_TOKENS_PER_PARAM - 1) < 0.1 for t in tpp)
+    if pos := _burn_in_position(rows):
+        v, h = pos
+        where = f"validation loss {v:.2f}" + (f" vs unigram entropy {h:.2f}" if h else "")
+        where_match = (
             "closer (past word frequencies)"
-            if below
+            if h is not None and v < h
             else "differs (before the model knows word frequencies)"
         )
     else:
-        pos, pos_match = "not measured (runs from before it was recorded)", "unknown"
-    seq = values("seq_len")
-    burn = values("burn_in_fraction", lambda f: f"{f:.0%}")
-    domains = ", ".join(summary.get("domains") or []) or "?"
+        where, where_match = "not measured (runs from before it was recorded)", "unknown"
+    seq, burn = values("seq_len"), values("burn_in_fraction", lambda f: f"{f:.0%}")
+    reweighted = {r["temperature"] for r in rows if r.get("temperature") != "uniform weights"}
+    tp_text = values("tokens_per_param", lambda t: f"{t:.2f}")
     return [
-        [
-            "tokens per parameter",
-            f"{PAPER_TOKENS_PER_PARAM:.1f}",
-            values("tokens_per_param", lambda t: f"{t:.2f}"),
-            "matches" if tp_ok else "differs",
-        ],
-        ["model size", PAPER["model size"], values("params", _short), "differs"],
-        [
-            "sequence length",
-            PAPER["sequence length"],
-            seq,
-            "matches" if seq == "512" else "differs",
-        ],
-        ["vocabulary", PAPER["vocabulary"], values("vocab_size", lambda v: f"{v:,}"), "differs"],
-        [
-            "burn-in",
-            PAPER["burn-in"],
-            burn,
-            "matches" if burn == "5%" else "differs",
-        ],
-        ["burn-in position", PAPER["burn-in position"], pos, pos_match],
-        [
-            "temperature r",
-            PAPER["temperature r"],
-            ", ".join(sorted({r["temperature"] for r in reweighted})) or "?",
-            "see the arms",
-        ],
+        ["tokens per parameter", f"{PAPER_TOKENS_PER_PARAM:.1f}", tp_text, _match(tp_ok)],
+        ["model size", "124M", values("params", _short), "differs"],
+        ["sequence length", "512", seq, _match(seq == "512")],
+        ["vocabulary", "GPT-2 BPE, 50,257", values("vocab_size", lambda v: f"{v:,}"), "differs"],
+        ["burn-in", "5% (1,000 of 20,000 steps)", burn, _match(burn == "5%")],
+        ["burn-in position", "far below the unigram entropy", where, where_match],
+        ["temperature r", "0.4", ", ".join(sorted(reweighted)) or "?", "see the arms"],
         [
             "redundancy",
-            PAPER["redundancy"],
-            f"domains {domains}",
+            "SlimPajama: boilerplate, licences, near-duplicates",
+            f"domains {', '.join(summary.get('domains') or []) or '?'}",
             "differs unless a repeated or easy block is in the mix",
         ],
     ]
+
+
+def _match(ok: bool) -> str:
+    return "matches" if ok else "differs"
 
 
 def _short(n: int) -> str:

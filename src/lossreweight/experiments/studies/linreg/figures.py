@@ -107,7 +107,7 @@ def write_plots(
         ax,
         share,
         logy=False,
-        band="none",
+        band=False,
         hline=frac,
         hline_label="sample share",
         ylabel=f"weight share of '{cfg.groups[rare_group(cfg)].name}'",
