@@ -6,8 +6,11 @@ Also takes `[--seeds 0,1,2] [key=value ...]`.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from lossreweight.errors import ConfigError
 
 ACCEPTS_OVERRIDES = True
 
@@ -53,13 +56,56 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_strategies(text: str) -> list[str]:
+    """ "uniform,linupper" -> ["uniform", "linupper"]; unknown or repeated names fail early."""
+    from lossreweight.reweighting import available_strategies
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ConfigError(
+            "--strategies is empty; give a comma-separated list, e.g. uniform,linupper"
+        )
+    valid = available_strategies()
+    for n in names:
+        if n not in valid:
+            hint = " ('upper' is ambiguous: say 'linear' or 'linupper')" if n == "upper" else ""
+            raise ConfigError(
+                f"--strategies: unknown strategy {n!r}{hint}; valid: {', '.join(valid)}"
+            )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"--strategies names {', '.join(dupes)} more than once")
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    """ "0,1,2" -> [0, 1, 2]: distinct integers >= 0."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}"
+        ) from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct integers >= 0, e.g. 0,1,2; got {text!r}")
+    return seeds
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """The strategy and the seed come from --strategies and --seeds, never from an override."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key == "reweight.strategy":
+            raise ConfigError("give strategies with --strategies, not reweight.strategy=...")
+        if key == "train.seed":
+            raise ConfigError("give seeds with --seeds, not train.seed=...")
+
+
 def log(msg: str) -> None:
     print(msg, flush=True)
 
 
 def check_jobs(jobs: int) -> None:
-    from lossreweight.errors import ConfigError
-
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
 
@@ -85,7 +131,9 @@ def print_result(
 def run(args: argparse.Namespace) -> int:
     from lossreweight.experiments.compare import Compare
 
-    study = Compare(args.config, args.strategies, args.seeds, args.overrides)
+    strategies, seeds = parse_strategies(args.strategies), parse_seeds(args.seeds)
+    check_overrides(args.overrides)
+    study = Compare(args.config, strategies, seeds, args.overrides)
     check_jobs(args.jobs)
     out = Path(args.out)
     summary = study.run(out, log=log, jobs=args.jobs, train_missing=not args.no_train)

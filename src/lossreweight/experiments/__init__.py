@@ -1,11 +1,12 @@
-"""The paper's studies and the machinery they share.
+"""The paper's studies and the machinery they share (docs/architecture.md, "Where is X").
 
-- `runs`: cached, resumable training runs, one folder per (arm, seed).
-- `summary`: per-arm means and spreads over seeds, paired differences, steps to a target.
-- `arm_plots`, `tables`, `plotting`: the standard plots and tables; Agg-only figure helpers.
-- `study`: writes a study's index.html and summary.json; `combined_report`: many studies, one page.
-- `compare`, `demo`: `lossreweight compare` and `lossreweight demo`.
-- `linreg`, `studies/`: the studies behind `lossreweight experiment NAME`.
+- `harness`: the one pipeline of every study (claim the folder, train, summarise, write).
+- `runs`: cached, resumable training runs, one folder per (arm, seed); `--jobs`.
+- `stats`: per-arm means over seeds, paired differences, intervals, steps to a target.
+- `plots` and `page`: the plots, a study's HTML page, `lossreweight report`'s page.
+- `scales`, `noise_data`: the protocol settings and the corrupted data several studies share.
+- `compare`: `lossreweight compare` and `lossreweight demo`, as studies.
+- `studies/`: the studies behind `lossreweight experiment NAME`, one module or folder each.
 
 Nothing heavy is imported here so `lossreweight --help` stays fast.
 """

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lossreweight.errors import ConfigError
 from lossreweight.experiments.harness import Plan, Study
 from lossreweight.experiments.runs import Arm
 
@@ -30,57 +29,6 @@ DEMO_FULL_SEEDS: tuple[int, ...] = (0,)
 DEMO_QUICK_SEEDS: tuple[int, ...] = (0, 1, 2)
 DEMO_OUT = Path("runs/demo")
 DEMO_QUICK_OUT = Path("runs/demo-quick")
-
-
-def parse_strategies(text: str | Sequence[str]) -> list[str]:
-    """ "uniform,linupper" -> ["uniform", "linupper"]; unknown or repeated names fail early."""
-    from lossreweight.reweighting import available_strategies
-
-    names = (
-        [s.strip() for s in text.split(",")] if isinstance(text, str) else [s.strip() for s in text]
-    )
-    names = [n for n in names if n]
-    if not names:
-        raise ConfigError(
-            "--strategies is empty; give a comma-separated list, e.g. uniform,linupper"
-        )
-    valid = available_strategies()
-    for n in names:
-        if n not in valid:
-            hint = " ('upper' is ambiguous: say 'linear' or 'linupper')" if n == "upper" else ""
-            raise ConfigError(
-                f"--strategies: unknown strategy {n!r}{hint}; valid: {', '.join(valid)}"
-            )
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"--strategies names {', '.join(dupes)} more than once")
-    return names
-
-
-def parse_seeds(text: str | Sequence[int]) -> list[int]:
-    """ "0,1,2" -> [0, 1, 2]: distinct integers >= 0."""
-    if isinstance(text, str):
-        try:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(
-                f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}"
-            ) from None
-    else:
-        seeds = [int(s) for s in text]
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds must be distinct integers >= 0, e.g. 0,1,2; got {text!r}")
-    return seeds
-
-
-def check_overrides(overrides: Sequence[str]) -> None:
-    """The strategy and the seed come from --strategies and --seeds, never from an override."""
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        if key == "reweight.strategy":
-            raise ConfigError("give strategies with --strategies, not reweight.strategy=...")
-        if key == "train.seed":
-            raise ConfigError("give seeds with --seeds, not train.seed=...")
 
 
 class Compare(Study):
@@ -92,16 +40,14 @@ class Compare(Study):
     def __init__(
         self,
         config: str | Path,
-        strategies: str | Sequence[str],
-        seeds: str | Sequence[int] = (0,),
+        strategies: Sequence[str],
+        seeds: Sequence[int] = (0,),
         overrides: Sequence[str] = (),
         *,
         title: str = "",
     ) -> None:
         self.config = config
-        self.strategies = parse_strategies(strategies)
-        self.seeds = parse_seeds(seeds)
-        check_overrides(overrides)
+        self.strategies, self.seeds = list(strategies), list(seeds)
         self.overrides = tuple(overrides)
         self.name = self.kind
         self.title = title or f"compare: {', '.join(self.strategies)} on {config}"

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from lossreweight.errors import ConfigError
 from lossreweight.experiments.page import PAGE_FILE, SUMMARY_FILE, Section, page_head, write_study
 from lossreweight.experiments.runs import Arm, Log, check_configs, run_arms
+from lossreweight.experiments.scales import BASE_CONFIG
 from lossreweight.experiments.stats import (
     Records,
     excludes_zero,
@@ -40,8 +41,6 @@ from lossreweight.experiments.stats import (
 from lossreweight.rundir import is_run_dir
 from lossreweight.safe_files import atomic_write, read_manifest, remove_listed
 
-BASE_CONFIG = "tiny"
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -50,7 +49,7 @@ class Plan:
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
     overrides: tuple[str, ...] = ()
-    config: str | Path = BASE_CONFIG  # a preset name or a YAML file
+    config: str | Path = BASE_CONFIG  # a preset name or a YAML file (studies: the tiny preset)
     baseline: str | None = "uniform"
     # arm -> group: arms of one group must see the same batches (default: all arms one group).
     batch_groups: Mapping[str, str] | None = None
@@ -70,10 +69,6 @@ class Context:
     jobs: int = 1  # training processes side by side
     train_missing: bool = True  # False: report the seeds already finished, train nothing
     start: float = field(default_factory=time.perf_counter)
-
-    def say(self, msg: str) -> None:
-        if self.log is not None:
-            self.log(msg)
 
 
 class Study:

@@ -75,8 +75,7 @@ def format_cell(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _table_html(table: Table) -> str:
-    t = table
+def _table_html(t: Table) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(format_cell(v))}</td>" for v in row) + "</tr>"
