@@ -8,12 +8,12 @@ harness's output-folder rule, verdict-first page and paired intervals.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from lossreweight.experiments.harness import Plan, Study, claim_output_dir, finish_output_dir
+from lossreweight.experiments.page import PAGE_FILE, SUMMARY_FILE, write_study
 from lossreweight.experiments.runs import Log
 from lossreweight.experiments.stats import excludes_zero, spread
 from lossreweight.experiments.studies.linreg.analysis import build_summary
@@ -27,7 +27,6 @@ from lossreweight.experiments.studies.linreg.simulation import (
     simulate,
 )
 from lossreweight.reweighting import get_strategy
-from lossreweight.safe_files import atomic_write
 
 
 def paired_steps(summary: dict[str, Any], arm: str, base: str = "uniform") -> dict[str, Any]:
@@ -103,7 +102,7 @@ def run_linreg(
     quick: the test budget (fewer steps, seeds 0 and 1). `config` overrides the settings.
     Returns the summary (the content of summary.json).
     """
-    from lossreweight.experiments.studies.linreg.figures import write_plots, write_report
+    from lossreweight.experiments.studies.linreg.figures import TITLE, report_sections, write_plots
 
     start = time.perf_counter()
     cfg = config or (quick_config() if quick else LinregConfig())
@@ -121,14 +120,11 @@ def run_linreg(
     }
     summary["verdict"] = verdict(summary, cfg)
     files = write_plots(out, cfg, traj, summary)
-    files["html"] = write_report(out, cfg, summary, files).name
-    summary["files"] = {"summary": "summary.json", **files}
+    summary["files"] = {"summary": SUMMARY_FILE, **files, "html": PAGE_FILE}
     summary["runtime_s"] = round(time.perf_counter() - start, 2)
-    atomic_write(
-        out / "summary.json", (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode()
-    )
+    written = write_study(out, summary, TITLE, report_sections(cfg, summary, files))
     finish_output_dir(out, "experiment", "linreg", owned, set(summary["files"].values()))
-    return summary
+    return written
 
 
 STUDY = Linreg()

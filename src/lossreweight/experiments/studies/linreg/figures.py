@@ -202,10 +202,12 @@ def setup_table(cfg: LinregConfig, summary: dict[str, Any]) -> Any:
     )
 
 
-def write_report(
-    out: Path, cfg: LinregConfig, summary: dict[str, Any], files: dict[str, str]
-) -> Path:
-    from lossreweight.experiments.page import Section, write_html_report
+TITLE = "linreg: loss-based reweighting on toy least squares"
+
+
+def report_sections(cfg: LinregConfig, summary: dict[str, Any], files: dict[str, str]) -> list[Any]:
+    """The page's sections (written with the summary by `page.write_study`)."""
+    from lossreweight.experiments.page import Section
 
     groups = ", ".join(
         f"{g.name}: {g.fraction:.0%} of samples, feature std {g.scale_first:g} on the first half "
@@ -272,7 +274,7 @@ def write_report(
             ],
         ),
     ]
-    return write_html_report(out, "linreg: loss-based reweighting on toy least squares", sections)
+    return sections
 
 
 def plot_lines(
