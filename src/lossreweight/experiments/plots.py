@@ -101,8 +101,8 @@ def plot_mean_spread(
 
     `band` shades the range over runs (min to max). Non-finite values (e.g. a diverged run)
     are treated as missing: the mean stops where any run is missing, so a line never hides a
-    failure. `ylim` clips the view (a log axis over dozens of decades
-    is unreadable and slow to lay out). `x` may also map each label to its own x values
+    failure. `ylim` clips the view (a log axis over dozens of decades is unreadable and slow
+    to lay out). `x` may also map each label to its own x values
     (runs logged at different steps); `colors` and `styles` (line styles) override the
     defaults per label.
     """
@@ -159,9 +159,7 @@ def plot_grouped_bars(
     for inner in values.values():
         series += [s for s in inner if s not in series]
     width = 0.8 / max(len(series), 1)
-    err = {
-        c: {n: e if _ok(e) else 0.0 for n, e in (errors or {}).get(c, {}).items()} for c in values
-    }
+    err = {c: {n: e for n, e in (errors or {}).get(c, {}).items() if _ok(e)} for c in values}
     shown = [(c, n, v) for c, inner in values.items() for n, v in inner.items() if _ok(v)]
     base = (min(v for *_, v in shown) if logy else 0.0) if shown else 1.0
     if not from_zero and not logy and shown:
@@ -182,7 +180,7 @@ def plot_grouped_bars(
                     x, base, text, ha="center", va="bottom", fontsize=7, rotation=90, color=color
                 )
                 continue
-            e = err[cat].get(name) if errors is not None else None
+            e = err[cat].get(name)
             ax.bar(x, v, width, color=color, label=None if labelled else name, yerr=e, capsize=2)
             labelled = True
     ax.set_xticks(np.arange(len(categories)), categories)

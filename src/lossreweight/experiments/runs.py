@@ -117,9 +117,11 @@ def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     diff = compare_runs(saved, cfg.to_dict())  # a `None` model field matches its resolved value
     if diff.blocking or diff.recovery or diff.resumable:
         return "stale"
-    try:  # done when final.json holds the final evaluation; else training it again resumes,
-        finished = LOSS in (read_final(run_dir) or {})  # and the trainer evaluates at the end
-    except UserError:  # a damaged final.json: evaluated again the same way
+    # Done when final.json holds the final evaluation. Without it (an older trainer, resumed at
+    # its last step) or damaged, the run is unfinished: resuming evaluates its last checkpoint.
+    try:
+        finished = LOSS in (read_final(run_dir) or {})
+    except UserError:
         finished = False
     return "done" if finished else "partial"
 
