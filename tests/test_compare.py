@@ -13,7 +13,6 @@ from cli_utils import run_cli as _cli
 from train_utils import TINY_OVERRIDES, deterministic
 
 from lossreweight.experiments.runs import run_status
-from lossreweight.experiments.stats import steps_to_reach
 from lossreweight.rundir import read_metrics
 from lossreweight.train import load_config
 
@@ -213,13 +212,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, flags: list[str], messa
     rc, stdout, err = _cli("compare", "tiny", "--out", str(tmp_path / "x"), *flags)
     assert rc == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "x" / "runs").exists()
-
-
-def test_steps_to_reach_interpolates() -> None:
-    assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 3.5) == pytest.approx(25.0)
-    assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 5.5) == pytest.approx(10.0)
-    assert steps_to_reach([10, 20, 30], [5.0, 4.0, 3.0], 2.0) is None
-    assert steps_to_reach([10, 20], [5.0, 5.0], 5.0) == pytest.approx(10.0)
 
 
 def _png_width(path: Path) -> int:
