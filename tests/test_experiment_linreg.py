@@ -11,7 +11,6 @@ import pytest
 import torch
 from study_runs import quick_run
 
-from lossreweight.experiments.page import Section, Table, write_html_report
 from lossreweight.experiments.studies.linreg.analysis import ArmStats, faster, steps_to_target
 from lossreweight.experiments.studies.linreg.simulation import (
     STRATEGIES,
@@ -190,24 +189,6 @@ def test_steps_to_target_and_censoring() -> None:
     assert faster(stats([None, None]), stats([50, 50])) is False
 
 
-def test_html_report_escapes_and_embeds(tmp_path: Path) -> None:
-    from lossreweight.experiments.plots import new_figure, save_figure
-    from lossreweight.experiments.studies.linreg.figures import plot_lines
-
-    fig, (ax,) = new_figure(1)
-    plot_lines(ax, [0, 1], {"a<b": [1, 2]})
-    save_figure(fig, tmp_path / "p.png")
-    sections = [
-        Section(
-            "One & two", "x < y", images=[("p.png", "cap")], tables=[Table(["k"], [[None], [0.5]])]
-        ),
-        {"heading": "dict", "text": ["para"]},
-    ]
-    page = write_html_report(tmp_path, "T", sections, embed_images=True).read_text()
-    assert "One &amp; two" in page and "x &lt; y" in page and "data:image/png;base64," in page
-    assert "<td>\u2014</td>" in page and "<td>0.5</td>" in page
-
-
 def test_page_opens_with_verdict_and_setup(quick: tuple[Path, dict[str, Any]]) -> None:
     out, s = quick
     assert (
@@ -227,3 +208,5 @@ def test_page_opens_with_verdict_and_setup(quick: tuple[Path, dict[str, Any]]) -
     page = (out / "index.html").read_text()
     headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
     assert headings[:2] == ["Verdict", "Setup"]
+    # written as every study's page is: summary.json carries the sections for `report`
+    assert [x["heading"] for x in s["report"]["sections"]] == headings
