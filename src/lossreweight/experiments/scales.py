@@ -41,18 +41,14 @@ FULL_BASE: tuple[str, ...] = (
     "checkpoint.every=50",
 )
 
-# --quick (tests): the scale of tests/train_utils.py, a fraction of a second per run.
-QUICK_BASE: tuple[str, ...] = (
+# --quick (tests): the scale of tests/train_utils.py, a fraction of a second per run; the
+# protocol's quick runs (`paper_setup`) take these settings with their own model sizes.
+QUICK_RUN: tuple[str, ...] = (
     "data.max_chars_per_domain=20000",
     "data.tokenizer.vocab_size=512",
     "data.seq_len=32",
-    "model.dim=32",
-    "model.n_layers=2",
-    "model.n_heads=2",
-    "model.multiple_of=32",
     "model.max_seq_len=32",
     "train.batch_size=8",
-    "train.lr_warmup_steps=2",
     "train.threads=1",  # tiny matmuls: a second thread only adds contention (tests run 2 workers)
     "eval.batch_size=32",
     "eval.max_sequences_per_domain=8",
@@ -60,6 +56,14 @@ QUICK_BASE: tuple[str, ...] = (
     "log.progress=false",
     "log.tensorboard=false",
     "checkpoint.every=0",
+)
+QUICK_BASE: tuple[str, ...] = (
+    *QUICK_RUN,
+    "model.dim=32",
+    "model.n_layers=2",
+    "model.n_heads=2",
+    "model.multiple_of=32",
+    "train.lr_warmup_steps=2",
 )
 
 
@@ -126,20 +130,6 @@ PAPER_FULL_RUN: tuple[str, ...] = (
     "log.tensorboard=false",
     "log.progress=false",
 )
-PAPER_QUICK_RUN: tuple[str, ...] = (
-    "data.max_chars_per_domain=20000",
-    "data.tokenizer.vocab_size=512",
-    "data.seq_len=32",
-    "model.max_seq_len=32",
-    "train.batch_size=8",
-    "train.threads=1",
-    "eval.batch_size=32",
-    "eval.max_sequences_per_domain=8",
-    "log.every=1",
-    "log.progress=false",
-    "log.tensorboard=false",
-    "checkpoint.every=0",
-)
 
 
 def warmup_overrides(
@@ -171,7 +161,7 @@ def paper_setup(
     base = (
         *PAPER_DATA,
         *PAPER_OPTIM,
-        *(PAPER_QUICK_RUN if quick else PAPER_FULL_RUN),
+        *(QUICK_RUN if quick else PAPER_FULL_RUN),
         *sizes[size],
         *warmup_overrides(),
     )
