@@ -47,6 +47,7 @@ from lossreweight.rundir import (
     compare_runs,
     read_final,
     read_metrics,
+    read_run_config,
     results_hash,
 )
 from lossreweight.train import RunConfig, train
@@ -82,7 +83,7 @@ class RunRecord:
     status: str  # how this invocation got it: cached, copied, trained, resumed or retrained
     seconds: float  # wall time spent by this invocation (0 when cached or copied)
     batch_checksum: str = ""
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # as the trainer resolved and saved it
     train_seconds: float | None = None  # how long training took when it ran (any invocation)
 
     @property
@@ -106,13 +107,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 # -- identity of a run ----------------------------------------------------------------------
 def run_status(run_dir: Path, cfg: RunConfig) -> Status:
     run_dir = Path(run_dir)
-    saved_path = run_dir / RESOLVED_CONFIG
-    if not saved_path.is_file():
+    if not (run_dir / RESOLVED_CONFIG).is_file():
         # Interrupted before the trainer wrote its config, or never started.
         return "partial" if (run_dir / CHECKPOINTS_DIR).exists() else "new"
     try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, ValueError):
+        saved = read_run_config(run_dir)
+    except UserError:  # damaged: never trained over (resolve_run_dir puts a new run beside it)
         return "stale"
     diff = compare_runs(saved, cfg.to_dict())  # a `None` model field matches its resolved value
     if diff.blocking or diff.recovery or diff.resumable:
@@ -232,7 +232,7 @@ def ensure_run(
         status=how,
         seconds=seconds,
         batch_checksum=batch_checksum(cfg),
-        config=cfg.to_dict(),
+        config=read_run_config(run_dir),
         train_seconds=_read_train_time(run_dir),
     )
     if how not in ("cached", "copied"):

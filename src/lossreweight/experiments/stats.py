@@ -33,7 +33,6 @@ from lossreweight.metric_names import (
     domain_losses,
     reweight_name,
 )
-from lossreweight.rundir import RESOLVED_CONFIG
 
 Records = Mapping[str, Mapping[int, RunRecord]]  # arm -> seed -> run
 
@@ -430,13 +429,6 @@ def describe(config: Mapping[str, Any], final: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def _resolved(run: Any) -> Mapping[str, Any]:
-    try:
-        return json.loads((run.run_dir / RESOLVED_CONFIG).read_text())
-    except (OSError, ValueError):
-        return run.config
-
-
 _MEASURED_BURN_IN = ("burn_in_end_step", "burn_in_val_loss", "unigram_entropy")
 
 
@@ -446,7 +438,7 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for arm, by_seed in records.items():
         for seed, run in sorted(by_seed.items()):
-            d = describe(_resolved(run), run.final)
+            d = describe(run.config, run.final)
             uniform = d.pop("strategy") == "uniform"
             d["temperature"] = "uniform weights" if uniform else temperature_text(d["temperature"])
             measured = {k: d.pop(k) for k in _MEASURED_BURN_IN}
