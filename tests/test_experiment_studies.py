@@ -241,6 +241,7 @@ def test_experiment_linreg_is_wired_and_report_takes_it(
     assert _cli("report", str(lin), str(domain_mix[0]), "--out", str(page_path), "--embed")[0] == 0
     page = page_path.read_text()
     assert "linreg" in page and "linupper is fastest" in page and "domain-mix: " in page
+    assert 'alt="test_loss.png"' in page  # a summary without stored sections: its plots
     assert 'src="data:image/png' in page and not re.search(r'src="(?!data:)', page)
 
 

@@ -416,6 +416,13 @@ def load_summary(folder: Path) -> dict[str, Any]:
     return data
 
 
+def _legacy_section(s: Mapping[str, Any]) -> dict[str, Any]:
+    """A summary from before pages stored their sections: its conclusions and plots."""
+    files = (s.get("files") or {}).values()
+    images = [f for f in files if isinstance(f, str) and f.endswith(".png")]
+    return {"heading": "Results", "text": list(s.get("conclusions") or []), "images": images}
+
+
 def check_out_file(out_file: Path, force: bool) -> None:
     """The page may replace only a page this command wrote, or (with --force) another .html
     file; never anything inside a training run, never a summary.json or other non-HTML file."""
@@ -481,13 +488,13 @@ def build_report(
         title = report.get("title") or short
         rel = os.path.relpath(folder, out_dir)
         prefix = "" if rel == "." else rel.rstrip("/") + "/"
-        page = prefix + report.get("html", PAGE_FILE)
+        page = prefix + (report.get("html") or (s.get("files") or {}).get("html", PAGE_FILE))
         overview.append([title, str(folder), s.get("quick"), s.get("runtime_s"), page])
         if s.get("verdict"):
             verdicts.append(f"{title}: {s['verdict']}")
         intro = [f"Folder {folder}; its own page: {page}."]
         sections.append(Section(title, intro + list(s.get("conclusions") or [])))
-        for d in report.get("sections", []):
+        for d in report.get("sections", []) if report else [_legacy_section(s)]:
             sub = Section.of(d, prefix)
             sections.append(dataclasses.replace(sub, heading=f"{short} \u2014 {sub.heading}"))
     head = [

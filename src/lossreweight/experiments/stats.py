@@ -442,7 +442,8 @@ def setup_rows(records: Records) -> list[dict[str, Any]]:
             uniform = d.pop("strategy") == "uniform"
             d["temperature"] = "uniform weights" if uniform else temperature_text(d["temperature"])
             measured = {k: d.pop(k) for k in _MEASURED_BURN_IN}
-            key = json.dumps(d, sort_keys=True, default=str)
+            fractions = {k: round(d[k], 6) for k in ("burn_in_fraction", "lr_warmup_fraction")}
+            key = json.dumps({**d, **fractions}, sort_keys=True, default=str)
             row = rows.setdefault(key, {**d, "arms": [], "seeds": [], "_measured": []})
             row["_measured"].append(measured)
             row["arms"] += [arm] if arm not in row["arms"] else []
@@ -466,9 +467,10 @@ def _burn_in_position(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float |
     return (v, mean([r.get("unigram_entropy") for r in ended])) if v is not None else None
 
 
-def _range(values: Sequence[float], fmt: Callable[[float], str]) -> str:
+def _range(values: Sequence[float], fmt: Callable[[float], str], rel: float = 0.0) -> str:
+    """One value, or lo-hi when they differ by `rel` of the largest or more."""
     lo, hi = min(values), max(values)
-    return fmt(lo) if hi - lo <= 0.01 * abs(hi) else f"{fmt(lo)}-{fmt(hi)}"
+    return fmt(lo) if lo == hi or hi - lo < rel * hi else f"{fmt(lo)}-{fmt(hi)}"
 
 
 def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -488,7 +490,7 @@ def regime_text(rows: Sequence[Mapping[str, Any]]) -> str:
     burns = sorted({round(r["burn_in_fraction"], 4) for r in rows})
     burn = ", ".join(f"{b:.0%}" for b in burns)
     burn = f"a {burn} burn-in" if len(burns) == 1 else f"burn-ins of {burn}"
-    tp = _range(tpp, lambda t: f"{t:.2g}")
+    tp = _range(tpp, lambda t: f"{t:.2g}", rel=0.01)
     text = f"at {_range(params, _short)} parameters, {tp} tokens/param{seq}, {burn}"
     if pos := _burn_in_position(rows):
         v, h = pos
@@ -513,7 +515,9 @@ def fidelity_rows(summary: Mapping[str, Any]) -> list[list[str]]:
     tp_ok = bool(tpp) and all(abs(t / PAPER_TOKENS_PER_PARAM - 1) < 0.1 for t in tpp)
     if pos := _burn_in_position(rows):
         v, h = pos
-        where = f"validation loss {v:.2f}" + (f" vs unigram entropy {h:.2f}" if h else "")
+        where = f"validation loss {v:.2f}" + (
+            f" vs unigram entropy {h:.2f}" if h is not None else ""
+        )
         where_match = (
             "closer (past word frequencies)"
             if h is not None and v < h
